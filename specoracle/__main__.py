@@ -1,0 +1,5 @@
+import sys
+
+from specoracle.cli import main
+
+sys.exit(main())

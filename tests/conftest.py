@@ -1,0 +1,47 @@
+"""pytest configuration: hypothesis profiles and shared fixtures.
+
+Profiles: ``dev`` (default locally), ``ci`` (derandomized, no example database,
+selected automatically when CI=true), ``thorough`` (many more examples; select
+with HYPOTHESIS_PROFILE=thorough). Statistical tests use fixed seeds: never
+re-roll a seed to turn a test green.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("dev", max_examples=60, deadline=None)
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, database=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=2000, deadline=None, derandomize=True,
+                          database=None, suppress_health_check=[HealthCheck.too_slow])
+
+_profile = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev")
+settings.load_profile(_profile)
+
+THOROUGH = _profile == "thorough"
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if not _has_cuda():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU (none available)")
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def rng():
+    """A fixed-seed generator: tests are deterministic."""
+    return np.random.default_rng(20261122)
