@@ -15,6 +15,9 @@ from .reference.categorical import (maximal_coupling, sample_categorical,  # noq
                                     verify_block, verify_block_rng, verify_chain,
                                     verify_chain_rng, verify_greedy)
 from .reference.processing import process_logits  # noqa: F401
+from .reference.tree import (verify_kseq, verify_kseq_rng, verify_mss, verify_mss_rng,  # noqa: F401
+                             verify_mss_tree, verify_mss_tree_rng, verify_tree_deterministic,
+                             verify_tree_deterministic_rng)
 from .reference.types import InvalidInput, InvalidTest, SpecOracleError, Verdict  # noqa: F401
 
 try:

@@ -1,0 +1,46 @@
+"""`specoracle notebooks`: execute the acceptance notebooks (smoke or full) and render HTML."""
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """examples:
+  specoracle notebooks --list                    # the notebooks
+  specoracle notebooks --smoke                   # execute all in smoke mode (what CI does)
+  specoracle notebooks --render out/             # execute fully, write HTML + PNG figures
+  specoracle notebooks --render out/ --only 02_block_vs_token
+"""
+
+
+def add_parser(sub):
+    p = sub.add_parser("notebooks", help="execute the notebooks; render them to HTML with figures",
+                       description="Executes the jupytext notebooks of notebooks/ in a fresh kernel "
+                                   "(full size, or smoke mode as in CI) and writes HTML with figures.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--list", action="store_true", help="list the notebooks and exit")
+    p.add_argument("--render", metavar="DIR", help="execute fully and write DIR/<name>.html and figures")
+    p.add_argument("--smoke", action="store_true", help="smoke mode (small sizes, as in CI)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="only these notebooks (file stems)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from specoracle import notebooks as nbs
+
+    paths = nbs.notebook_paths()
+    if args.list:
+        for p in paths:
+            print(p.stem)
+        return 0
+    if args.render:
+        runs = nbs.render(args.render, smoke=args.smoke, names=args.only)
+    else:
+        runs = [nbs.execute(p, smoke=args.smoke)[0] for p in paths
+                if args.only is None or p.stem in args.only]
+    bad = 0
+    for r in runs:
+        print(f"{r.name:32s} {r.status:8s} {r.seconds:7.1f} s  figures={r.figures}  {r.detail}")
+        bad += r.status == "error"
+    if args.render:
+        print(f"rendered into {args.render}")
+    return 1 if bad else 0
