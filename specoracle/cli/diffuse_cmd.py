@@ -74,6 +74,10 @@ def add_parser(subparsers):
     p.add_argument("--reference", action="store_true",
                    help="also compute the target chain's exact moments (closed form for "
                         "gaussian data, a 2001-point grid for 1-D gmm)")
+    # Trained denoisers (issue 9): --model zoo:digits | zoo:moons | diffusers:DIR and its options.
+    from specoracle.fastpath.models.diffusion_cli import MODEL_EXAMPLES, add_model_arguments
+    add_model_arguments(p)
+    p.epilog = (p.epilog or "") + "\n" + MODEL_EXAMPLES
     p.set_defaults(func=run)
 
 
@@ -144,6 +148,9 @@ def reference_moments(data, sampler):
 
 
 def run(args) -> int:
+    if getattr(args, "model", None):
+        from specoracle.fastpath.models.diffusion_cli import run_model_diffuse
+        return run_model_diffuse(args)
     import numpy as np
 
     from specoracle.reference import diffusion as df
