@@ -7,8 +7,8 @@ convention), executes it with nbclient in a fresh kernel, and checks that no cel
 errored and that at least one figure (``image/png`` output) was produced.
 
 A notebook that needs something this machine lacks (a GPU, the zoo weights) says so
-in its first cell by printing ``SKIP: <reason>`` and defining ``SKIPPED = True``;
-the runner reports it as skipped with that reason instead of failing.
+in its first code cell after the parameters by printing ``SKIP: <reason>``; the
+runner stops there and reports it as skipped with that reason instead of failing.
 """
 from __future__ import annotations
 
@@ -60,17 +60,19 @@ def _count_figures(nb) -> int:
     return n
 
 
-def _skip_reason(nb):
-    for c in nb.cells[:3]:
-        for out in c.get("outputs", []):
-            text = out.get("text", "")
-            if isinstance(text, str) and text.startswith("SKIP:"):
-                return text.strip()[5:].strip()
+def _cell_skip_reason(cell):
+    for out in cell.get("outputs", []):
+        text = out.get("text", "")
+        if isinstance(text, str) and text.startswith("SKIP:"):
+            return text.strip()[5:].strip()
     return None
 
 
 def execute(path: Path, smoke: bool, timeout: int = 600, seed: int = 0):
-    """Execute one notebook; returns ``(NotebookRun, executed_notebook)``."""
+    """Execute one notebook cell by cell; returns ``(NotebookRun, executed_notebook)``.
+
+    Stops early, with status "skipped", after a cell that prints ``SKIP: <reason>``.
+    """
     import jupytext
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -80,9 +82,18 @@ def execute(path: Path, smoke: bool, timeout: int = 600, seed: int = 0):
     env_backend = os.environ.get("MPLBACKEND")
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     t0 = time.perf_counter()
+    reason = None
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        with client.setup_kernel():
+            for i, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                client.execute_cell(cell, i)
+                reason = _cell_skip_reason(cell)
+                if reason:
+                    break
     except CellExecutionError as exc:
         return NotebookRun(path.stem, "error", time.perf_counter() - t0, 0,
                            str(exc).strip().splitlines()[-1]), nb
@@ -92,7 +103,6 @@ def execute(path: Path, smoke: bool, timeout: int = 600, seed: int = 0):
         else:
             os.environ["MPLBACKEND"] = env_backend
     seconds = time.perf_counter() - t0
-    reason = _skip_reason(nb)
     if reason:
         return NotebookRun(path.stem, "skipped", seconds, 0, reason), nb
     figs = _count_figures(nb)
