@@ -35,11 +35,13 @@ STATUS_DRAFT_OUT_OF_RANGE = 1   # a draft id < 0 or >= V inside num_draft[b]
 STATUS_DRAFT_ZERO_Q = 2         # q(x) = 0 for a drafted token x
 STATUS_NONFINITE = 3            # NaN / inf in a row that was read
 STATUS_BAD_LENGTH = 4           # num_draft[b] outside 0..K
+STATUS_BAD_TREE = 5             # tree verifiers: parents[b, i] not in -1..i-1
 STATUS_MESSAGES = {
     STATUS_DRAFT_OUT_OF_RANGE: "draft id outside the vocabulary",
     STATUS_DRAFT_ZERO_Q: "drafted token has q = 0: the draft could not have produced it",
     STATUS_NONFINITE: "NaN or infinite probability in a row that was read",
     STATUS_BAD_LENGTH: "num_draft outside 0..K",
+    STATUS_BAD_TREE: "parent index not -1 (root) or an earlier node",
 }
 
 FALLBACK_RESIDUAL_ZERO_MASS = 1

@@ -1,0 +1,195 @@
+"""Benchmark framework of ``specoracle bench``: suites, timing, the copy bandwidth, tables.
+
+DESIGN.md principle 8: benchmarks are not tests. Each figure is a median wall time
+per call, printed beside its *memory floor* (the bytes the algorithm must read once,
+divided by the copy bandwidth measured in the same run) and as speed-up ratios over
+baselines measured in the same run.
+
+Suites are registered by name and device, so other areas add theirs without
+touching this file::
+
+    from specoracle.fastpath.bench import register_suite
+    register_suite("e2e-llm", "cuda", run_my_suite)   # run_my_suite(ctx) -> list[dict]
+
+A suite returns rows ``{"op", "backend", "B", ..., "median_us", "floor_us",
+"vs_<baseline>": ...}`` (the JSON schema of issue 6; extra keys are allowed).
+Built-in suite: ``kernels`` on ``cpu`` (fastpath/bench_cpu.py).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class Suite:
+    name: str
+    device: str
+    run: Callable[["BenchContext"], list]
+    description: str = ""
+
+
+@dataclass
+class BenchContext:
+    """What a suite gets: the options, the measured copy bandwidth, a progress callback."""
+
+    quick: bool = False
+    dtype: str = "float32"
+    clock: str = "wall"        # "wall" (perf_counter) or "cpu" (this process's CPU time)
+    copy_bandwidth_GBps: float = 0.0
+    notes: list = field(default_factory=list)      # lines printed under the table
+    extra: dict = field(default_factory=dict)      # extra top-level JSON entries
+    progress: Callable[[str], None] = lambda msg: None
+
+    def time_us(self, fn: Callable[[], object], **kw) -> float:
+        """Median microseconds of ``fn()`` on this context's clock (see :func:`median_us`)."""
+        return median_us(fn, clock=self.clock, **kw)
+
+    def timer(self) -> Callable[[], float]:
+        return clock_function(self.clock)
+
+    def floor_us(self, nbytes: float) -> float:
+        """Microseconds to read ``nbytes`` once at the measured copy bandwidth."""
+        return nbytes / (self.copy_bandwidth_GBps * 1e9) * 1e6
+
+
+_SUITES: dict[str, Suite] = {}
+
+
+def register_suite(name: str, device: str, run: Callable, description: str = "") -> None:
+    _SUITES[name] = Suite(name, device, run, description)
+
+
+def suites(device: str | None = None) -> dict[str, Suite]:
+    _load_builtin()
+    return {n: s for n, s in _SUITES.items() if device is None or s.device == device}
+
+
+def _load_builtin() -> None:
+    """Import every ``specoracle.fastpath.bench_*`` module: those that define a suite
+    register it on import (``bench_cpu``: ``kernels``; ``bench_cuda``: ``cuda-kernels``)."""
+    import importlib
+    import pkgutil
+
+    from specoracle import fastpath
+
+    for info in pkgutil.iter_modules(fastpath.__path__):
+        if info.name.startswith("bench_"):
+            importlib.import_module(f"specoracle.fastpath.{info.name}")
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def clock_function(clock: str = "wall") -> Callable[[], float]:
+    """``time.perf_counter`` (wall) or ``time.process_time`` (CPU time of this process: all its
+    threads together; with --threads 1 it is the kernel's own time, robust to other
+    processes competing for the cores of a shared machine)."""
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
+    return time.perf_counter if clock == "wall" else time.process_time
+
+
+def median_us(fn: Callable[[], object], min_time: float = 0.25, min_reps: int = 3,
+              max_reps: int = 200, clock: str = "wall") -> float:
+    """Median time of ``fn()`` in microseconds on ``clock`` (one untimed warm-up call first)."""
+    now = clock_function(clock)
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or (time.perf_counter() - start < min_time and len(times) < max_reps):
+        t0 = now()
+        fn()
+        times.append(now() - t0)
+    return statistics.median(times) * 1e6
+
+
+def copy_bandwidth_GBps(nbytes: int = 256 * 2 ** 20, reps: int = 7, clock: str = "wall") -> float:
+    """Copy bandwidth in GB/s, STREAM convention: (bytes read + bytes written) / time, for
+    a ``numpy.copyto`` of a buffer far larger than the last-level cache (best of ``reps``).
+    Reading alone proceeds at about this total rate, so bytes-to-read / this bandwidth is
+    the floor of a memory-bound kernel."""
+    now = clock_function(clock)
+    src = np.ones(nbytes // 8)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    best = np.inf
+    for _ in range(reps):
+        t0 = now()
+        np.copyto(dst, src)
+        best = min(best, now() - t0)
+    return 2 * src.nbytes / best / 1e9
+
+
+def device_name() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import os
+
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+# ---------------------------------------------------------------- running and printing
+
+
+def run_suites(names, ctx: BenchContext, device: str) -> dict:
+    """Run the named suites; return the JSON document of issue 6."""
+    import os
+
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    ctx.copy_bandwidth_GBps = copy_bandwidth_GBps(clock=ctx.clock)
+    rows = []
+    for name in names:
+        rows.extend(suites()[name].run(ctx))
+    doc = {"device": device_name() if device == "cpu" else device,
+           "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "copy_bandwidth_GBps": round(ctx.copy_bandwidth_GBps, 2), "clock": ctx.clock, "rows": rows}
+    doc.update(ctx.extra)
+    if load_before is not None:
+        # other processes on the machine distort every figure: record how busy it was
+        doc["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return doc
+
+
+def _fmt(x, nd=1):
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}" if abs(x) < 1e5 else f"{x:.3g}"
+    return str(x)
+
+
+def format_table(doc: dict) -> str:
+    """A plain-text (markdown) table of the rows."""
+    rows = doc["rows"]
+    ratio_keys = sorted({k for r in rows for k in r if k.startswith("vs_")})
+    shape_keys = [k for k in ("B", "K", "V", "L", "d") if any(k in r for r in rows)]
+    head = ["op", "backend", *shape_keys, "median_us", "floor_us", "x floor", *ratio_keys]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        xfloor = r["median_us"] / r["floor_us"] if r.get("floor_us") else None
+        cells = [r["op"], r["backend"], *[_fmt(r.get(k)) for k in shape_keys],
+                 _fmt(r["median_us"]), _fmt(r.get("floor_us"), 1), _fmt(xfloor, 2),
+                 *[_fmt(r.get(k), 2) for k in ratio_keys]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_json(doc: dict, path: str) -> None:
+    with open(path, "w") as fh:
+        json.dump(doc, fh, indent=2)
+        fh.write("\n")

@@ -1,0 +1,354 @@
+"""`specoracle bench --device cuda`: the CUDA suite of issue 7.
+
+Times, in one run on one device, specoracle's torch_cuda verifiers against a plain
+batched torch baseline (what a user would write: full-tensor softmax / clamp /
+multinomial, every row read) and Hugging Face transformers' ``_speculative_sampling``
+(B = 1 only, it is written for one sequence), at the issue's shapes, and prints the
+memory floor beside each figure:
+
+    chain   floor = 2 B V s / bw       (ONE residual row pair per sequence; the
+                                         drafted entries are negligible)
+    block   floor = 2 B K V s / bw     (every row of p and q)
+    logits  floor = (2K+1) B V s / bw  (every logit row once; s = 2 bytes for bf16);
+                                        chain_logits_bf16 = temperature 0.8 + top-p 0.95
+                                        (torch path), _temp = temperature only (Triton)
+    gauss   floor = 3 B L d 4 / bw     (target means, draft means and noise once)
+
+with s the element size and bw the device copy bandwidth measured in the same run
+(a device-to-device copy of a 1 GiB buffer counts read + write). The issue's own
+floors use the same formulas (e.g. 26 us for chain at (64, 8, 151936) at 2959 GB/s).
+
+Timing: median wall time per call over ``reps`` calls after ``warmup`` calls, each
+call followed by ``torch.cuda.synchronize()``, so the Python-side launch is
+included (as in the issue's table). specoracle runs with ``raise_on_error=False,
+validate=False`` (the engine mode: statuses stay on the device; the default mode adds
+device-to-host syncs per call for the u range check and the status check).
+
+JSON (``--json FILE``), the schema of issue 6: ``{"device", "date", "command",
+"copy_bandwidth_GBps", "rows": [{"op", "backend", "B", "K", "V" (or "L", "d"),
+"median_us", "floor_us", "vs_torch_plain", "vs_hf"}]}``, one row per op x backend x
+shape; the ratios are speed-ups of the row over the named baseline at the same
+shape in the same run (null where that baseline was not run).
+
+``run_suite(device="cpu", shapes=TINY)`` runs the same plumbing on CPU tensors at
+tiny shapes (the tests do this); the real suite refuses to run without CUDA.
+"""
+from __future__ import annotations
+
+import datetime
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+#: the issue's shapes (op, B, K, V) / (op, B, L, d)
+CUDA_SHAPES = [("chain", 1, 8, 32000), ("chain", 64, 8, 32000), ("chain", 64, 8, 151936),
+               ("chain", 256, 4, 32000), ("block", 64, 8, 151936),
+               ("chain_logits_bf16", 64, 8, 151936), ("chain_logits_bf16_temp", 64, 8, 151936),
+               ("gaussian_block", 256, 8, 3 * 64 * 64)]
+#: tiny shapes for the CPU plumbing test
+TINY_SHAPES = [("chain", 1, 3, 50), ("chain", 4, 3, 97), ("block", 4, 3, 97),
+               ("chain_logits_bf16", 2, 2, 64), ("chain_logits_bf16_temp", 2, 2, 64),
+               ("gaussian_block", 4, 3, 16)]
+
+TARGETS = {  # issue 7: ratio to the floor that applies (None: absolute target)
+    ("chain", 64, 8, 151936): 2.0, ("chain", 256, 4, 32000): 2.0, ("block", 64, 8, 151936): 1.5,
+    ("chain_logits_bf16", 64, 8, 151936): 1.5, ("chain_logits_bf16_temp", 64, 8, 151936): 1.5,
+    ("gaussian_block", 256, 8, 3 * 64 * 64): 1.5,
+}
+B1_TARGET_US = 20.0
+
+
+class CudaUnavailable(RuntimeError):
+    pass
+
+
+@dataclass
+class Row:
+    op: str
+    backend: str
+    B: int
+    K: int
+    V: int
+    median_us: float
+    floor_us: float
+    vs_torch_plain: float | None = None
+    vs_hf: float | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if self.op.startswith("gaussian"):
+            d["L"], d["d"] = d.pop("K"), d.pop("V")
+        return d
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def plain_chain(p, q, draft, u):
+    """Plain batched torch chain verification (a user's version: every row read)."""
+    import torch
+    b, k1, v = p.shape
+    k = k1 - 1
+    pd = p[:, :k].gather(2, draft[..., None])[..., 0]
+    qd = q.gather(2, draft[..., None])[..., 0]
+    acc = u[:, :k] * qd < pd
+    tau = torch.cumprod(acc.to(torch.int64), dim=1).sum(dim=1)
+    res = torch.clamp(p[:, :k] - q, min=0)                                   # [B, K, V]: all rows
+    res = torch.cat([res, p[:, k:]], dim=1)
+    w = res[torch.arange(b, device=p.device), tau]
+    w = torch.where((tau == k)[:, None], p[torch.arange(b, device=p.device), tau], w)
+    tok = torch.multinomial(w / w.sum(-1, keepdim=True), 1)[:, 0]
+    return tau, tok
+
+
+def plain_block(p, q, draft, u):
+    """Plain batched torch block verification (every row, full [B, K, V] temporaries)."""
+    import torch
+    b, k1, v = p.shape
+    k = k1 - 1
+    pd = p[:, :k].gather(2, draft[..., None])[..., 0]
+    qd = q.gather(2, draft[..., None])[..., 0]
+    surv = [torch.ones(b, device=p.device, dtype=p.dtype)]
+    for i in range(k):
+        surv.append(torch.clamp(surv[-1] * pd[:, i] / qd[:, i], max=1))
+    surv = torch.stack(surv, 1)                                              # [B, K+1]
+    mass = torch.clamp(surv[:, :k, None] * p[:, :k] - q, min=0).sum(-1)     # [B, K]: all rows
+    passed = torch.zeros(b, k, dtype=torch.bool, device=p.device)
+    passed[:, : k - 1] = u[:, : k - 1] * (mass[:, 1:] + 1 - surv[:, 1:k]) < mass[:, 1:]
+    passed[:, k - 1] = u[:, k - 1] < surv[:, k]
+    idx = torch.arange(1, k + 1, device=p.device)
+    tau = torch.where(passed, idx, 0).amax(1)
+    bi = torch.arange(b, device=p.device)
+    tq = tau.clamp(max=k - 1)
+    w = torch.clamp(surv[bi, tau, None] * p[bi, tau] - q[bi, tq], min=0)
+    w = torch.where((tau == k)[:, None], p[bi, tau], w)
+    tok = torch.multinomial(w / w.sum(-1, keepdim=True), 1)[:, 0]
+    return tau, tok
+
+
+def plain_chain_logits(pl, ql, draft, u, temperature=0.8, top_p=0.95):
+    """Plain torch from logits: full softmax / sort / top-p on every row, then plain_chain
+    (``top_p=None``: temperature only, no sort)."""
+    import torch
+
+    def warp(x):
+        z = x.float() / temperature
+        probs = torch.softmax(z, -1)
+        if top_p is None:
+            return probs
+        sp, order = torch.sort(probs, -1, descending=True)
+        keep = torch.cumsum(sp, -1) - sp < top_p
+        sp = torch.where(keep, sp, 0)
+        out = torch.zeros_like(probs).scatter(-1, order, sp)
+        return out / out.sum(-1, keepdim=True)
+    return plain_chain(warp(pl), warp(ql), draft, u)
+
+
+def hf_chain(p, q, draft, u):
+    """transformers' _speculative_sampling (B = 1), fed log-probabilities as logits."""
+    from transformers.generation.utils import _speculative_sampling
+    k = q.shape[1]
+    ids = draft  # [1, K]: the candidate tokens are the last K ids
+    return _speculative_sampling(ids, q.clamp_min(1e-30).log(), k, p.clamp_min(1e-30).log())
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _inputs(op, b, k, v, device, seed=0):
+    import torch
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    if op == "gaussian_block":
+        m_q = torch.randn(b, k, v, generator=g)
+        m_p = m_q + 0.05 * torch.randn(b, k + 1, v, generator=g)[:, :k]
+        m_p = torch.cat([m_p, torch.randn(b, 1, v, generator=g)], 1)
+        z = torch.randn(b, k, v, generator=g)
+        return [t.to(device) for t in (m_p, m_q, z)]
+    if op.startswith("chain_logits_bf16"):
+        pl = (3 * torch.randn(b, k + 1, v, generator=g)).to(torch.bfloat16)
+        ql = (pl[:, :k].float() + torch.randn(b, k, v, generator=g)).to(torch.bfloat16)
+        draft = torch.randint(0, v, (b, k), generator=g)
+        u = torch.rand(b, k + 1, generator=g, dtype=torch.float64)
+        return [t.to(device) for t in (pl, ql, draft, u)]
+    p = torch.softmax(2 * torch.randn(b, k + 1, v, generator=g), -1)
+    q = torch.softmax(torch.log(p[:, :k]) + 0.5 * torch.randn(b, k, v, generator=g), -1)
+    draft = torch.multinomial(q.reshape(-1, v), 1).reshape(b, k)
+    u = torch.rand(b, k + 1, generator=g, dtype=torch.float64)
+    return [t.to(device) for t in (p, q, draft, u)]
+
+
+def _floor_bytes(op, b, k, v):
+    if op == "chain":
+        return 2 * b * v * 4
+    if op == "block":
+        return 2 * b * k * v * 4
+    if op.startswith("chain_logits_bf16"):
+        return (2 * k + 1) * b * v * 2
+    if op == "gaussian_block":
+        return 3 * b * k * v * 4
+    raise KeyError(op)
+
+
+# ---------------------------------------------------------------- timing
+
+
+def _sync(device):
+    import torch
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_us(fn, device, warmup=3, reps=20):
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        ts.append((time.perf_counter() - t0) * 1e6)
+    return statistics.median(ts)
+
+
+def copy_bandwidth_GBps(device, nbytes=1 << 30, reps=10):
+    """Device copy bandwidth (read + write bytes / time), median of ``reps`` copies."""
+    import torch
+    n = nbytes // 4
+    src = torch.empty(n, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    us = time_us(lambda: dst.copy_(src), device, warmup=2, reps=reps)
+    return 2 * n * 4 / (us * 1e-6) / 1e9
+
+
+def _candidates(op, device):
+    """{backend: callable(*inputs)} for one op."""
+    from specoracle.fastpath.torch_cuda import categorical as tc
+    if op == "chain":
+        return {"torch_cuda": lambda p, q, d, u: tc.verify_chain(p, q, d, u, raise_on_error=False, validate=False),
+                "torch_plain": plain_chain, "hf": hf_chain}
+    if op == "block":
+        return {"torch_cuda": lambda p, q, d, u: tc.verify_block(p, q, d, u, raise_on_error=False, validate=False),
+                "torch_plain": plain_block}
+    if op == "chain_logits_bf16":
+        return {"torch_cuda": lambda pl, ql, d, u: tc.verify_chain_logits(
+                    pl, ql, d, u, temperature=0.8, top_p=0.95, raise_on_error=False),
+                "torch_plain": plain_chain_logits}
+    if op == "chain_logits_bf16_temp":  # temperature only: the fused Triton kernel on CUDA
+        return {"torch_cuda": lambda pl, ql, d, u: tc.verify_chain_logits(
+                    pl, ql, d, u, temperature=0.8, raise_on_error=False),
+                "torch_plain": lambda pl, ql, d, u: plain_chain_logits(pl, ql, d, u, 0.8, None)}
+    if op == "gaussian_block":
+        from specoracle.fastpath.torch_cuda import gaussian as tg
+
+        def ours(m_p, m_q, z):
+            b, big_l, d = m_q.shape
+            eta = torch_rand((b, big_l), m_q)
+            return tg.verify_gaussian_block(m_p, m_q, 1.0, z, eta, torch_rand((b,), m_q),
+                                            torch_randn((b, d), m_q))
+        return {"torch_cuda": ours}
+    raise KeyError(op)
+
+
+def torch_rand(shape, like):
+    import torch
+    return torch.rand(shape, device=like.device, dtype=torch.float64)
+
+
+def torch_randn(shape, like):
+    import torch
+    return torch.randn(shape, device=like.device, dtype=like.dtype)
+
+
+def measure(device, shapes, bw_GBps, reps=20, warmup=3, progress=None) -> list:
+    """Time every backend at every shape; rows as dicts (issue-6 schema)."""
+    rows = []
+    for op, b, k, v in shapes:
+        if progress:
+            progress(f"{op} ({b}, {k}, {v})")
+        inputs = _inputs(op, b, k, v, device)
+        floor = _floor_bytes(op, b, k, v) / (bw_GBps * 1e9) * 1e6
+        times = {}
+        for backend, fn in _candidates(op, device).items():
+            if backend == "hf" and b != 1:
+                continue
+            times[backend] = time_us(lambda fn=fn, args=inputs: fn(*args), device, warmup, reps)
+        for backend, us in times.items():
+            rows.append(Row(op, backend, b, k, v, us, floor,
+                            times["torch_plain"] / us if "torch_plain" in times else None,
+                            times["hf"] / us if "hf" in times else None).to_dict())
+        del inputs
+    return rows
+
+
+def _require_cuda(device):
+    import torch
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise CudaUnavailable("`specoracle bench --device cuda` needs a CUDA GPU and none is available "
+                              "(torch.cuda.is_available() is False); run `--device cpu` instead, and see "
+                              "docs/PERFORMANCE.md (CUDA section) for the GPU measurements that remain")
+
+
+def run_suite(device="cuda", shapes=None, reps=20, warmup=3, progress=None, bandwidth_bytes=1 << 30):
+    """Standalone run; returns the JSON-able report dict. Raises CudaUnavailable for
+    ``device="cuda"`` without a GPU."""
+    import torch
+    _require_cuda(device)
+    shapes = CUDA_SHAPES if shapes is None else shapes
+    bw = copy_bandwidth_GBps(device, nbytes=bandwidth_bytes)
+    rows = measure(device, shapes, bw, reps, warmup, progress)
+    name = torch.cuda.get_device_name() if str(device).startswith("cuda") else "cpu"
+    return {"device": name, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(["specoracle"] + sys.argv[1:]) if sys.argv else "specoracle bench",
+            "torch": torch.__version__, "copy_bandwidth_GBps": bw, "rows": rows}
+
+
+def target_notes(rows) -> list:
+    """One line per issue-7 target: met or missed, with the ratio."""
+    out = []
+    for r in rows:
+        if r["backend"] != "torch_cuda":
+            continue
+        k, v = r.get("K", r.get("L")), r.get("V", r.get("d"))
+        ratio = r["median_us"] / r["floor_us"]
+        t = TARGETS.get((r["op"], r["B"], k, v))
+        if t is not None:
+            out.append(f"target {r['op']} ({r['B']}, {k}, {v}): <= {t}x floor, measured {ratio:.2f}x: "
+                       f"{'met' if ratio <= t else 'MISSED'}")
+        elif r["op"] == "chain" and r["B"] == 1:
+            out.append(f"target chain B=1: <= {B1_TARGET_US:.0f} us, measured {r['median_us']:.1f} us: "
+                       f"{'met' if r['median_us'] <= B1_TARGET_US else 'MISSED'}")
+    return out
+
+
+def run_cuda_kernels(ctx) -> list:
+    """The registered ``cuda-kernels`` suite (fastpath/bench.py BenchContext): measures the
+    GPU copy bandwidth (replacing the host figure in the report), then every shape."""
+    import torch
+    try:
+        _require_cuda("cuda")
+    except CudaUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    bw = copy_bandwidth_GBps("cuda")
+    ctx.copy_bandwidth_GBps = bw
+    ctx.extra["gpu"] = torch.cuda.get_device_name()
+    ctx.extra["torch"] = torch.__version__
+    rows = measure("cuda", CUDA_SHAPES, bw, reps=5 if ctx.quick else 20, progress=ctx.progress)
+    ctx.notes.extend(target_notes(rows))
+    ctx.notes.append("specoracle rows run with raise_on_error=False; HF runs at B = 1 only; floors: "
+                     "chain 2BVs, block 2BKVs, logits (2K+1)BVs, gaussian 3BLd*4 bytes / GPU copy bandwidth")
+    return rows
+
+
+def _register():
+    try:
+        from .bench import register_suite
+    except ImportError:  # the bench framework (fastpath/bench.py) is optional here
+        return
+    register_suite("cuda-kernels", "cuda", run_cuda_kernels,
+                   "issue 7: torch_cuda chain / block / logits / Gaussian vs plain torch and HF, GPU floors")
+
+
+_register()

@@ -1,0 +1,415 @@
+"""Batched numba twins of ``specoracle.reference.gaussian``: the Gaussian speculative
+step (reflection and Gamma-maximal coupling) and Gaussian window verification
+(token-level chain and block verification), ALGORITHMS.md §2.3-§2.5, §3.2, §4.2-§4.3.
+
+Target kernel N(m_p, s^2 I), draft N(m_q, s^2 I). Window shapes (B windows, L steps,
+d dimensions), the same batched API as ``fastpath.torch_cuda.gaussian``:
+    m_p    [B, L, d] or [B, L+1, d] (the last row enables the bonus draw)
+    m_q    [B, L, d]
+    s      scalar, [B], or [B, L(+1)] standard deviations
+    z      [B, L, d]  draft noise: X~_i = m_q[i] + s_i z[i]
+    eta    [B, L]     accept uniforms (eta_i of Alg. 2 for block)
+    u_res  [B]        residual uniform (used once, at the correction)
+    z_orth [B, d]     fresh orthogonal noise of the residual, or the bonus noise
+    keyword lengths [B] in 1..L (ragged windows; row b is the reference on the slices
+    [:n(+1)] of m_p / s and [:n] of m_q, z, eta)
+One step (``reflection_coupling``, ``gamma_coupling``): m_p, m_q, z, z_orth [B, d];
+s scalar or [B]; u, u_res [B]. Noise layout and ``*_rng`` draw order: the reference's
+(z, u or eta, u_res, z_orth).
+
+Split of the work: the d-dimensional passes (log-ratios l = -z.D - |D|^2/2 with
+D = (m_q - m_p)/s, |D|, the drafts, the residual / reflection / bonus states) are
+numba kernels over the batch, reading each mean and noise vector once; the per-window
+scalars (log survival, residual masses R(p_i, delta), the 1-D residual quantile) are
+the oracle's own vectorised closed forms (``reference.gaussian_batch``: Mills-ratio
+log-tails, 80-step bisection). Dot products are summed left to right, not in NumPy's
+BLAS order, so results agree with the oracle to rounding: rule ``allclose_vs_naive``
+(decisions with margin, states allclose; tests/TOLERANCES.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+from specoracle.reference import gaussian_batch as gb
+from specoracle.reference.gaussian_types import GaussianBlockVerdict, GaussianStep
+from specoracle.reference.types import InvalidInput
+from specoracle.reference.validation import check_generator
+
+FALLBACK_RESIDUAL_ZERO_MASS = 1
+
+# kinds of the last emitted state (assembled by _states_kernel)
+_NONE, _RESIDUAL, _ZERO_MASS, _BONUS, _REFLECT = 0, 1, 2, 3, 4
+
+__all__ = ["GaussianBatchVerdict", "GaussianStepBatch", "reflection_coupling", "gamma_coupling",
+           "verify_gaussian_chain", "verify_gaussian_block", "reflection_coupling_rng",
+           "gamma_coupling_rng", "verify_gaussian_chain_rng", "verify_gaussian_block_rng"]
+
+
+@dataclass(frozen=True)
+class GaussianBatchVerdict:
+    """Batched :class:`GaussianBlockVerdict` (numpy): n_accepted [B], states [B, L+1, d]
+    (NaN after n_emitted[b] rows), n_emitted [B], bonus [B], corrected [B],
+    log_ratio [B, L], log_survival [B, L+1], residual_mass [B, L], fallbacks [B]
+    (bit 1: residual_zero_mass), lengths [B]."""
+
+    n_accepted: np.ndarray
+    states: np.ndarray
+    n_emitted: np.ndarray
+    bonus: np.ndarray
+    corrected: np.ndarray
+    log_ratio: np.ndarray
+    log_survival: np.ndarray
+    residual_mass: np.ndarray
+    fallbacks: np.ndarray
+    lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.n_accepted.shape[0])
+
+    def verdict(self, b: int) -> GaussianBlockVerdict:
+        n = int(self.lengths[b])
+        ne = int(self.n_emitted[b])
+        fb = ("residual_zero_mass",) if int(self.fallbacks[b]) & FALLBACK_RESIDUAL_ZERO_MASS else ()
+        return GaussianBlockVerdict(int(self.n_accepted[b]), self.states[b, :ne].copy(),
+                                    bool(self.bonus[b]), bool(self.corrected[b]),
+                                    self.log_ratio[b, :n].copy(), self.log_survival[b, : n + 1].copy(),
+                                    self.residual_mass[b, :n].copy(), fb)
+
+
+@dataclass(frozen=True)
+class GaussianStepBatch:
+    """Batched :class:`GaussianStep`: x [B, d], accepted [B], draft [B, d], log_ratio [B],
+    fallbacks [B] (bit 1: residual_zero_mass)."""
+
+    x: np.ndarray
+    accepted: np.ndarray
+    draft: np.ndarray
+    log_ratio: np.ndarray
+    fallbacks: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.accepted.shape[0])
+
+    def verdict(self, b: int) -> GaussianStep:
+        fb = ("residual_zero_mass",) if int(self.fallbacks[b]) & FALLBACK_RESIDUAL_ZERO_MASS else ()
+        return GaussianStep(self.x[b].copy(), bool(self.accepted[b]), self.draft[b].copy(),
+                            float(self.log_ratio[b]), fb)
+
+
+# ---------------------------------------------------------------- kernels (d-dimensional passes)
+
+
+@nb.njit(cache=True, parallel=True)
+def _log_ratio_kernel(m_p, m_q, s, z, lengths, ell, delta):
+    """ell[b, i] = -z.D - |D|^2 / 2, delta[b, i] = |D|, D = (m_q - m_p)/s, for i < lengths[b]."""
+    bsz, big_l, d = m_q.shape
+    for b in nb.prange(bsz):
+        for i in range(lengths[b]):
+            zd = 0.0
+            dd = 0.0
+            si = s[b, i]
+            for j in range(d):
+                dj = (m_q[b, i, j] - m_p[b, i, j]) / si
+                zd += z[b, i, j] * dj
+                dd += dj * dj
+            ell[b, i] = -zd - 0.5 * dd
+            delta[b, i] = np.sqrt(dd)
+
+
+@nb.njit(cache=True, parallel=True)
+def _states_kernel(m_p, m_q, s, z, z_orth, tau, lengths, kind, big_s, reuse_orth, states):
+    """states[b, :tau] = drafts; states[b, tau] = the correction / bonus by ``kind``;
+    NaN in the rows after the emitted ones (``states`` comes in uninitialised)."""
+    bsz, big_l, d = m_q.shape
+    for b in nb.prange(bsz):
+        t = tau[b]
+        for i in range(t):
+            for j in range(d):
+                states[b, i, j] = m_q[b, i, j] + s[b, i] * z[b, i, j]
+        k = kind[b]
+        for i in range(t + (k != _NONE), big_l + 1):
+            for j in range(d):
+                states[b, i, j] = np.nan
+        if k == _NONE:
+            continue
+        if k == _BONUS:
+            n = lengths[b]
+            for j in range(d):
+                states[b, t, j] = m_p[b, n, j] + s[b, n] * z_orth[b, j]
+        elif k == _ZERO_MASS:
+            for j in range(d):
+                states[b, t, j] = m_p[b, t, j] + s[b, t] * z_orth[b, j]
+        elif k == _REFLECT:
+            # Y = m_p + s (z - 2 (e.z) e), e = D/|D|, D = (m_q - m_p)/s
+            nn = 0.0
+            for j in range(d):
+                dj = (m_q[b, t, j] - m_p[b, t, j]) / s[b, t]
+                nn += dj * dj
+            nn = np.sqrt(nn)
+            ez = 0.0
+            for j in range(d):
+                ez += (m_q[b, t, j] - m_p[b, t, j]) / s[b, t] / nn * z[b, t, j]
+            for j in range(d):
+                e = (m_q[b, t, j] - m_p[b, t, j]) / s[b, t] / nn
+                states[b, t, j] = m_p[b, t, j] + s[b, t] * (z[b, t, j] - 2.0 * ez * e)
+        else:
+            # ResidualGauss: x = m_q + s (S e + W), e = (m_p - m_q)/|m_p - m_q|,
+            # W = w0 - (e.w0) e with w0 = z_orth (fresh) or the rejected draft's z
+            nn = 0.0
+            for j in range(d):
+                dj = m_p[b, t, j] - m_q[b, t, j]
+                nn += dj * dj
+            nn = np.sqrt(nn)
+            ew = 0.0
+            for j in range(d):
+                w0 = z[b, t, j] if reuse_orth else z_orth[b, j]
+                ew += (m_p[b, t, j] - m_q[b, t, j]) / nn * w0
+            for j in range(d):
+                e = (m_p[b, t, j] - m_q[b, t, j]) / nn
+                w0 = z[b, t, j] if reuse_orth else z_orth[b, j]
+                states[b, t, j] = m_q[b, t, j] + s[b, t] * (big_s[b] * e + (w0 - ew * e))
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _f64(x, name):
+    arr = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
+    # one pass, no temporary: the sum is finite iff every entry is (or it overflowed,
+    # in which case the entry-wise check below decides)
+    if not np.isfinite(arr.sum()):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise InvalidInput(name, "NaN or infinite value", index=tuple(np.argwhere(bad)[0]))
+    return arr
+
+
+def _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths):
+    m_q = _f64(m_q, "m_q")
+    if m_q.ndim != 3 or 0 in m_q.shape:
+        raise InvalidInput("m_q", f"expected [B, L, d], got shape {m_q.shape}")
+    bsz, big_l, d = m_q.shape
+    m_p = _f64(m_p, "m_p")
+    if m_p.ndim != 3 or m_p.shape[0] != bsz or m_p.shape[2] != d or m_p.shape[1] not in (big_l, big_l + 1):
+        raise InvalidInput("m_p", f"expected [{bsz}, {big_l} or {big_l + 1}, {d}], got {m_p.shape}")
+    lp = m_p.shape[1]
+    s = _f64(s, "s")
+    if s.ndim == 0:
+        s = np.full((bsz, lp), float(s))
+    elif s.ndim == 1:
+        s = np.repeat(s[:, None], lp, axis=1) if s.shape[0] == bsz else s
+    if s.shape != (bsz, lp) or not np.all(s > 0):
+        raise InvalidInput("s", f"expected positive standard deviations: scalar, [B] or [B, {lp}]")
+    s = np.ascontiguousarray(s)
+    z = _f64(z, "z")
+    eta = _f64(eta, "eta")
+    u_res = _f64(u_res, "u_res")
+    z_orth = _f64(z_orth, "z_orth")
+    for name, arr, shape in (("z", z, (bsz, big_l, d)), ("eta", eta, (bsz, big_l)),
+                             ("u_res", u_res, (bsz,)), ("z_orth", z_orth, (bsz, d))):
+        if arr.shape != shape:
+            raise InvalidInput(name, f"expected shape {shape}, got {arr.shape}")
+    for name, arr in (("eta", eta), ("u_res", u_res)):
+        bad = ~((arr >= 0) & (arr < 1))
+        if bad.any():
+            raise InvalidInput(name, "uniforms must lie in [0, 1)", index=tuple(np.argwhere(bad)[0]))
+    if lengths is None:
+        n = np.full(bsz, big_l, np.int64)
+    else:
+        n = np.asarray(lengths).astype(np.int64).reshape(-1)
+        if n.shape[0] != bsz or np.any((n < 1) | (n > big_l)):
+            raise InvalidInput("lengths", f"expected {bsz} window lengths in 1..{big_l}")
+    return m_p, m_q, s, z, eta, u_res, z_orth, n, lp == big_l + 1
+
+
+def _accepts(eta, ell):
+    with np.errstate(divide="ignore"):
+        return (eta == 0.0) | (np.log(eta) < ell)
+
+
+def _residual_kind_and_s(m_p, m_q, s, tau, n, log_c, delta, u_res, rows):
+    """Kind (_RESIDUAL / _ZERO_MASS) and S of ResidualGauss for ``rows`` (corrected rows)."""
+    kind = np.full(tau.shape[0], _NONE, np.int64)
+    big_s = np.zeros(tau.shape[0])
+    if rows.size == 0:
+        return kind, big_s
+    t = tau[rows]
+    dl = delta[rows, t]  # |D| = |m_p - m_q| / s at the rejected step
+    lc = log_c[rows]
+    ok = dl > 0
+    if ok.any():
+        ok[ok] = np.isfinite(gb.residual_log_mass(lc[ok], dl[ok])) & np.isfinite(dl[ok] / 2 - lc[ok] / dl[ok])
+    kind[rows] = np.where(ok, _RESIDUAL, _ZERO_MASS)
+    if ok.any():
+        big_s[rows[ok]] = gb.residual_quantile(u_res[rows[ok]], lc[ok], dl[ok])
+    return kind, big_s
+
+
+def _assemble(m_p, m_q, s, z, z_orth, tau, n, kind, big_s, reuse_orth, ell, log_surv, mass, has_bonus):
+    bsz, big_l, d = m_q.shape
+    states = np.empty((bsz, big_l + 1, d))
+    _states_kernel(m_p, m_q, s, z, z_orth, tau, n, kind, big_s, reuse_orth, states)
+    corrected = tau < n
+    bonus = kind == _BONUS
+    n_emitted = tau + (kind != _NONE)
+    fb = np.where(kind == _ZERO_MASS, FALLBACK_RESIDUAL_ZERO_MASS, 0).astype(np.int32)
+    return GaussianBatchVerdict(tau, states, n_emitted, bonus, corrected, ell, log_surv, mass, fb, n)
+
+
+def _window(m_p, m_q, s, z, lengths):
+    bsz, big_l, _ = m_q.shape
+    ell = np.full((bsz, big_l), np.nan)
+    delta = np.full((bsz, big_l), np.nan)
+    _log_ratio_kernel(m_p, m_q, s, z, lengths, ell, delta)
+    return ell, delta
+
+
+# ---------------------------------------------------------------- window verifiers
+
+
+def verify_gaussian_chain(m_p, m_q, s, z, eta, u_res, z_orth, *, coupling="gamma", reuse_orth=False,
+                          lengths=None) -> GaussianBatchVerdict:
+    """Token-level verification of B windows (A15, §3.2); twin of the reference's
+    ``verify_gaussian_chain``: step i passes iff log(eta_i) < l_i; at the first rejection
+    the correction is the Gamma coupling (ResidualGauss c = 1 with u_res and z_orth, or
+    the rejected draft's own orthogonal part if ``reuse_orth``) or the reflection; the
+    bonus m_p[n] + s_n z_orth when every step passes and m_p has L+1 rows."""
+    if coupling not in ("gamma", "reflection"):
+        raise InvalidInput("coupling", f"expected 'gamma' or 'reflection', got {coupling!r}")
+    m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus = _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths)
+    bsz, big_l, _ = m_q.shape
+    ell, delta = _window(m_p, m_q, s, z, n)
+    live = np.arange(big_l)[None, :] < n[:, None]
+    rej = live & ~_accepts(eta, np.where(live, ell, 0.0))
+    tau = np.where(rej.any(1), np.argmax(rej, 1), n).astype(np.int64)
+    rows = np.flatnonzero(tau < n)
+    if coupling == "reflection":
+        kind = np.full(bsz, _NONE, np.int64)
+        kind[rows] = _REFLECT
+        big_s = np.zeros(bsz)
+    else:
+        kind, big_s = _residual_kind_and_s(m_p, m_q, s, tau, n, np.zeros(bsz), delta, u_res, rows)
+    if has_bonus:
+        kind[tau == n] = _BONUS
+    log_surv = np.full((bsz, big_l + 1), np.nan)
+    log_surv[:, 0] = 0.0
+    cum = np.cumsum(np.minimum(np.where(live, ell, 0.0), 0.0), axis=1)
+    log_surv[:, 1:] = np.where(np.arange(1, big_l + 1)[None, :] <= n[:, None], cum, np.nan)
+    from scipy import special
+
+    mass = np.where(live, special.erf(delta / (2 * np.sqrt(2.0))), np.nan)
+    return _assemble(m_p, m_q, s, z, z_orth, tau, n, kind, big_s, bool(reuse_orth and coupling == "gamma"),
+                     np.where(live, ell, np.nan), log_surv, mass, has_bonus)
+
+
+def verify_gaussian_block(m_p, m_q, s, z, eta, u_res, z_orth, *, lengths=None) -> GaussianBatchVerdict:
+    """Gaussian block verification of B windows (A13; §2.5, §4.3; Sun et al. arXiv
+    2403.10444 Algorithm 2 with closed-form Gaussian quantities); twin of the reference's
+    ``verify_gaussian_block``: log p_i = min(log p_{i-1} + l_i, 0), R_i = R(p_i, delta_{i+1});
+    index i < n passes iff eta_i (R_i + 1 - p_i) < R_i, index n iff eta_n < p_n; tau is the
+    largest passing index; correction ResidualGauss(c = p_tau) with u_res and FRESH z_orth,
+    or the bonus m_p[n] + s_n z_orth."""
+    m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus = _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths)
+    bsz, big_l, _ = m_q.shape
+    ell, delta = _window(m_p, m_q, s, z, n)
+    live = np.arange(big_l)[None, :] < n[:, None]
+    ell0 = np.where(live, ell, 0.0)
+    log_p = np.zeros((bsz, big_l + 1))
+    for i in range(1, big_l + 1):
+        log_p[:, i] = np.where(live[:, i - 1], np.minimum(log_p[:, i - 1] + ell0[:, i - 1], 0.0),
+                               log_p[:, i - 1])
+    mass = np.zeros((bsz, big_l))
+    need = live & (np.where(live, delta, 0.0) > 0) & (log_p[:, :big_l] > -np.inf)
+    if need.any():
+        mass[need] = np.exp(gb.residual_log_mass(log_p[:, :big_l][need], delta[need]))
+    surv = np.exp(log_p)
+    tau = np.zeros(bsz, np.int64)
+    for i in range(1, big_l + 1):
+        m_i = mass[:, min(i, big_l - 1)]
+        inner = (i < n) & (eta[:, i - 1] * (m_i + 1 - surv[:, i]) < m_i)
+        last = (i == n) & (eta[:, i - 1] < surv[:, i])
+        tau = np.where(inner | last, i, tau)
+    rows = np.flatnonzero(tau < n)
+    log_c = log_p[np.arange(bsz), tau]
+    kind, big_s = _residual_kind_and_s(m_p, m_q, s, tau, n, log_c, delta, u_res, rows)
+    if has_bonus:
+        kind[tau == n] = _BONUS
+    log_p = np.where(np.arange(big_l + 1)[None, :] <= n[:, None], log_p, np.nan)
+    mass = np.where(live, mass, np.nan)
+    return _assemble(m_p, m_q, s, z, z_orth, tau, n, kind, big_s, False, np.where(live, ell, np.nan),
+                     log_p, mass, has_bonus)
+
+
+def _window_noise(rng, m_q):
+    check_generator(rng)
+    bsz, big_l, d = np.shape(m_q)
+    return rng.random((bsz, big_l)), rng.random(bsz), rng.standard_normal((bsz, d))
+
+
+def verify_gaussian_chain_rng(m_p, m_q, s, z, rng, **kw):
+    """:func:`verify_gaussian_chain` with eta = rng.random((B, L)), u_res = rng.random(B),
+    z_orth = rng.standard_normal((B, d)) (in that order; B = 1 is the reference's draw)."""
+    eta, u_res, z_orth = _window_noise(rng, m_q)
+    return verify_gaussian_chain(m_p, m_q, s, z, eta, u_res, z_orth, **kw)
+
+
+def verify_gaussian_block_rng(m_p, m_q, s, z, rng, **kw):
+    """:func:`verify_gaussian_block` with the noise of :func:`verify_gaussian_chain_rng`."""
+    eta, u_res, z_orth = _window_noise(rng, m_q)
+    return verify_gaussian_block(m_p, m_q, s, z, eta, u_res, z_orth, **kw)
+
+
+# ---------------------------------------------------------------- one step
+
+
+def _step(m_p, m_q, s, z, u, u_res, z_orth, coupling, reuse_orth=False) -> GaussianStepBatch:
+    m_p = _f64(m_p, "m_p")
+    if m_p.ndim != 2 or 0 in m_p.shape:
+        raise InvalidInput("m_p", f"expected [B, d], got shape {m_p.shape}")
+    bsz, d = m_p.shape
+    s = np.asarray(s, dtype=np.float64)
+    s = np.full(bsz, float(s)) if s.ndim == 0 else s
+    u = np.asarray(u, dtype=np.float64).reshape(-1)
+    if u.shape != (bsz,):
+        raise InvalidInput("u", f"expected shape {(bsz,)}, got {u.shape}")
+    res = verify_gaussian_chain(m_p[:, None], np.asarray(m_q, np.float64)[:, None], s,
+                                np.asarray(z, np.float64)[:, None], u[:, None], u_res, z_orth,
+                                coupling=coupling, reuse_orth=reuse_orth)
+    accepted = res.n_accepted == 1
+    draft = np.asarray(m_q, np.float64) + s[:, None] * np.asarray(z, np.float64)
+    x = np.where(accepted[:, None], draft, res.states[:, 0])
+    return GaussianStepBatch(x, accepted, draft, res.log_ratio[:, 0], res.fallbacks)
+
+
+def gamma_coupling(m_p, m_q, s, z, u, u_res, z_orth, *, reuse_orth=False) -> GaussianStepBatch:
+    """Gamma-maximal coupling (A12, §4.2; paper 1, arXiv 2606.13426), B independent steps;
+    twin of the reference's ``gamma_coupling``: draft X~ = m_q + s z, accept iff
+    log(u) < l, else ResidualGauss(c = 1) with u_res and z_orth. Shapes [B, d] / [B]."""
+    return _step(m_p, m_q, s, z, u, u_res, z_orth, "gamma", reuse_orth)
+
+
+def reflection_coupling(m_p, m_q, s, z, u) -> GaussianStepBatch:
+    """Reflection maximal coupling (A10, §2.3; paper 2, arXiv 2501.05370), B independent
+    steps; twin of the reference's ``reflection_coupling`` (no residual noise)."""
+    bsz, d = np.shape(m_p)
+    return _step(m_p, m_q, s, z, u, np.zeros(bsz), np.zeros((bsz, d)), "reflection")
+
+
+def gamma_coupling_rng(m_p, m_q, s, rng, *, reuse_orth=False) -> GaussianStepBatch:
+    """:func:`gamma_coupling` with z = rng.standard_normal((B, d)), u = rng.random(B),
+    u_res = rng.random(B), z_orth = rng.standard_normal((B, d)), in that order."""
+    check_generator(rng)
+    bsz, d = np.shape(m_p)
+    z, u, u_res, z_orth = (rng.standard_normal((bsz, d)), rng.random(bsz), rng.random(bsz),
+                           rng.standard_normal((bsz, d)))
+    return gamma_coupling(m_p, m_q, s, z, u, u_res, z_orth, reuse_orth=reuse_orth)
+
+
+def reflection_coupling_rng(m_p, m_q, s, rng) -> GaussianStepBatch:
+    """:func:`reflection_coupling` with z = rng.standard_normal((B, d)), u = rng.random(B)."""
+    check_generator(rng)
+    bsz, d = np.shape(m_p)
+    return reflection_coupling(m_p, m_q, s, rng.standard_normal((bsz, d)), rng.random(bsz))
