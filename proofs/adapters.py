@@ -1,0 +1,242 @@
+"""Adapters: the built-in names of ``specoracle certify`` (reference.*, fast paths,
+third-party samplers), each a factory registered lazily with
+:func:`specoracle.proofs.certify.register_impl`.
+
+Protocols are documented in :mod:`specoracle.proofs.certify`. Third-party adapters
+import their package only when built (``certify`` then reports "not available:
+<reason>" if it is missing):
+
+``transformers.speculative_sampling``  Hugging Face transformers'
+    ``transformers.generation.utils._speculative_sampling(candidate_input_ids,
+    candidate_logits, candidate_length, new_logits, assistant_ensemble_weight=None)``
+    (the function ``generate()`` uses for assisted decoding with do_sample=True). It is
+    fed float32 logits ``log p`` / ``log q`` (softmax recovers p and q; zeros become
+    -inf), batch 1, and draws its noise from torch's global generator, which the adapter
+    seeds from the certifier's rng inside ``torch.random.fork_rng`` (the caller's
+    global torch state is restored).
+``flashinfer.chain_speculative_sampling``  ``flashinfer.sampling.chain_speculative_sampling
+    (draft_probs [B,K,V], draft_token_ids [B,K], target_probs [B,K+1,V], ...)`` on CUDA;
+    output ids padded with -1.
+``vllm.rejection_sampler``  vLLM's (v0) ``RejectionSampler()(target_with_bonus_probs
+    [B,K+1,V], bonus_token_ids [B,1], draft_probs [B,K,V], draft_token_ids [B,K])``;
+    the bonus token is pre-drawn from p[K] by the adapter, as vLLM's caller does.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import numpy as np
+
+
+def _impl(*args, **kw):
+    from .certify import Impl
+    return Impl(*args, **kw)
+
+
+# ---------------------------------------------------------------- reference
+
+
+def _reference_impls():
+    from specoracle.reference import categorical as cat
+    from specoracle.reference.processing import process_logits
+
+    def chain_logits(lp, lq, draft, rng, temperature, top_p):
+        p = process_logits(lp, temperature=temperature, top_p=top_p)
+        q = process_logits(lq, temperature=temperature, top_p=top_p)
+        return cat.verify_chain_rng(p, q, draft, rng)
+
+    return {
+        "reference.chain": lambda: _impl("reference.chain", "probs", cat.verify_chain_rng, "chain",
+                                         "token-level speculative sampling (Leviathan/Chen), §1.2"),
+        "reference.block": lambda: _impl("reference.block", "probs", cat.verify_block_rng, "block",
+                                         "block verification (Sun et al.), §1.3"),
+        "reference.greedy": lambda: _impl("reference.greedy", "probs",
+                                          lambda p, q, d, rng: cat.verify_greedy(p, d), "chain",
+                                          "greedy verification on one-hot (temperature 0) targets",
+                                          scenarios=("greedy",)),
+        "reference.chain_logits": lambda: _impl("reference.chain_logits", "logits", chain_logits, "chain",
+                                                "process_logits on both sides, then verify_chain"),
+    }
+
+
+def _tree_impls():
+    def mss():
+        from specoracle.reference import tree
+        return _impl("reference.mss", "mss", tree.verify_mss_rng, None, "SpecInfer MSS at one node, §1.4.1")
+
+    def kseq():
+        from specoracle.reference import tree
+        return _impl("reference.kseq", "kseq", tree.verify_kseq_rng, None, "SpecTr K-SEQ, §1.4.2")
+
+    def det():
+        from specoracle.reference import tree
+        return _impl("reference.tree_deterministic", "tree", tree.verify_tree_deterministic_rng, None,
+                     "sample-and-match over deterministic candidates, §1.4.3")
+
+    return {"reference.mss": mss, "reference.kseq": kseq, "reference.tree_deterministic": det}
+
+
+def _gaussian_impls():
+    def refl():
+        from specoracle.reference import gaussian as g
+        return _impl("reference.gaussian_reflection", "gauss_step",
+                     lambda mp, mq, s, z, rng: g.reflection_coupling(mp, mq, s, z, rng.random()), None,
+                     "reflection maximal coupling, §2.3")
+
+    def gamma():
+        from specoracle.reference import gaussian as g
+        return _impl("reference.gaussian_gamma", "gauss_step",
+                     lambda mp, mq, s, z, rng: g.gamma_coupling(mp, mq, s, z, rng.random(), rng.random(),
+                                                                rng.standard_normal(len(mp))), None,
+                     "gamma-maximal coupling with ResidualGauss, §2.4 / §4.2")
+
+    def residual():
+        from specoracle.reference import gaussian as g
+        def call(mp, mq, s, c, rng):
+            out = g.residual_gauss_rng(mp, mq, s, c, rng)
+            return out[0] if isinstance(out, tuple) else out  # (x, fallbacks)
+
+        return _impl("reference.gaussian_residual", "gauss_residual", call, None,
+                     "ResidualGauss: exact sampler of (c p - q)+, §2.4")
+
+    def block():
+        from specoracle.reference import gaussian as g
+        return _impl("reference.gaussian_block", "gauss_block", g.verify_gaussian_block_rng, None,
+                     "Gaussian block verification, §2.5")
+
+    return {"reference.gaussian_reflection": refl, "reference.gaussian_gamma": gamma,
+            "reference.gaussian_residual": residual, "reference.gaussian_block": block}
+
+
+# ---------------------------------------------------------------- fast paths (lazy discovery)
+
+FASTPATH_BACKENDS = {"numba": "specoracle.fastpath.numba_cpu.categorical",
+                     "torch": "specoracle.fastpath.torch_cuda.categorical"}
+FASTPATH_OPS = {"chain": ("verify_chain", "chain"), "block": ("verify_block", "block"),
+                "greedy": ("verify_greedy", "chain")}
+
+
+def _fastpath_factory(backend, module, op, fname, law):
+    def factory():
+        mod = importlib.import_module(module)
+        fn = getattr(mod, fname)
+        from specoracle.reference import categorical as cat
+        oracle = getattr(cat, fname)
+
+        if op == "greedy":
+            def call(p, q, d, rng):
+                return fn(p[None], np.asarray(d)[None]).verdict(0)
+            return _impl(f"{backend}.{op}", "probs", call, law, f"{module}.{fname} (batch of 1)",
+                         scenarios=("greedy",))
+
+        def core(p, q, d, u):
+            return fn(np.asarray(p)[None], np.asarray(q)[None], np.asarray(d)[None], np.asarray(u)[None]).verdict(0)
+
+        def call(p, q, d, rng):
+            return core(p, q, d, rng.random(np.shape(p)[0]))
+
+        def batch(p, q, d, u):
+            return fn(np.ascontiguousarray(p), np.ascontiguousarray(q), np.ascontiguousarray(d),
+                      np.ascontiguousarray(u))
+
+        return _impl(f"{backend}.{op}", "probs", call, law, f"{module}.{fname}, batched, coupled to the oracle",
+                     core=core, oracle=oracle, batch=batch)
+    return factory
+
+
+def _fastpath_impls():
+    out = {}
+    for backend, module in FASTPATH_BACKENDS.items():
+        try:
+            present = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            present = False
+        if not present:
+            continue
+        for op, (fname, law) in FASTPATH_OPS.items():
+            out[f"{backend}.{op}"] = _fastpath_factory(backend, module, op, fname, law)
+    return out
+
+
+# ---------------------------------------------------------------- third party
+
+
+def transformers_speculative_sampling():
+    """transformers' ``_speculative_sampling`` through the "probs" protocol (module doc)."""
+    import torch
+    from transformers.generation.utils import _speculative_sampling
+
+    def call(p, q, draft, rng):
+        k = len(draft)
+        with np.errstate(divide="ignore"):
+            lp = torch.from_numpy(np.log(np.asarray(p, dtype=np.float64))).to(torch.float32)[None]
+            lq = torch.from_numpy(np.log(np.asarray(q, dtype=np.float64))).to(torch.float32)[None]
+        ids = torch.as_tensor(np.asarray(draft, dtype=np.int64))[None]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # rows of a few entries: intra-op threads only spin (restored below)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(rng.integers(0, 2 ** 62)))
+                tokens, n_matches = _speculative_sampling(ids, lq, k, lp)
+        finally:
+            torch.set_num_threads(threads)
+        return [int(t) for t in tokens[0].tolist()], int(n_matches)
+
+    return _impl("transformers.speculative_sampling", "probs", call, "chain",
+                 "transformers.generation.utils._speculative_sampling (float32 logits = log p, log q)")
+
+
+def flashinfer_chain_speculative_sampling():
+    import torch
+    from flashinfer.sampling import chain_speculative_sampling
+    if not torch.cuda.is_available():
+        raise ImportError("flashinfer needs a CUDA device")
+
+    def call(p, q, draft, rng):
+        dev = "cuda"
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(int(rng.integers(0, 2 ** 62)))
+        out = chain_speculative_sampling(
+            torch.as_tensor(np.asarray(q), dtype=torch.float32, device=dev)[None],
+            torch.as_tensor(np.asarray(draft), dtype=torch.int32, device=dev)[None],
+            torch.as_tensor(np.asarray(p), dtype=torch.float32, device=dev)[None], generator=gen)
+        ids = (out[0] if isinstance(out, tuple) else out)[0].tolist()
+        return [int(t) for t in ids if t >= 0]
+
+    return _impl("flashinfer.chain_speculative_sampling", "probs", call, "chain",
+                 "flashinfer.sampling.chain_speculative_sampling (CUDA, float32)")
+
+
+def vllm_rejection_sampler():
+    import torch
+    from vllm.model_executor.layers.rejection_sampler import RejectionSampler
+    sampler = RejectionSampler()
+
+    def call(p, q, draft, rng):
+        p = np.asarray(p, dtype=np.float64)
+        bonus = int(np.searchsorted(np.cumsum(p[-1]), rng.random() * p[-1].sum(), side="right"))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rng.integers(0, 2 ** 62)))
+            out = sampler(torch.as_tensor(p, dtype=torch.float32)[None],
+                          torch.tensor([[min(bonus, p.shape[1] - 1)]]),
+                          torch.as_tensor(np.asarray(q), dtype=torch.float32)[None],
+                          torch.as_tensor(np.asarray(draft), dtype=torch.int64)[None])
+        return [int(t) for t in out[0].tolist() if t >= 0]
+
+    return _impl("vllm.rejection_sampler", "probs", call, "chain",
+                 "vllm.model_executor.layers.rejection_sampler.RejectionSampler (v0 API, float32)")
+
+
+THIRD_PARTY = {
+    "transformers.speculative_sampling": transformers_speculative_sampling,
+    "flashinfer.chain_speculative_sampling": flashinfer_chain_speculative_sampling,
+    "vllm.rejection_sampler": vllm_rejection_sampler,
+}
+
+
+def register_all(register) -> None:
+    """Register every adapter name with ``register(name, factory)``."""
+    for group in (_reference_impls(), _tree_impls(), _gaussian_impls(), _fastpath_impls(), THIRD_PARTY):
+        for name, factory in group.items():
+            register(name, factory)
