@@ -48,10 +48,14 @@ def proof_rows(quick: bool, progress: bool) -> list[Row]:
 
 
 REFERENCE_IMPLS = [
-    "reference.chain", "reference.block", "reference.greedy", "reference.mss",
-    "reference.kseq", "reference.tree_deterministic", "reference.gaussian_reflection",
-    "reference.gaussian_gamma", "reference.gaussian_block",
+    "reference.chain", "reference.chain_logits", "reference.block", "reference.greedy",
+    "reference.mss", "reference.kseq", "reference.tree_deterministic",
+    "reference.gaussian_reflection", "reference.gaussian_gamma", "reference.gaussian_residual",
+    "reference.gaussian_block",
 ]
+# The batched fast-path kernels, certified statistically on top of their parity rows.
+FASTPATH_IMPLS = ["numba.chain", "numba.block", "numba.greedy",
+                  "torch.chain", "torch.block", "torch.greedy"]
 
 
 def certify_rows(names, seed: int, progress: bool) -> list[Row]:
@@ -93,7 +97,7 @@ def run_verify(quick: bool = True, seed: int = 0, progress: bool = False) -> lis
     rows: list[Row] = []
     rows += proof_rows(quick, progress)
     if _available("specoracle.proofs.certify"):
-        rows += certify_rows(REFERENCE_IMPLS, seed, progress)
+        rows += certify_rows(REFERENCE_IMPLS + FASTPATH_IMPLS, seed, progress)
     if _available("specoracle.fastpath.parity"):
         rows += parity_rows(quick)
     return rows

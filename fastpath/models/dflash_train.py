@@ -1,0 +1,284 @@
+"""Training recipe of the DFlash drafter and of D2SD's VP drafter (ALGORITHMS.md §5.4, §6.2).
+
+Data: corpus continuations (windows of ``seq_len`` tokens of the zoo corpus, or any text file,
+``.xz`` read transparently); the frozen target runs ONE clean forward per window (online
+features, ``output_hidden_states=True``). Windows are split 95/5 into train / held-out.
+
+Objective, per window: ``anchors`` random anchor positions a (without replacement, 1 <= a <=
+L - G). Block j is ``[x_a, MASK x (G-1)]`` at positions a..a+G-1; all blocks of a window are
+trained jointly with a block-sparse mask (block j attends bidirectionally to itself and to the
+injected context features at positions < a, never to another block; the paper does this with
+FlexAttention, here it is a bool mask for ``scaled_dot_product_attention``).
+
+* ``objective="dflash"``: positions k = 1..G-1 are masked, loss = sum_k w_k CE_k / sum_k w_k with
+  w_k = exp(-(k-1)/gamma_decay) (§5.4; k = 1 the first masked position, normalised: §9).
+* ``objective="vp"`` (D2SD Eq. (6)-(7)): a prefix length l ~ Pr(l = j) ∝ beta^j on 0..G-2 is drawn
+  per block; positions 1..l keep their ground-truth tokens, l+1..G-1 are masked; the loss is
+  sum_{k>l} w_k CE_k / sum_{k>l} w_k with w_k = exp(-(k-l-1)/tau). ``prefix_beta`` and
+  ``prefix_tau`` are REQUIRED (the paper gives no values, §9).
+
+Blocks are averaged with equal weight. AdamW, cosine schedule with 4% warm-up, grad-clip 1.0
+(§5.4). Only the drafter trains; the embedding and LM head are the target's, used detached.
+Randomness: one ``numpy.random.Generator(seed)`` draws windows, anchors and prefix lengths;
+torch's initialisation uses ``torch.Generator`` seeded with ``seed`` via ``torch.random.fork_rng``.
+"""
+from __future__ import annotations
+
+import lzma
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from specoracle.reference.types import InvalidInput
+
+from .dflash import DFlashConfig, DFlashDrafter, lm_head
+
+DEFAULT_CORPUS = Path("/work/shared/zoo/corpus/heldout.txt.xz")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (CPU small defaults; GPU_RECIPE scales them)."""
+
+    objective: str = "dflash"
+    block_size: int = 8
+    num_layers: int = 1
+    n_features: int = 2
+    intermediate_size: int = 1024
+    seq_len: int = 128
+    windows_per_step: int = 4
+    anchors: int = 12
+    steps: int = 300
+    lr: float = 6e-4
+    weight_decay: float = 0.0
+    warmup: float = 0.04
+    grad_clip: float = 1.0
+    gamma_decay: float | None = None    # dflash; default 4 (block 8), 5 (block 10), 7 (block 16)
+    prefix_beta: float | None = None    # vp: required
+    prefix_tau: float | None = None     # vp: required
+    max_chars: int | None = None        # read only the first characters of the corpus
+    max_seconds: float | None = None    # stop early after this wall-clock time
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def decay(self) -> float:
+        if self.gamma_decay is not None:
+            return float(self.gamma_decay)
+        return {16: 7.0, 10: 5.0, 8: 4.0}.get(self.block_size, max(1.0, (self.block_size - 1) / 2))
+
+    def validate(self):
+        if self.objective not in ("dflash", "vp"):
+            raise InvalidInput("objective", f"must be 'dflash' or 'vp', got {self.objective!r}")
+        if self.objective == "vp":
+            if self.prefix_beta is None or not 0 < self.prefix_beta < 1:
+                raise InvalidInput("prefix_beta", "the VP objective needs beta in (0, 1) "
+                                   f"(D2SD Eq. (6); no default), got {self.prefix_beta}")
+            if self.prefix_tau is None or not self.prefix_tau > 0:
+                raise InvalidInput("prefix_tau", "the VP objective needs tau > 0 (D2SD Eq. (7); "
+                                   f"no default), got {self.prefix_tau}")
+        if self.seq_len < self.block_size + 2:
+            raise InvalidInput("seq_len", f"must exceed block_size + 1, got {self.seq_len}")
+        if self.anchors > self.seq_len - self.block_size:
+            raise InvalidInput("anchors", f"at most seq_len - block_size = "
+                               f"{self.seq_len - self.block_size}, got {self.anchors}")
+        return self
+
+
+# The GPU recipe: the same code with bigger numbers (untested at scale in this project so far).
+GPU_RECIPE = dict(block_size=16, num_layers=5, n_features=5, intermediate_size=1376, seq_len=512,
+                  windows_per_step=32, anchors=64, steps=20000, lr=6e-4)
+# The CPU configuration of the brief: < 10 minutes on 2 cores.
+CPU_RECIPE = dict(block_size=8, num_layers=1, n_features=2, intermediate_size=1024, seq_len=128,
+                  windows_per_step=4, anchors=12, steps=400, max_seconds=540.0)
+
+
+def read_corpus(path=None, max_chars=None) -> str:
+    path = Path(path or DEFAULT_CORPUS)
+    if not path.is_file():
+        raise InvalidInput("corpus", f"{path} is not a file")
+    opener = lzma.open if path.suffix == ".xz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        return fh.read(max_chars) if max_chars else fh.read()
+
+
+def corpus_windows(tokenizer, text: str, seq_len: int) -> torch.Tensor:
+    """Token windows [N, seq_len] (non-overlapping) of the tokenised text."""
+    ids = tokenizer(text).input_ids
+    n = len(ids) // seq_len
+    if n < 2:
+        raise InvalidInput("corpus", f"too short: {len(ids)} tokens for windows of {seq_len}")
+    return torch.tensor(ids[: n * seq_len], dtype=torch.long).view(n, seq_len)
+
+
+def truncated_geometric(rng: np.random.Generator, beta: float, n: int, size) -> np.ndarray:
+    """Pr(l = j) ∝ beta^j, j = 0..n-1 (D2SD Eq. (6)); inverse CDF with one uniform each."""
+    w = beta ** np.arange(n)
+    cdf = np.cumsum(w / w.sum())
+    return np.minimum(np.searchsorted(cdf, rng.random(size), side="right"), n - 1)
+
+
+def block_batch(windows, rng, cfg: TrainConfig):
+    """Anchors [S, A] and visible lengths [S, A] (1 = anchor only; 1 + l for VP)."""
+    s, length = windows.shape
+    g = cfg.block_size
+    anchors = np.stack([np.sort(rng.choice(np.arange(1, length - g + 1), cfg.anchors, replace=False))
+                        for _ in range(s)])
+    if cfg.objective == "vp":
+        visible = 1 + truncated_geometric(rng, cfg.prefix_beta, g - 1, (s, cfg.anchors))
+    else:
+        visible = np.ones((s, cfg.anchors), dtype=np.int64)
+    return torch.as_tensor(anchors), torch.as_tensor(visible)
+
+
+def block_sparse_mask(anchors: torch.Tensor, g: int, length: int) -> torch.Tensor:
+    """Bool mask [S, 1, A*G, L + A*G]: block j sees context positions < a_j and its own block."""
+    s, a = anchors.shape
+    dev = anchors.device
+    q_anchor = anchors.repeat_interleave(g, dim=1)                       # [S, A*G]
+    ctx = torch.arange(length, device=dev)[None, None, :] < q_anchor[:, :, None]  # [S, A*G, L]
+    blk = torch.arange(a, device=dev).repeat_interleave(g)
+    own = (blk[:, None] == blk[None, :])[None].expand(s, -1, -1)         # [S, A*G, A*G]
+    return torch.cat([ctx, own], dim=2)[:, None]
+
+
+def block_loss(target, drafter: DFlashDrafter, windows, anchors, visible, cfg: TrainConfig,
+               hidden=None):
+    """Weighted masked CE of one batch of windows [S, L] (module docstring). Returns (loss,
+    mean accepted-prefix length of the argmax drafts against the text, per block)."""
+    s, length = windows.shape
+    g = cfg.block_size
+    dev = windows.device
+    anchors, visible = anchors.to(dev), visible.to(dev)
+    if hidden is None:
+        with torch.no_grad():
+            hidden = target(input_ids=windows, output_hidden_states=True).hidden_states
+    ctx = drafter.fuse(hidden)                                           # [S, L, D]
+    kv = drafter.context_kv(ctx, torch.arange(length, device=dev)[None].expand(s, -1))
+    offs = torch.arange(g, device=dev)
+    qpos = (anchors[:, :, None] + offs).reshape(s, -1)                   # [S, A*G]
+    tokens = torch.gather(windows, 1, qpos)                              # [S, A*G]
+    vis = visible.repeat_interleave(g, dim=1).reshape(s, -1)             # [S, A*G]
+    pos_in_block = offs.repeat(anchors.shape[1])[None].expand(s, -1)     # [S, A*G]
+    with torch.no_grad():
+        emb = target.get_input_embeddings()(tokens).to(drafter.mask_embedding.dtype)  # [S, A*G, D]
+    x = torch.where((pos_in_block < vis)[..., None], emb, drafter.mask_embedding)
+    h = drafter(x, qpos, kv, block_sparse_mask(anchors, g, length))      # [S, A*G, D]
+    masked = pos_in_block >= vis
+    # w_k = exp(-(k - visible) / decay) on masked positions (k = visible is the first masked one)
+    w = torch.where(masked, torch.exp(-(pos_in_block - vis).clamp(min=0).float() / _decay(cfg)), 0.0)
+    head = lm_head(target).weight.detach()
+    logits = F.linear(h[masked], head)                                   # [M, V]
+    ce = F.cross_entropy(logits.float(), tokens[masked], reduction="none")
+    wm = w[masked]
+    nb = s * anchors.shape[1]
+    block_id = torch.arange(nb, device=dev).repeat_interleave(g).view(s, -1)[masked]
+    num = torch.zeros(nb, device=dev).index_add(0, block_id, wm * ce)
+    den = torch.zeros(nb, device=dev).index_add(0, block_id, wm)
+    loss = (num / den).mean()
+    with torch.no_grad():
+        hit_flat = torch.zeros(s * anchors.shape[1] * g, dtype=torch.bool, device=dev)
+        hit_flat[masked.reshape(-1)] = logits.argmax(-1) == tokens[masked]
+        hit = hit_flat.view(nb, g) | ~masked.reshape(nb, g)
+        accepted = torch.cumprod(hit.long(), dim=1).sum(1) - visible.reshape(-1)
+    return loss, float(accepted.float().mean())
+
+
+def _decay(cfg: TrainConfig) -> float:
+    return float(cfg.prefix_tau) if cfg.objective == "vp" else cfg.decay()
+
+
+def _lr(step: int, total: int, cfg: TrainConfig) -> float:
+    warm = max(1, int(round(cfg.warmup * total)))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    frac = (step - warm) / max(1, total - warm)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=None, out=None,
+                 progress: bool = False, log=None, **overrides):
+    """Train a DFlash (``objective="dflash"``) or VP (``objective="vp"``) drafter for ``target``.
+
+    Returns ``(drafter, metrics)``; metrics holds the loss curve, the held-out loss and the
+    held-out mean accepted prefix of argmax drafts against the text (teacher-forced), the
+    wall-clock time and the config. With ``out``, saves the drafter and ``metrics.json`` there.
+    """
+    cfg = TrainConfig(**{**(cfg.__dict__ if cfg else {}), **overrides}).validate()
+    rng = np.random.default_rng(cfg.seed)
+    text = read_corpus(corpus, cfg.max_chars)
+    windows = corpus_windows(tokenizer, text, cfg.seq_len)
+    n_eval = max(1, len(windows) // 20)
+    perm = torch.as_tensor(rng.permutation(len(windows)))
+    train_w, eval_w = windows[perm[n_eval:]], windows[perm[:n_eval]]
+    dcfg = DFlashConfig.for_target(target.config, num_layers=cfg.num_layers, n_features=cfg.n_features,
+                                   block_size=cfg.block_size, intermediate_size=cfg.intermediate_size,
+                                   objective=cfg.objective)
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        drafter = DFlashDrafter(dcfg)
+    dev = next(target.parameters()).device
+    drafter.to(dev).train()
+    opt = torch.optim.AdamW(drafter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    losses, accs = [], []
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, desc=f"train-{cfg.objective}", unit="step")
+    step = 0
+    for step in range(cfg.steps):
+        if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
+            break
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, cfg.steps, cfg)
+        idx = torch.as_tensor(rng.choice(len(train_w), min(cfg.windows_per_step, len(train_w)),
+                                         replace=False))
+        batch = train_w[idx].to(dev)
+        anchors, visible = block_batch(batch, rng, cfg)
+        loss, acc = block_loss(target, drafter, batch, anchors, visible, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(drafter.parameters(), cfg.grad_clip)
+        opt.step()
+        losses.append(float(loss.detach()))
+        accs.append(acc)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if log is not None and (step % 50 == 0 or step == cfg.steps - 1):
+            log(f"step {step} loss {losses[-1]:.4f} prefix {acc:.3f}")
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    drafter.eval()
+    eval_loss, eval_acc = evaluate(target, drafter, eval_w, cfg)
+    metrics = dict(objective=cfg.objective, steps=len(losses), seconds=seconds,
+                   train_loss_first=losses[0] if losses else None,
+                   train_loss_last=float(np.mean(losses[-10:])) if losses else None,
+                   eval_loss=eval_loss, eval_accepted_prefix=eval_acc,
+                   losses=losses, config={k: v for k, v in cfg.__dict__.items() if k != "extra"},
+                   layer_ids=list(dcfg.layer_ids))
+    if out is not None:
+        import json
+        drafter.save(out)
+        (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return drafter, metrics
+
+
+@torch.no_grad()
+def evaluate(target, drafter, windows, cfg: TrainConfig, seed: int = 1234):
+    """Held-out weighted loss and mean accepted prefix (fixed anchors from ``seed``)."""
+    rng = np.random.default_rng(seed)
+    losses, accs = [], []
+    for i in range(0, len(windows), cfg.windows_per_step):
+        batch = windows[i: i + cfg.windows_per_step].to(next(target.parameters()).device)
+        anchors, visible = block_batch(batch, rng, cfg)
+        loss, acc = block_loss(target, drafter, batch, anchors, visible, cfg)
+        losses.append(float(loss.detach()))
+        accs.append(acc)
+    return float(np.mean(losses)), float(np.mean(accs))

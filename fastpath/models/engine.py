@@ -1,0 +1,238 @@
+"""Speculative decoding with real KV caches, and plain autoregressive decoding on the same path.
+
+One round (Leviathan et al. 2023, arXiv 2211.17192; Chen et al. 2023, arXiv 2302.01318;
+block verification: Sun et al., arXiv 2403.10444; ALGORITHMS.md §1.2-1.3), for every
+unfinished row b of the batch:
+
+1. draft k tokens x_1..x_k with the draft model, x_j ~ q_j = warp(draft logits) by the
+   inverse CDF (one uniform each); the draft cache advances by one token per call;
+2. one target call scores the k+1 positions: p_1..p_{k+1} = warp(target logits);
+3. verify (chain / block / greedy) -> n_b accepted drafts and one correction or bonus token;
+4. commit those n_b + 1 tokens (cut at EOS and at ``max_new_tokens``) and roll both caches
+   back to the accepted prefix (:class:`~specoracle.fastpath.models.kv.KVState`).
+
+``warp`` is ONE definition (:mod:`specoracle.fastpath.models.processing`, the twin of
+reference/processing.py) applied to target and draft logits alike; q given to the verifier
+is the warped draft row that x_j was drawn from.
+
+Noise layout (per request b, its own ``numpy.random.Generator(seed_b)``; per round):
+``u_draft = rng.random(k)`` then ``u_verify = rng.random(k + 1)`` (the verifier's layout,
+reference/categorical.py). Greedy (temperature 0) draws nothing. Plain autoregressive
+decoding draws ``rng.random(1)`` per token. The output is deterministic given the seeds
+and the batch composition.
+
+``fault=`` injects a known bug, for the negative controls of the end-to-end
+certification only: ``"rollback_off_by_one"`` (the target cache keeps one rejected draft),
+``"q_before_warp"`` (the verifier is given softmax(draft logits) instead of the warped q
+the drafts were drawn from). Never set it outside tests.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from specoracle.reference.types import InvalidInput
+
+from .kv import KVState
+from .processing import Warp, warp
+from .verify import METHODS, sample_rows, verify
+
+FAULTS = (None, "rollback_off_by_one", "q_before_warp")
+
+
+@dataclass
+class GenerationResult:
+    """Output of one batched generation.
+
+    tokens:     generated ids per row (prompt excluded), list of B lists
+    rounds:     target calls after the prefill (speculative rounds, or AR steps)
+    accepted:   per row, the list of n_accepted per round (speculative only)
+    k:          drafts per round (0 for autoregressive)
+    seconds:    wall-clock time of the whole generation (prefill included)
+    target_calls / draft_calls: model forward calls (prefill included)
+    """
+
+    tokens: list
+    k: int = 0
+    accepted: list = field(default_factory=list)
+    seconds: float = 0.0
+    target_calls: int = 0
+    draft_calls: int = 0
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(t) for t in self.tokens)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.n_tokens / self.seconds if self.seconds > 0 else float("nan")
+
+    def tau(self) -> float:
+        """Mean tokens per round per row, bonus/correction included (n_accepted + 1)."""
+        flat = [a for row in self.accepted for a in row]
+        return float(np.mean(flat) + 1) if flat else float("nan")
+
+    def position_acceptance(self) -> list:
+        """For i = 1..k: the fraction of rounds in which draft position i was accepted
+        (P(n_accepted >= i))."""
+        flat = np.array([a for row in self.accepted for a in row])
+        if flat.size == 0:
+            return []
+        return [float(np.mean(flat >= i)) for i in range(1, self.k + 1)]
+
+
+def _check_prompts(prompts, vocab: int):
+    if not prompts:
+        raise InvalidInput("prompts", "needs at least one prompt")
+    out = []
+    for b, pr in enumerate(prompts):
+        pr = [int(t) for t in pr]
+        if not pr:
+            raise InvalidInput("prompts", "empty prompt (prepend a BOS token)", index=b)
+        for t in pr:
+            if not 0 <= t < vocab:
+                raise InvalidInput("prompts", f"token id {t} outside the vocabulary [0, {vocab})", index=b)
+        out.append(pr)
+    return out
+
+
+def _rngs(seeds, batch: int):
+    if seeds is None:
+        seeds = 0
+    if np.isscalar(seeds):
+        seeds = [int(seeds) + b for b in range(batch)]
+    if len(seeds) != batch:
+        raise InvalidInput("seeds", f"expected {batch} seeds (one per request), got {len(seeds)}")
+    return [np.random.default_rng(int(s)) for s in seeds]
+
+
+def _commit(seq_new: list, toks, eos_id, room: int):
+    """Append ``toks`` to ``seq_new`` up to ``room`` tokens, stopping after EOS; returns done."""
+    for t in toks[:room]:
+        seq_new.append(int(t))
+        if eos_id is not None and int(t) == eos_id:
+            return True
+    return len(toks) >= room
+
+
+def _last_rows(logits: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """logits [B, T, V] -> the row after each row's last fed token [B, V] (garbage if lens 0)."""
+    idx = (lens - 1).clamp(min=0)
+    return logits[torch.arange(logits.shape[0]), idx]
+
+
+def speculative_generate(target, draft, prompts, *, k: int = 4, method: str = "chain",
+                         warping: Warp = Warp(), max_new_tokens: int = 64, eos_id=None,
+                         seeds=0, backend: str = "numba", fault=None,
+                         progress=None) -> GenerationResult:
+    """Speculative decoding of a batch of prompts (list of B token-id lists); see the module doc."""
+    if method not in METHODS:
+        raise InvalidInput("method", f"expected one of {METHODS}, got {method!r}")
+    if method == "greedy" and not warping.greedy:
+        raise InvalidInput("method", "greedy verification needs temperature 0")
+    if k < 1:
+        raise InvalidInput("k", f"must be >= 1, got {k}")
+    if fault not in FAULTS:
+        raise InvalidInput("fault", f"unknown fault {fault!r}")
+    vocab = int(target.config.vocab_size)
+    if int(draft.config.vocab_size) != vocab:
+        raise InvalidInput("draft", f"vocabulary {draft.config.vocab_size} differs from the target's {vocab}")
+    prompts = _check_prompts(prompts, vocab)
+    bsz = len(prompts)
+    rngs = _rngs(seeds, bsz)
+    greedy = warping.greedy
+    t0 = time.perf_counter()
+    tgt, dft = KVState(target, bsz), KVState(draft, bsz)
+    seqs = [list(p) for p in prompts]
+    gen = [[] for _ in range(bsz)]
+    done = [max_new_tokens <= 0] * bsz
+    accepted = [[] for _ in range(bsz)]
+    while not all(done):
+        active = [b for b in range(bsz) if not done[b]]
+        # 1. draft k tokens
+        drafts = np.zeros((bsz, k), dtype=np.int64)
+        q = np.zeros((bsz, k, vocab))
+        q_raw = np.zeros((bsz, k, vocab)) if fault == "q_before_warp" else None
+        u_draft = np.zeros((bsz, k))
+        u_ver = np.zeros((bsz, k + 1))
+        if not greedy:
+            for b in active:
+                u_draft[b] = rngs[b].random(k)
+                u_ver[b] = rngs[b].random(k + 1)
+        feed = [seqs[b][int(dft.count[b]):] if not done[b] else [] for b in range(bsz)]
+        for j in range(k):
+            logits, lens = dft.feed(feed)
+            last = _last_rows(logits, lens)
+            qj = warp(last, warping).numpy()  # [B, V] float64
+            if q_raw is not None:
+                q_raw[:, j] = torch.softmax(last.double(), dim=-1).numpy()
+            xj = np.argmax(qj, axis=-1) if greedy else sample_rows(qj, u_draft[:, j])
+            q[:, j], drafts[:, j] = qj, xj
+            feed = [[int(xj[b])] if not done[b] else [] for b in range(bsz)]
+        # 2. score k + 1 positions with one target call
+        pend = [seqs[b][int(tgt.count[b]):] if not done[b] else [] for b in range(bsz)]
+        logits, lens = tgt.feed([pend[b] + (list(drafts[b]) if not done[b] else []) for b in range(bsz)])
+        idx = (lens[:, None] - (k + 1) + torch.arange(k + 1)[None, :]).clamp(min=0)  # [B, K+1]
+        rows = torch.gather(logits, 1, idx[:, :, None].expand(-1, -1, vocab))
+        p = warp(rows, warping).numpy()  # [B, K+1, V]
+        # 3. verify the active rows
+        act = np.array(active)
+        qv = q_raw if q_raw is not None else q
+        verdicts = verify(method, p[act], qv[act], drafts[act], u_ver[act], backend=backend)
+        # 4. commit and roll back
+        keep_t = tgt.count.clone()
+        keep_d = dft.count.clone()
+        for b, v in zip(active, verdicts):
+            n_old = len(seqs[b])
+            accepted[b].append(v.n_accepted)
+            new = []
+            done[b] = _commit(new, v.tokens, eos_id, max_new_tokens - len(gen[b]))
+            gen[b].extend(new)
+            seqs[b].extend(new)
+            kt = n_old + v.n_accepted + (1 if fault == "rollback_off_by_one" else 0)
+            keep_t[b] = kt
+            keep_d[b] = min(int(dft.count[b]), n_old + v.n_accepted)
+        tgt.rollback(keep_t)
+        dft.rollback(keep_d)
+        if progress is not None:
+            progress(gen)
+    return GenerationResult(gen, k, accepted, time.perf_counter() - t0, tgt.calls, dft.calls)
+
+
+def autoregressive_generate(target, prompts, *, warping: Warp = Warp(), max_new_tokens: int = 64,
+                            eos_id=None, seeds=0, progress=None) -> GenerationResult:
+    """Plain autoregressive decoding of the target through the same cache and warp code.
+
+    Each step feeds the pending tokens, warps the last row and draws one token by the
+    inverse CDF with ``rng.random(1)`` (argmax at temperature 0)."""
+    vocab = int(target.config.vocab_size)
+    prompts = _check_prompts(prompts, vocab)
+    bsz = len(prompts)
+    rngs = _rngs(seeds, bsz)
+    t0 = time.perf_counter()
+    tgt = KVState(target, bsz)
+    seqs = [list(p) for p in prompts]
+    gen = [[] for _ in range(bsz)]
+    done = [max_new_tokens <= 0] * bsz
+    while not all(done):
+        pend = [seqs[b][int(tgt.count[b]):] if not done[b] else [] for b in range(bsz)]
+        logits, lens = tgt.feed(pend)
+        probs = warp(_last_rows(logits, lens), warping).numpy()
+        if warping.greedy:
+            toks = np.argmax(probs, axis=-1)
+        else:
+            u = np.array([rngs[b].random() if not done[b] else 0.0 for b in range(bsz)])
+            toks = sample_rows(probs, u)
+        for b in range(bsz):
+            if done[b]:
+                continue
+            new = []
+            done[b] = _commit(new, [toks[b]], eos_id, max_new_tokens - len(gen[b]))
+            gen[b].extend(new)
+            seqs[b].extend(new)
+        if progress is not None:
+            progress(gen)
+    return GenerationResult(gen, 0, [], time.perf_counter() - t0, tgt.calls, 0)

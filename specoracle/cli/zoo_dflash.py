@@ -1,0 +1,164 @@
+"""CLI pieces for the DFlash / D2SD drafters (wired by the lead):
+
+* ``add_parser(subparsers)`` registers ``train-dflash`` on the ``specoracle zoo`` sub-parsers
+  (``run`` trains and saves a drafter);
+* ``add_generate_arguments(parser)`` + ``run_generate(args)`` implement
+  ``specoracle generate --drafter dflash|d2sd``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+SHIPPED = Path(__file__).resolve().parents[2] / "fastpath" / "models" / "dflash_weights"
+
+EPILOG = """examples:
+  specoracle zoo train-dflash --target zoo:code-target --out runs/dflash-cpu --recipe cpu
+  specoracle zoo train-dflash --target zoo:code-target --out runs/vp-cpu --objective vp \\
+      --prefix-beta 0.7 --prefix-tau 3 --recipe cpu
+  specoracle zoo train-dflash --target zoo:code-target --out runs/dflash-gpu --recipe gpu --device cuda
+  specoracle zoo train-dflash --target zoo:code-target --out /tmp/d --steps 20 --max-chars 200000
+"""
+
+GEN_EPILOG = """examples:
+  specoracle generate --target zoo:code-target --drafter dflash --prompt "def " --temperature 0
+  specoracle generate --target zoo:code-target --drafter dflash --dflash-mode stochastic \\
+      --verify block --temperature 1 --top-k 20 --prompt "import "
+  specoracle generate --target zoo:code-target --drafter d2sd --branches 4 --prompt "class "
+"""
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train-dflash", help="train a DFlash (or D2SD VP) block-diffusion drafter for a target",
+        description="Train a block-diffusion drafter conditioned on the target's hidden states "
+                    "(DFlash, arXiv 2602.06036; VP objective of D2SD, arXiv 2606.04446): random "
+                    "anchors, blocks trained jointly with a block-sparse mask, CE with exponentially "
+                    "decayed position weights. Saves dflash_config.json, dflash.safetensors and "
+                    "metrics.json in --out.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", default="zoo:code-target", help="zoo:NAME or a local HF folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--recipe", choices=["cpu", "gpu"], default="cpu",
+                   help="cpu: 1 layer, block 8, < 10 min on 2 cores; gpu: 5 layers, block 16")
+    p.add_argument("--objective", choices=["dflash", "vp"], default="dflash")
+    p.add_argument("--prefix-beta", type=float, default=None, help="vp: prefix prior beta (required)")
+    p.add_argument("--prefix-tau", type=float, default=None, help="vp: loss decay tau (required)")
+    p.add_argument("--corpus", default=None, help="text file (.xz ok); default: the zoo corpus")
+    for name, typ in (("steps", int), ("block-size", int), ("num-layers", int), ("n-features", int),
+                      ("seq-len", int), ("anchors", int), ("lr", float), ("max-chars", int),
+                      ("max-seconds", float), ("gamma-decay", float)):
+        p.add_argument(f"--{name}", type=typ, default=None, help="override the recipe")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from specoracle.fastpath.models.dflash_train import CPU_RECIPE, GPU_RECIPE, train_dflash
+    from specoracle.fastpath.models.hf import load_model
+    from specoracle.reference.types import InvalidInput
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = dict(CPU_RECIPE if args.recipe == "cpu" else GPU_RECIPE)
+    for key in ("steps", "block_size", "num_layers", "n_features", "seq_len", "anchors", "lr",
+                "max_chars", "max_seconds", "gamma_decay"):
+        val = getattr(args, key)
+        if val is not None:
+            recipe[key] = val
+    recipe.update(objective=args.objective, prefix_beta=args.prefix_beta,
+                  prefix_tau=args.prefix_tau, seed=args.seed)
+    try:
+        target, tok = load_model(args.target, device=args.device)
+        if args.device != "cpu":
+            print("note: the training loop runs on the target's device; untested at scale",
+                  file=sys.stderr)
+        _, metrics = train_dflash(target, tok, corpus=args.corpus, out=args.out,
+                                  progress=sys.stderr.isatty(), **recipe)
+    except InvalidInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    metrics.pop("losses", None)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------- generate --drafter dflash|d2sd
+
+
+def add_generate_arguments(parser) -> None:
+    """Options of ``specoracle generate --drafter dflash|d2sd`` (``--target``, ``--prompt``,
+    ``--max-new-tokens``, ``--temperature``, ``--top-k``, ``--top-p``, ``--seed`` and ``--verify``
+    are added here only if the parser lacks them)."""
+    have = {a.dest for a in parser._actions}
+
+    def add(*names, **kw):
+        dest = kw.get("dest") or names[0].lstrip("-").replace("-", "_")
+        if dest not in have:
+            parser.add_argument(*names, **kw)
+            have.add(dest)
+
+    add("--target", default="zoo:code-target")
+    add("--prompt", default="")
+    add("--max-new-tokens", type=int, default=100)
+    add("--temperature", type=float, default=0.0)
+    add("--top-k", type=int, default=None)
+    add("--top-p", type=float, default=None)
+    add("--seed", type=int, default=0)
+    add("--verify", choices=["chain", "block", "greedy"], default="chain")
+    add("--drafter", choices=["dflash", "d2sd"], default="dflash")
+    add("--dflash-path", default=str(SHIPPED / "tiny-dflash"),
+        help="DFlash drafter folder (default: the shipped tiny CPU drafter)")
+    add("--vp-path", default=str(SHIPPED / "tiny-vp"),
+        help="D2SD VP drafter folder ('none': re-use the DFlash drafter)")
+    add("--dflash-mode", choices=["greedy", "stochastic"], default="greedy",
+        help="greedy: argmax drafts + sample-and-match; stochastic: sampled drafts + --verify")
+    add("--block-size", type=int, default=None, help="G (default: the drafter's)")
+    add("--branches", type=int, default=4, help="D2SD: K VP branches")
+    add("--no-baseline", action="store_true", help="skip the target-only run")
+
+
+def run_generate(args) -> int:
+    from specoracle.fastpath.models.d2sd import generate_d2sd
+    from specoracle.fastpath.models.dflash import DFlashDrafter
+    from specoracle.fastpath.models.dflash_generate import generate_dflash
+    from specoracle.fastpath.models.engine import autoregressive_generate
+    from specoracle.fastpath.models.hf import load_model
+    from specoracle.fastpath.models.processing import Warp
+    from specoracle.reference.types import InvalidInput
+
+    try:
+        target, tok = load_model(args.target)
+        drafter = DFlashDrafter.load(args.dflash_path)
+        prompt = tok(args.prompt).input_ids or [tok.eos_token_id or 0]
+        kw = dict(top_k=args.top_k, top_p=args.top_p, block_size=args.block_size,
+                  eos_id=tok.eos_token_id)
+        if args.drafter == "dflash":
+            method = "chain" if args.verify == "greedy" else args.verify
+            res = generate_dflash(target, drafter, prompt, args.max_new_tokens, args.temperature,
+                                  args.dflash_mode, args.seed, method=method, **kw)
+        else:
+            vp = None if str(args.vp_path).lower() == "none" else DFlashDrafter.load(args.vp_path)
+            res = generate_d2sd(target, drafter, vp, prompt, args.max_new_tokens, args.temperature,
+                                args.seed, k_branches=args.branches, **kw)
+    except InvalidInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(args.prompt + tok.decode(res.tokens))
+    line = (f"[{args.drafter}] {len(res.tokens)} tokens in {res.seconds:.2f}s "
+            f"({res.tokens_per_second:.1f} tok/s), cycles {len(res.accepted)}, "
+            f"tau {res.tau():.3f} (bonus included), target calls {res.target_calls}")
+    if not args.no_baseline:
+        base = autoregressive_generate(target, [prompt], warping=Warp(args.temperature, args.top_k,
+                                       args.top_p), max_new_tokens=args.max_new_tokens,
+                                       eos_id=tok.eos_token_id, seeds=args.seed)
+        line += (f", target-only {base.tokens_per_second:.1f} tok/s, speed-up "
+                 f"{res.tokens_per_second / base.tokens_per_second:.2f}x")
+    print(line, file=sys.stderr)
+    return 0

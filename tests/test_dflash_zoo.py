@@ -1,0 +1,95 @@
+"""End-to-end on the zoo target with the shipped tiny CPU drafters (fastpath/models/
+dflash_weights): T = 0 output equals target-only greedy, and the law of the first 2 tokens
+at T = 1, top-k 3 equals the target's exact law for DFlash (argmax drafts, sample-and-match;
+sampled drafts, block verification) and D2SD. Skips when the zoo is not installed
+(`specoracle zoo install --from ../shared/zoo --link`, or $SPECORACLE_ZOO)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from specoracle.fastpath.models.d2sd import generate_d2sd
+from specoracle.fastpath.models.dflash_generate import generate_dflash
+from specoracle.fastpath.models.engine import autoregressive_generate
+from specoracle.fastpath.models.processing import Warp
+
+from _dflash_cert import certify
+from _dflash_zoo import shipped_drafter, zoo_target
+
+pytestmark = pytest.mark.zoo
+ALPHA = 1e-3  # tests/TOLERANCES.md, "DFlash / D2SD"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def models():
+    target, tok = zoo_target()
+    return target, tok, shipped_drafter("dflash"), shipped_drafter("vp")
+
+
+def test_shipped_drafters_are_small_and_match_the_target(models):
+    from _dflash_zoo import SHIPPED
+    target, _, dfl, vp = models
+    for kind in ("dflash", "vp"):
+        assert (SHIPPED / f"tiny-{kind}" / "dflash.safetensors").stat().st_size < 5_000_000
+    assert dfl.cfg.layer_ids == (1, 3) and dfl.block_size == 8 and vp.cfg.objective == "vp"
+
+
+def test_greedy_equals_target_greedy(models):
+    target, tok, dfl, vp = models
+    pr = tok("def main(argv=None):\n    ").input_ids
+    ar = autoregressive_generate(target, [pr], warping=Warp(0.0), max_new_tokens=24)
+    a = generate_dflash(target, dfl, pr, 24, 0.0)
+    b = generate_d2sd(target, dfl, vp, pr, 24, 0.0)
+    assert a.tokens == ar.tokens[0] == b.tokens
+    assert a.target_calls <= ar.target_calls and b.target_calls <= ar.target_calls
+
+
+@pytest.mark.statistical
+@pytest.mark.parametrize("which", ["dflash-greedy",
+                                   pytest.param("dflash-block", marks=pytest.mark.slow),
+                                   pytest.param("d2sd", marks=pytest.mark.slow)])
+def test_first_tokens_law_equals_target(models, which):
+    """First 2 tokens, T = 1, top-k 3 (<= 9 cells), 300 samples, chi-square GOF at
+    alpha = 1e-3; detects TV >= 0.2 at power 0.9 (asserted)."""
+    target, tok, dfl, vp = models
+    pr = tok("import numpy as").input_ids
+
+    def one(seed, st):
+        if which == "d2sd":
+            return generate_d2sd(target, dfl, vp, pr, 2, 1.0, seed, top_k=3, prefilled=st).tokens
+        mode, method = ("greedy", "chain") if which == "dflash-greedy" else ("stochastic", "block")
+        return generate_dflash(target, dfl, pr, 2, 1.0, mode, seed, top_k=3, method=method,
+                               prefilled=st).tokens
+
+    res, _ = certify(target, one, pr, Warp(1.0, top_k=3), 2, 300, ALPHA, seed0=3000)
+    assert res.p_value > ALPHA, res
+    assert res.detectable < 0.2
+
+
+def test_cli_train_and_generate(models, tmp_path, capsys):
+    import argparse
+    import json
+
+    from specoracle.cli import zoo_dflash
+    parser = argparse.ArgumentParser()
+    zoo_dflash.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["train-dflash", "--out", str(tmp_path / "d"), "--steps", "2",
+                              "--max-chars", "20000", "--seq-len", "32", "--anchors", "4"])
+    assert args.func(args) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+    gen = argparse.ArgumentParser()
+    zoo_dflash.add_generate_arguments(gen)
+    for drafter in ("dflash", "d2sd"):
+        args = gen.parse_args(["--drafter", drafter, "--prompt", "def ", "--max-new-tokens", "6",
+                               "--dflash-path", str(tmp_path / "d"), "--vp-path", "none"])
+        assert zoo_dflash.run_generate(args) == 0
+        out = capsys.readouterr()
+        assert out.out.startswith("def ") and "tau" in out.err and "speed-up" in out.err
