@@ -45,3 +45,16 @@ def pytest_collection_modifyitems(config, items):
 def rng():
     """A fixed-seed generator: tests are deterministic."""
     return np.random.default_rng(20261122)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Pin torch to one thread for the test, restoring the setting after it. On a loaded
+    2-core machine the default two threads made tiny forward passes 10-100x slower
+    (oversubscription); one thread keeps model tests inside their time budgets."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

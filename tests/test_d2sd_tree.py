@@ -22,12 +22,7 @@ PROMPT = [1, 2, 3]
 ALPHA = 1e-3  # tests/TOLERANCES.md, "DFlash / D2SD"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def test_confidences_and_branch_set():

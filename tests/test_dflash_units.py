@@ -18,12 +18,7 @@ from specoracle.reference.types import InvalidInput
 from _dflash_zoo import tiny_drafter, tiny_target
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def test_layer_selection_formula():

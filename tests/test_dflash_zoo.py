@@ -16,16 +16,10 @@ from specoracle.fastpath.models.processing import Warp
 from _dflash_cert import certify
 from _dflash_zoo import shipped_drafter, zoo_target
 
-pytestmark = pytest.mark.zoo
 ALPHA = 1e-3  # tests/TOLERANCES.md, "DFlash / D2SD"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.zoo, pytest.mark.usefixtures("one_torch_thread")]  # fixture: tests/conftest.py
 
 
 @pytest.fixture(scope="module")

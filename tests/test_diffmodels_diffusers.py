@@ -15,13 +15,7 @@ from specoracle.fastpath.models.diffusion_adapter import (  # noqa: E402
 from specoracle.fastpath.models.diffusion_spec import SpecConfig, sample_speculative_rng  # noqa: E402
 from specoracle.reference.types import InvalidInput  # noqa: E402
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread: immune to oversubscription on a loaded 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 STEP_ATOL = 1e-5   # diffusers computes scheduler.step in float32; the chain mean is float64

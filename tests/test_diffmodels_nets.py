@@ -15,13 +15,7 @@ from specoracle.fastpath.models.diffusion_nets import EpsMLP, EpsMLPConfig, load
 from specoracle.fastpath.models.diffusion_train import TrainConfig, train_eps_net
 from specoracle.reference.types import InvalidInput
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread: immune to oversubscription on a loaded 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 pytest.importorskip("sklearn", reason="scikit-learn provides the zoo's training data")
