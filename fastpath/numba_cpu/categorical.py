@@ -138,6 +138,22 @@ def _chain_serial(p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallb
         _chain_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
 
 
+def _run_pq(kernel_parallel, kernel_serial, p, q, draft, u, num_draft, raise_on_error, parallel):
+    """Validate the batched (p, q, draft, u, num_draft) inputs of fastpath/types.py, run the
+    row kernel (threaded from a few rows on), and turn its outputs into a BatchVerdict."""
+    p = _batch.as_prob_batch(p, "p")
+    q = _batch.as_prob_batch(q, "q")
+    p, q = _batch.common_float(p, q)
+    bsz, k, _ = _batch.check_pq_shapes(p, q)
+    draft = _batch.as_draft_batch(draft, bsz, k)
+    num_draft = _batch.as_num_draft(num_draft, bsz, k)
+    u = _batch.as_uniform_batch(u, bsz, k)
+    out = _batch.alloc_outputs(bsz, k)
+    kernel = kernel_parallel if _use_threads(parallel, bsz) else kernel_serial
+    kernel(p, q, draft, num_draft, u, *out)
+    return _batch.finish(out, raise_on_error)
+
+
 def verify_chain(p, q, draft, u, *, num_draft=None, raise_on_error: bool = True,
                  parallel: bool | None = None):
     """Token-level speculative sampling, batched (Leviathan et al. 2023, arXiv 2211.17192,
@@ -147,17 +163,7 @@ def verify_chain(p, q, draft, u, *, num_draft=None, raise_on_error: bool = True,
     rejection draw from normalise((p_i - q_i)_+) with u[b, n], else the bonus token from
     p_{n+1} with u[b, n]. Returns a :class:`~specoracle.fastpath.types.BatchVerdict`.
     """
-    p = _batch.as_prob_batch(p, "p")
-    q = _batch.as_prob_batch(q, "q")
-    p, q = _batch.common_float(p, q)
-    bsz, k, _ = _batch.check_pq_shapes(p, q)
-    draft = _batch.as_draft_batch(draft, bsz, k)
-    num_draft = _batch.as_num_draft(num_draft, bsz, k)
-    u = _batch.as_uniform_batch(u, bsz, k)
-    out = _batch.alloc_outputs(bsz, k)
-    kernel = _chain_parallel if _use_threads(parallel, bsz) else _chain_serial
-    kernel(p, q, draft, num_draft, u, *out)
-    return _batch.finish(out, raise_on_error)
+    return _run_pq(_chain_parallel, _chain_serial, p, q, draft, u, num_draft, raise_on_error, parallel)
 
 
 def verify_chain_rng(p, q, draft, rng, *, num_draft=None, raise_on_error: bool = True):
@@ -328,17 +334,7 @@ def verify_block(p, q, draft, u, *, num_draft=None, raise_on_error: bool = True,
     token from p[b, n] or the scaled residual normalise((p_tau p(.|X^tau) - q(.|X^tau))_+),
     both with u[b, n]. R_i is summed in NumPy's pairwise order (``_primitives``).
     """
-    p = _batch.as_prob_batch(p, "p")
-    q = _batch.as_prob_batch(q, "q")
-    p, q = _batch.common_float(p, q)
-    bsz, k, _ = _batch.check_pq_shapes(p, q)
-    draft = _batch.as_draft_batch(draft, bsz, k)
-    num_draft = _batch.as_num_draft(num_draft, bsz, k)
-    u = _batch.as_uniform_batch(u, bsz, k)
-    out = _batch.alloc_outputs(bsz, k)
-    kernel = _block_parallel if _use_threads(parallel, bsz) else _block_serial
-    kernel(p, q, draft, num_draft, u, *out)
-    return _batch.finish(out, raise_on_error)
+    return _run_pq(_block_parallel, _block_serial, p, q, draft, u, num_draft, raise_on_error, parallel)
 
 
 def verify_block_rng(p, q, draft, rng, *, num_draft=None, raise_on_error: bool = True):
