@@ -50,6 +50,11 @@ FALLBACK_NAMES = {FALLBACK_RESIDUAL_ZERO_MASS: "residual_zero_mass",
                   FALLBACK_CDF_ROUNDING: "cdf_rounding"}
 
 
+def fallback_names(bits) -> tuple:
+    """The fallback names of a per-row bit mask (FALLBACK_*), in bit order."""
+    return tuple(name for bit, name in FALLBACK_NAMES.items() if int(bits) & bit)
+
+
 @dataclass(frozen=True)
 class BatchVerdict:
     n_accepted: np.ndarray  # [B] int64
@@ -66,7 +71,7 @@ class BatchVerdict:
         """Row ``b`` as the oracle's Verdict (fallback names in bit order)."""
         n = int(self.n_accepted[b])
         toks = tuple(int(t) for t in np.asarray(self.tokens[b])[: n + 1])
-        fb = tuple(name for bit, name in FALLBACK_NAMES.items() if int(self.fallbacks[b]) & bit)
+        fb = fallback_names(self.fallbacks[b])
         path = ()
         if self.paths is not None:
             path = tuple(int(x) for x in np.asarray(self.paths[b]) if x != PAD_ID)

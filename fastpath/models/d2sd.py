@@ -113,8 +113,8 @@ def generate_d2sd(target, drafter: DFlashDrafter, vp_drafter: DFlashDrafter | No
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     sess = TargetSession(target)
-    caches = (DraftCache(drafter), DraftCache(vp) if vp is not drafter else None)
-    caches = (caches[0], caches[1] or caches[0])
+    first = DraftCache(drafter)
+    caches = (first, DraftCache(vp) if vp is not drafter else first)
     res = DraftRunResult([], block_size=g)
     if max_new_tokens <= 0:
         return res

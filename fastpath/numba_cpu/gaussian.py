@@ -38,7 +38,8 @@ from specoracle.reference.gaussian_types import GaussianBlockVerdict, GaussianSt
 from specoracle.reference.types import InvalidInput
 from specoracle.reference.validation import check_generator
 
-FALLBACK_RESIDUAL_ZERO_MASS = 1
+from ..types import FALLBACK_RESIDUAL_ZERO_MASS, fallback_names
+
 
 # kinds of the last emitted state (assembled by _states_kernel)
 _NONE, _RESIDUAL, _ZERO_MASS, _BONUS, _REFLECT = 0, 1, 2, 3, 4
@@ -72,7 +73,7 @@ class GaussianBatchVerdict:
     def verdict(self, b: int) -> GaussianBlockVerdict:
         n = int(self.lengths[b])
         ne = int(self.n_emitted[b])
-        fb = ("residual_zero_mass",) if int(self.fallbacks[b]) & FALLBACK_RESIDUAL_ZERO_MASS else ()
+        fb = fallback_names(self.fallbacks[b])
         return GaussianBlockVerdict(int(self.n_accepted[b]), self.states[b, :ne].copy(),
                                     bool(self.bonus[b]), bool(self.corrected[b]),
                                     self.log_ratio[b, :n].copy(), self.log_survival[b, : n + 1].copy(),
@@ -94,7 +95,7 @@ class GaussianStepBatch:
         return int(self.accepted.shape[0])
 
     def verdict(self, b: int) -> GaussianStep:
-        fb = ("residual_zero_mass",) if int(self.fallbacks[b]) & FALLBACK_RESIDUAL_ZERO_MASS else ()
+        fb = fallback_names(self.fallbacks[b])
         return GaussianStep(self.x[b].copy(), bool(self.accepted[b]), self.draft[b].copy(),
                             float(self.log_ratio[b]), fb)
 

@@ -36,7 +36,8 @@ from specoracle.reference import gaussian as _ref
 from specoracle.reference.gaussian_types import GaussianBlockVerdict, GaussianStep
 from specoracle.reference.types import InvalidInput
 
-FALLBACK_RESIDUAL_ZERO_MASS = 1
+from ..types import FALLBACK_RESIDUAL_ZERO_MASS, fallback_names
+
 _SQRT2 = math.sqrt(2.0)
 _GL_CACHE: dict = {}
 
@@ -73,7 +74,7 @@ class GaussianBatchVerdict:
     def verdict(self, b: int) -> GaussianBlockVerdict:
         n = int(self.lengths[b])
         ne = int(self.n_emitted[b])
-        fb = ("residual_zero_mass",) if int(self.fallbacks[b]) & FALLBACK_RESIDUAL_ZERO_MASS else ()
+        fb = fallback_names(self.fallbacks[b])
         h = lambda t: t.detach().cpu().numpy()  # noqa: E731
         return GaussianBlockVerdict(int(self.n_accepted[b]), h(self.states[b, :ne]), bool(self.bonus[b]),
                                     bool(self.corrected[b]), h(self.log_ratio[b, :n]),
@@ -95,7 +96,7 @@ class GaussianStepBatch:
         return int(self.accepted.shape[0])
 
     def verdict(self, b: int) -> GaussianStep:
-        fb = ("residual_zero_mass",) if int(self.fallbacks[b]) & FALLBACK_RESIDUAL_ZERO_MASS else ()
+        fb = fallback_names(self.fallbacks[b])
         return GaussianStep(self.x[b].detach().cpu().numpy(), bool(self.accepted[b]),
                             self.draft[b].detach().cpu().numpy(), float(self.log_ratio[b]), fb)
 
