@@ -44,6 +44,7 @@ class BenchContext:
     dtype: str = "float32"
     clock: str = "wall"        # "wall" (perf_counter) or "cpu" (this process's CPU time)
     copy_bandwidth_GBps: float = 0.0
+    copy_threads: int = 1      # threads of the copy that measured the bandwidth
     notes: list = field(default_factory=list)      # lines printed under the table
     extra: dict = field(default_factory=dict)      # extra top-level JSON entries
     progress: Callable[[str], None] = lambda msg: None
@@ -111,21 +112,45 @@ def median_us(fn: Callable[[], object], min_time: float = 0.25, min_reps: int = 
     return statistics.median(times) * 1e6
 
 
-def copy_bandwidth_GBps(nbytes: int = 256 * 2 ** 20, reps: int = 7, clock: str = "wall") -> float:
+def copy_bandwidth_GBps(nbytes: int = 256 * 2 ** 20, reps: int = 7, clock: str = "wall",
+                        threads: int = 1) -> float:
     """Copy bandwidth in GB/s, STREAM convention: (bytes read + bytes written) / time, for
-    a ``numpy.copyto`` of a buffer far larger than the last-level cache (best of ``reps``).
+    a copy of a buffer far larger than the last-level cache (best of ``reps``).
     Reading alone proceeds at about this total rate, so bytes-to-read / this bandwidth is
-    the floor of a memory-bound kernel."""
+    the floor of a memory-bound kernel.
+
+    ``threads`` = 1: ``numpy.copyto`` (one core). ``threads`` > 1: a torch ``copy_`` with that
+    many intra-op threads, so that the floor of kernels run on ``threads`` cores is divided
+    by the bandwidth those cores reach together (one core cannot saturate the memory bus).
+    The CPU clock sums the time of all threads, so with ``clock="cpu"`` one thread is used."""
     now = clock_function(clock)
+    if threads > 1 and clock == "wall":
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            src_t = torch.ones(nbytes // 8, dtype=torch.float64)
+            dst_t = torch.empty_like(src_t)
+            copy = lambda: dst_t.copy_(src_t)  # noqa: E731
+            size = src_t.numel() * 8
+            return 2 * size / _best_time(copy, now, reps) / 1e9
+        finally:
+            torch.set_num_threads(before)
     src = np.ones(nbytes // 8)
     dst = np.empty_like(src)
-    np.copyto(dst, src)
+    return 2 * src.nbytes / _best_time(lambda: np.copyto(dst, src), now, reps) / 1e9
+
+
+def _best_time(fn: Callable[[], object], now: Callable[[], float], reps: int) -> float:
+    """Best of ``reps`` timed calls of ``fn`` after one untimed call."""
+    fn()
     best = np.inf
     for _ in range(reps):
         t0 = now()
-        np.copyto(dst, src)
+        fn()
         best = min(best, now() - t0)
-    return 2 * src.nbytes / best / 1e9
+    return best
 
 
 def device_name() -> str:
@@ -151,13 +176,17 @@ def run_suites(names, ctx: BenchContext, device: str) -> dict:
     import os
 
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    ctx.copy_bandwidth_GBps = copy_bandwidth_GBps(clock=ctx.clock)
+    import torch
+
+    ctx.copy_threads = torch.get_num_threads() if ctx.clock == "wall" else 1
+    ctx.copy_bandwidth_GBps = copy_bandwidth_GBps(clock=ctx.clock, threads=ctx.copy_threads)
     rows = []
     for name in names:
         rows.extend(suites()[name].run(ctx))
     doc = {"device": device_name() if device == "cpu" else device,
            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-           "copy_bandwidth_GBps": round(ctx.copy_bandwidth_GBps, 2), "clock": ctx.clock, "rows": rows}
+           "copy_bandwidth_GBps": round(ctx.copy_bandwidth_GBps, 2), "copy_threads": ctx.copy_threads,
+           "clock": ctx.clock, "rows": rows}
     doc.update(ctx.extra)
     if load_before is not None:
         # other processes on the machine distort every figure: record how busy it was

@@ -10,11 +10,11 @@ from specoracle.fastpath import bench, bench_cpu
 def test_bench_quick_json_schema(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench_cpu, "CAT_SHAPES_QUICK", [(4, 2, 50)])
     monkeypatch.setattr(bench_cpu, "GAUSS_SHAPES_QUICK", [(4, 2, 3)])
-    monkeypatch.setattr(bench, "copy_bandwidth_GBps", lambda clock="wall": 10.0)
+    monkeypatch.setattr(bench, "copy_bandwidth_GBps", lambda clock="wall", threads=1: 10.0)
     out = tmp_path / "b.json"
     assert main(["bench", "--device", "cpu", "--suite", "kernels", "--quick", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert {"device", "date", "copy_bandwidth_GBps", "rows"} <= set(doc)
+    assert {"device", "date", "copy_bandwidth_GBps", "copy_threads", "rows"} <= set(doc)
     ops = {(r["op"], r["backend"]) for r in doc["rows"]}
     for op in ("chain", "block", "gaussian_block", "gaussian_step"):
         assert (op, "reference") in ops and (op, "numba_cpu") in ops
@@ -29,3 +29,13 @@ def test_bench_quick_json_schema(tmp_path, monkeypatch, capsys):
 
 def test_bench_unknown_suite_fails():
     assert main(["bench", "--device", "cpu", "--suite", "nope"]) == 2
+
+
+def test_copy_bandwidth_threads_paths():
+    """Both copy paths (numpy, one core; torch with two threads) measure a finite, positive
+    bandwidth; the CPU clock falls back to one thread (it sums the threads' time)."""
+    from specoracle.fastpath.bench import copy_bandwidth_GBps
+
+    for kw in ({}, {"threads": 2}, {"threads": 2, "clock": "cpu"}):
+        bw = copy_bandwidth_GBps(nbytes=8 * 2 ** 20, reps=2, **kw)
+        assert 0.1 < bw < 1e4, (kw, bw)

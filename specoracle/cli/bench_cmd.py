@@ -67,7 +67,8 @@ def run(args) -> int:
     doc = bench.run_suites(names, ctx, args.device)
     bar.close()
     print(f"device: {doc['device']}    date: {doc['date']}    "
-          f"copy bandwidth: {doc['copy_bandwidth_GBps']} GB/s (read + write)    clock: {args.clock}    "
+          f"copy bandwidth: {doc['copy_bandwidth_GBps']} GB/s (read + write, "
+          f"{doc.get('copy_threads', 1)} thread(s))    clock: {args.clock}    "
           f"load average: {doc.get('load_average_1min')}")
     for key, val in ctx.extra.items():
         print(f"{key}: {val}")
