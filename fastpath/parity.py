@@ -128,9 +128,14 @@ def run_op(backend: str, op: registry.Op, quick: bool = True, cases=None,
 
 def run_parity(backend: str, quick: bool = True, ops=None) -> dict[str, OpResult]:
     """Per-op parity results of ``backend`` (``"numba_cpu"``, ``"torch_cuda"``), keyed by op
-    name; ops the backend lacks come back with status ``"missing"``. ``quick`` selects
+    name; ops the backend lacks come back with status ``"missing"`` (ops declared for other
+    backends only are left out). ``quick`` selects
     the small case set (seconds); ``quick=False`` adds more rows per case."""
-    names = ops if ops is not None else sorted(registry.ops())
+    if ops is not None:
+        names = ops
+    else:  # ops that name their backends (Triton kernels) only for those backends
+        names = [n for n, op in sorted(registry.ops().items())
+                 if op.backends is None or backend in op.backends]
     return {name: run_op(backend, registry.get(name), quick=quick) for name in names}
 
 

@@ -64,6 +64,8 @@ class Op:
                  -> ``(verdict, detail)`` with verdict in {"match", "mismatch", "excluded"}
     sweep:       optional ``sweep(n_sequences, seed) -> list[Case]`` (large random sweeps)
     dtype:       the input dtype the op is exercised in
+    backends:    optional tuple of the only backends that have this op (e.g. a Triton
+                 kernel of torch_cuda); the others report it missing
     """
 
     name: str
@@ -78,6 +80,7 @@ class Op:
     dtype: str = "float64"
     notes: str = ""
     extra: dict = field(default_factory=dict)
+    backends: tuple | None = None
 
     def reference_function(self) -> Callable:
         mod = importlib.import_module(f"specoracle.reference.{self.module}")
@@ -104,7 +107,7 @@ def _load_builtin() -> None:
     _LOADED = True
     # Each module registers its ops on import; modules whose reference has not
     # landed are skipped (their ops simply do not exist yet).
-    for mod in ("parity_categorical", "parity_tree", "parity_gaussian"):
+    for mod in ("parity_categorical", "parity_tree", "parity_gaussian", "torch_cuda.parity_ops"):
         try:
             importlib.import_module(f"specoracle.fastpath.{mod}")
         except ModuleNotFoundError as exc:  # a missing reference module, not a bug in ours
@@ -131,6 +134,8 @@ def resolve(backend: str, op: Op | str) -> Callable:
     Raises :class:`MissingOp` (naming the op) if the module or function is absent.
     """
     op = get(op) if isinstance(op, str) else op
+    if op.backends is not None and backend not in op.backends:
+        raise MissingOp(f"{backend} lacks op {op.name}: only {', '.join(op.backends)} has it")
     modname = f"specoracle.fastpath.{backend}.{op.module}"
     try:
         mod = importlib.import_module(modname)

@@ -17,10 +17,12 @@ def test_suite_plumbing_on_cpu():
     seen = {(r["op"], r["backend"]) for r in rep["rows"]}
     assert {("chain", "torch_cuda"), ("chain", "torch_plain"), ("chain", "hf"), ("block", "torch_cuda"),
             ("block", "torch_plain"), ("chain_logits_bf16", "torch_cuda"),
-            ("gaussian_block", "torch_cuda")} <= seen
+            ("gaussian_block", "torch_cuda"), ("gaussian_block", "torch_plain"),
+            ("chain", "torch_cuda_graph")} <= seen
+    assert not any(r["backend"] == "torch_cuda_graph" and r["B"] != 1 for r in rep["rows"])
     for r in rep["rows"]:
         assert r["median_us"] > 0 and r["floor_us"] > 0
-        if r["backend"] == "torch_cuda" and r["op"] in ("chain", "block"):
+        if r["backend"] in ("torch_cuda", "torch_cuda_graph") and r["op"] in ("chain", "block"):
             assert r["vs_torch_plain"] > 0
         if r["op"] == "chain" and r["B"] == 1:
             assert r["vs_hf"] > 0

@@ -143,3 +143,38 @@ def test_logits_never_materialise_full_probabilities(monkeypatch):
     assert seen and max(seen) <= 8
     # drafted entries: 16*4 rows of each side, then one row pair per sequence (2 * 16 rows)
     assert sum(seen) == 2 * 16 * 4 + 2 * 16
+
+
+@pytest.mark.parametrize("wrong", ["top_k+1", "top_p+0.05", "ignore_min_p", "temperature*1.1"])
+def test_logits_rule_rejects_wrong_warps(wrong):
+    """Negative controls for the registry's logits rule (fastpath/torch_cuda/parity_ops.py,
+    the rule the Triton kernel is held to): the verifier run with a warp off by one token
+    (top-k), by 5 % of mass (top-p), without min-p, or at a 10 % higher temperature must
+    fail it on 256 rows (V = 37, K = 3), while the right warp passes."""
+    import dataclasses
+
+    from specoracle.fastpath import parity, registry
+    from specoracle.fastpath.registry import Case
+    from specoracle.fastpath.torch_cuda import parity_ops as po
+    op = registry.get("chain_logits")
+    x = po.logits_batch(np.random.default_rng(99), 256, 3, 37, ragged=False)
+    x["temperature"] = np.full(256, 1.0)
+    x["top_k"], x["top_p"], x["min_p"] = np.full(256, 6), np.full(256, 0.9), np.full(256, 0.3)
+    x["draft"] = _drafts(np.random.default_rng(1), ref_process(x["q_logits"], temperature=1.0, top_k=6, top_p=0.9,
+                                                               min_p=0.3), np.full(256, 3))
+    case = Case("negative control", x)
+    assert parity.run_op("torch_cuda", op, cases=[case]).status == "pass"
+
+    def call(fn, c):
+        y = dict(c.inputs)
+        if wrong == "top_k+1":
+            y["top_k"] = y["top_k"] + 1
+        elif wrong == "top_p+0.05":
+            y["top_p"] = y["top_p"] + 0.05
+        elif wrong == "ignore_min_p":
+            y["min_p"] = np.zeros(256)
+        else:
+            y["temperature"] = y["temperature"] * 1.1
+        return op.call(fn, Case(c.name, y))
+    res = parity.run_op("torch_cuda", dataclasses.replace(op, call=call), cases=[case])
+    assert res.status == "fail", res.detail

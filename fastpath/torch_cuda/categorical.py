@@ -117,6 +117,42 @@ def _chain_finish(p_row, q_row, tau, n, u, status, draft, numpy_in, raise_on_err
 # ---------------------------------------------------------------- chain
 
 
+class _Rows:
+    """What chain and block verification share after the input checks: the checked
+    tensors, the per-row status, the in-draft mask, the clamped lengths, and the
+    drafted entries pd, qd [B, K] (computed by ``drafted``)."""
+
+    def __init__(self, p, q, draft, u, num_draft, validate):
+        self.p, self.q, self.draft, self.u, self.n, self.numpy_in = prepare(p, q, draft, u, num_draft,
+                                                                            check_u=validate)
+        b, k1, v = self.p.shape
+        self.b, self.k, self.v, self.cd = b, k1 - 1, v, compute_dtype(self.p)
+        self.status, self.inside, self.safe = length_and_range_status(self.draft, self.n, v)
+        self.nc = self.n.clamp(0, self.k)
+        self.bi = torch.arange(b, device=self.p.device)
+
+    def entries(self, pd, qd):
+        self.pd, self.qd = pd, qd
+        self.status = _entry_status(self.status, self.inside, pd, qd)
+        return self
+
+
+def _tau_row_pair(ctx: _Rows, tau, rows_of):
+    """(p row, q row) at tau per sequence [B, V] each; q is 0 on a bonus row / K = 0.
+    ``rows_of(side, b_index, row_index)`` returns the rows in the compute dtype."""
+    p_row = rows_of("p", ctx.bi, tau)
+    if ctx.k:
+        q_row = rows_of("q", ctx.bi, tau.clamp(max=ctx.k - 1))
+        q_row = torch.where((tau == ctx.nc)[:, None], torch.zeros_like(q_row), q_row)
+    else:
+        q_row = torch.zeros_like(p_row)
+    return p_row, q_row
+
+
+def _prob_rows(ctx: _Rows):
+    return lambda side, bi, ii: getattr(ctx, side)[bi, ii].to(ctx.cd)
+
+
 def verify_chain(p, q, draft, u, *, num_draft=None, raise_on_error: bool = True, impl: str = "auto",
                  validate: bool = True):
     """Batched token-level speculative sampling (see the module docstring).
@@ -125,22 +161,14 @@ def verify_chain(p, q, draft, u, *, num_draft=None, raise_on_error: bool = True,
     first rejection tau draw from normalise((p[b, tau] - q[b, tau])_+), else the bonus
     from p[b, n]; both with u[b, n]. Returns a BatchVerdict.
     """
-    p, q, draft, u, n, numpy_in = prepare(p, q, draft, u, num_draft, check_u=validate)
-    if _use_triton(impl, p):
+    ctx = _Rows(p, q, draft, u, num_draft, validate)
+    if _use_triton(impl, ctx.p):
         from . import triton_kernels
-        return finish(triton_kernels.chain(p, q, draft, u, n, numpy_in), raise_on_error)
-    b, k1, v = p.shape
-    k, cd = k1 - 1, compute_dtype(p)
-    status, inside, safe = length_and_range_status(draft, n, v)
-    nc = n.clamp(0, k)
-    pd, qd = _drafted(p, q, safe, k, cd)
-    status = _entry_status(status, inside, pd, qd)
-    tau = _chain_decide(pd, qd, u, inside, nc, k)
-    bi = torch.arange(b, device=p.device)
-    p_row = p[bi, tau].to(cd)                                           # [B, V]: the one row pair
-    q_row = q[bi, tau.clamp(max=max(k - 1, 0))].to(cd) if k else torch.zeros_like(p_row)
-    q_row = torch.where((tau == nc)[:, None], torch.zeros_like(q_row), q_row)
-    return _chain_finish(p_row, q_row, tau, nc, u, status, draft, numpy_in, raise_on_error)
+        return finish(triton_kernels.chain(ctx.p, ctx.q, ctx.draft, ctx.u, ctx.n, ctx.numpy_in), raise_on_error)
+    ctx.entries(*_drafted(ctx.p, ctx.q, ctx.safe, ctx.k, ctx.cd))
+    tau = _chain_decide(ctx.pd, ctx.qd, ctx.u, ctx.inside, ctx.nc, ctx.k)
+    p_row, q_row = _tau_row_pair(ctx, tau, _prob_rows(ctx))               # [B, V]: the one row pair
+    return _chain_finish(p_row, q_row, tau, ctx.nc, ctx.u, ctx.status, ctx.draft, ctx.numpy_in, raise_on_error)
 
 
 # ---------------------------------------------------------------- greedy
@@ -212,34 +240,28 @@ def verify_block(p, q, draft, u, *, num_draft=None, raise_on_error: bool = True,
     residual masses R_i = sum_x (s_i p[b, i, x] - q[b, i, x])_+ for i < n, tau the
     largest passing index, then the bonus from p[b, n] or the scaled residual
     normalise((s_tau p[b, tau] - q[b, tau])_+), with u[b, n]."""
-    p, q, draft, u, n, numpy_in = prepare(p, q, draft, u, num_draft, check_u=validate)
-    if _use_triton(impl, p):
+    ctx = _Rows(p, q, draft, u, num_draft, validate)
+    if _use_triton(impl, ctx.p):
         from . import triton_kernels
-        return finish(triton_kernels.block(p, q, draft, u, n, numpy_in), raise_on_error)
-    b, k1, v = p.shape
-    k, cd = k1 - 1, compute_dtype(p)
-    status, inside, safe = length_and_range_status(draft, n, v)
-    nc = n.clamp(0, k)
-    pd, qd = _drafted(p, q, safe, k, cd)
-    status = _entry_status(status, inside, pd, qd)
-    surv = _survival(pd, qd, k, cd)
+        return finish(triton_kernels.block(ctx.p, ctx.q, ctx.draft, ctx.u, ctx.n, ctx.numpy_in), raise_on_error)
+    ctx.entries(*_drafted(ctx.p, ctx.q, ctx.safe, ctx.k, ctx.cd))
+    p, q, k, cd = ctx.p, ctx.q, ctx.k, ctx.cd
+    surv = _survival(ctx.pd, ctx.qd, k, cd)
     if k:
         res_all = torch.clamp(surv[:, :k, None] * p[:, :k].to(cd) - q.to(cd), min=0)   # [B, K, V]
         mass = res_all.sum(dim=-1)                                                    # [B, K]
-        rows_q = torch.arange(k, device=p.device)[None, :] < nc[:, None]
+        rows_q = torch.arange(k, device=p.device)[None, :] < ctx.nc[:, None]
         bad_q = (~torch.isfinite(q).all(dim=-1) & rows_q).any(dim=1)
     else:
-        mass = torch.zeros(b, 0, dtype=cd, device=p.device)
-        bad_q = torch.zeros(b, dtype=torch.bool, device=p.device)
-    rows_p = torch.arange(k1, device=p.device)[None, :] <= nc[:, None]
+        mass = torch.zeros(ctx.b, 0, dtype=cd, device=p.device)
+        bad_q = torch.zeros(ctx.b, dtype=torch.bool, device=p.device)
+    rows_p = torch.arange(k + 1, device=p.device)[None, :] <= ctx.nc[:, None]
     bad_p = (~torch.isfinite(p).all(dim=-1) & rows_p).any(dim=1)
-    status = set_status(status, bad_p | bad_q, STATUS_NONFINITE)
-    tau = _block_decide(surv, mass, u, nc, k)
-    bi = torch.arange(b, device=p.device)
-    p_row = p[bi, tau].to(cd)
-    q_row = q[bi, tau.clamp(max=max(k - 1, 0))].to(cd) if k else torch.zeros_like(p_row)
-    scale = surv[bi, tau]
-    return _block_finish(p_row, q_row, scale, tau, nc, u, status, draft, numpy_in, raise_on_error)
+    status = set_status(ctx.status, bad_p | bad_q, STATUS_NONFINITE)
+    tau = _block_decide(surv, mass, ctx.u, ctx.nc, k)
+    p_row, q_row = _tau_row_pair(ctx, tau, _prob_rows(ctx))
+    return _block_finish(p_row, q_row, surv[ctx.bi, tau], tau, ctx.nc, ctx.u, status, ctx.draft, ctx.numpy_in,
+                         raise_on_error)
 
 
 # ---------------------------------------------------------------- noise wrappers
@@ -328,80 +350,84 @@ def _drafted_from_logits(logits, safe, knobs, cd, row_chunk):
     return torch.cat(vals).reshape(b, k)
 
 
+def _logits_rows(logits_p, logits_q, knobs, cd, row_chunk):
+    src = {"p": logits_p, "q": logits_q}
+    return lambda side, bi, ii: _rows_probs(src[side], bi, ii, knobs, cd, row_chunk)
+
+
+def _logits_triton(kind, ctx, knobs, top_k, top_p, min_p, raise_on_error, validate):
+    from . import triton_logits
+    warps = dict(top_k=None if top_k is None else knobs[1], top_p=None if top_p is None else knobs[2],
+                 min_p=None if min_p is None else knobs[3])
+    return finish(triton_logits.verify(ctx.p, ctx.q, ctx.draft, ctx.u, ctx.n, knobs[0], ctx.numpy_in,
+                                       kind == "block", full_check=validate, **warps), raise_on_error)
+
+
+def _logits_head(p_logits, q_logits, draft, u, num_draft, temperature, top_k, top_p, min_p, validate):
+    ctx = _Rows(p_logits, q_logits, draft, u, num_draft, validate)
+    knobs = _logit_knobs(ctx.p, temperature, top_k, top_p, min_p, ctx.cd)
+    return ctx, knobs
+
+
 def verify_chain_logits(p_logits, q_logits, draft, u, *, temperature=1.0, top_k=None, top_p=None,
                         min_p=None, num_draft=None, raise_on_error: bool = True, row_chunk: int = 64,
-                        impl: str = "auto"):
+                        impl: str = "auto", validate: bool = True):
     """:func:`verify_chain` on ``process_logits(p_logits)`` and ``process_logits(q_logits)``
     (the same warps on both sides: losslessness is w.r.t. the warped target, §1.2),
-    without materialising either probability tensor: the drafted entries are computed
-    row chunk by row chunk, then the one residual row pair per sequence.
+    without materialising either probability tensor.
 
     Knobs: scalars or per-sequence tensors [B]; temperature 0 rows are greedy (one-hot
     rows, so the draft must be the draft model's argmax or the row gets
     STATUS_DRAFT_ZERO_Q, exactly as the reference on one-hot rows). Computed in float64
     for float64 logits, else float32.
 
-    ``impl="triton"`` (or "auto" on CUDA tensors) uses the fused streaming-log-sum-exp
-    kernel (triton_kernels.chain_logits) when every temperature is > 0 and top-k / top-p
-    / min-p are off; other batches run the torch path ("triton" then raises ValueError).
+    ``impl="torch"``: the drafted entries row chunk by row chunk (``row_chunk`` rows of
+    V at a time), then the one residual row pair per sequence. ``impl="triton"`` (or
+    "auto" on CUDA tensors): the fused kernel of triton_logits.py (temperature, top-k,
+    top-p and min-p inside the kernel, no sort, nothing of size V written).
+    ``validate=False`` (engine mode): no range check of u, and the Triton kernel stops
+    reading rows at the first rejection (statuses then cover the rows read only).
     """
-    p, q, draft, u, n, numpy_in = prepare(p_logits, q_logits, draft, u, num_draft)
-    b, k1, v = p.shape
-    k, cd = k1 - 1, compute_dtype(p)
-    knobs = _logit_knobs(p, temperature, top_k, top_p, min_p, cd)
-    if _use_triton(impl, p):
-        plain = top_k is None and top_p is None and min_p is None and bool((knobs[0] > 0).all())
-        if plain:
-            from . import triton_kernels
-            return finish(triton_kernels.chain_logits(p, q, draft, u, n, knobs[0], numpy_in), raise_on_error)
-        if impl == "triton":
-            raise ValueError("the Triton logits kernel handles temperature > 0 without top-k / top-p / "
-                             "min-p; use impl='torch' (or 'auto') for this batch")
-    status, inside, safe = length_and_range_status(draft, n, v)
-    nc = n.clamp(0, k)
-    pd = _drafted_from_logits(p, safe, knobs, cd, row_chunk)
-    qd = _drafted_from_logits(q, safe, knobs, cd, row_chunk) if k else pd
-    status = _entry_status(status, inside, pd, qd)
-    tau = _chain_decide(pd, qd, u, inside, nc, k)
-    bi = torch.arange(b, device=p.device)
-    p_row = _rows_probs(p, bi, tau, knobs, cd, row_chunk)
-    if k:
-        q_row = _rows_probs(q, bi, tau.clamp(max=k - 1), knobs, cd, row_chunk)
-        q_row = torch.where((tau == nc)[:, None], torch.zeros_like(q_row), q_row)
-    else:
-        q_row = torch.zeros_like(p_row)
-    return _chain_finish(p_row, q_row, tau, nc, u, status, draft, numpy_in, raise_on_error)
+    ctx, knobs = _logits_head(p_logits, q_logits, draft, u, num_draft, temperature, top_k, top_p, min_p,
+                              validate)
+    if _use_triton(impl, ctx.p):
+        return _logits_triton("chain", ctx, knobs, top_k, top_p, min_p, raise_on_error, validate)
+    rows_of = _logits_rows(ctx.p, ctx.q, knobs, ctx.cd, row_chunk)
+    pd = _drafted_from_logits(ctx.p, ctx.safe, knobs, ctx.cd, row_chunk)
+    ctx.entries(pd, _drafted_from_logits(ctx.q, ctx.safe, knobs, ctx.cd, row_chunk) if ctx.k else pd)
+    tau = _chain_decide(ctx.pd, ctx.qd, ctx.u, ctx.inside, ctx.nc, ctx.k)
+    p_row, q_row = _tau_row_pair(ctx, tau, rows_of)
+    return _chain_finish(p_row, q_row, tau, ctx.nc, ctx.u, ctx.status, ctx.draft, ctx.numpy_in, raise_on_error)
 
 
 def verify_block_logits(p_logits, q_logits, draft, u, *, temperature=1.0, top_k=None, top_p=None,
-                        min_p=None, num_draft=None, raise_on_error: bool = True, row_chunk: int = 64):
+                        min_p=None, num_draft=None, raise_on_error: bool = True, row_chunk: int = 64,
+                        impl: str = "auto", validate: bool = True):
     """:func:`verify_block` on warped logits (see :func:`verify_chain_logits`). Block
-    verification needs every row's residual mass, so every row is warped once, chunk
-    by chunk; the residual masses are reduced per chunk and the rows dropped."""
-    p, q, draft, u, n, numpy_in = prepare(p_logits, q_logits, draft, u, num_draft)
-    b, k1, v = p.shape
-    k, cd = k1 - 1, compute_dtype(p)
-    knobs = _logit_knobs(p, temperature, top_k, top_p, min_p, cd)
-    status, inside, safe = length_and_range_status(draft, n, v)
-    nc = n.clamp(0, k)
-    pd = _drafted_from_logits(p, safe, knobs, cd, row_chunk)
-    qd = _drafted_from_logits(q, safe, knobs, cd, row_chunk) if k else pd
-    status = _entry_status(status, inside, pd, qd)
-    surv = _survival(pd, qd, k, cd)
-    bi = torch.arange(b, device=p.device)
-    mass = torch.zeros(b, k, dtype=cd, device=p.device)
-    bad = torch.zeros(b, dtype=torch.bool, device=p.device)
+    verification needs every row's residual mass, so every row is warped once (torch:
+    chunk by chunk, the residual masses reduced per chunk and the rows dropped; Triton:
+    the fused kernel)."""
+    ctx, knobs = _logits_head(p_logits, q_logits, draft, u, num_draft, temperature, top_k, top_p, min_p,
+                              validate)
+    if _use_triton(impl, ctx.p):
+        return _logits_triton("block", ctx, knobs, top_k, top_p, min_p, raise_on_error, validate)
+    p, q, k, cd, bi = ctx.p, ctx.q, ctx.k, ctx.cd, ctx.bi
+    pd = _drafted_from_logits(p, ctx.safe, knobs, cd, row_chunk)
+    ctx.entries(pd, _drafted_from_logits(q, ctx.safe, knobs, cd, row_chunk) if k else pd)
+    surv = _survival(ctx.pd, ctx.qd, k, cd)
+    mass = torch.zeros(ctx.b, k, dtype=cd, device=p.device)
+    bad = torch.zeros(ctx.b, dtype=torch.bool, device=p.device)
     for i in range(k):
         ii = torch.full_like(bi, i)
         pr = _rows_probs(p, bi, ii, knobs, cd, row_chunk)
         qr = _rows_probs(q, bi, ii, knobs, cd, row_chunk)
         mass[:, i] = torch.clamp(surv[:, i, None] * pr - qr, min=0).sum(dim=-1)
-        bad |= (i < nc) & ~(torch.isfinite(pr).all(dim=-1) & torch.isfinite(qr).all(dim=-1))
-    status = set_status(status, bad, STATUS_NONFINITE)
-    tau = _block_decide(surv, mass, u, nc, k)
-    p_row = _rows_probs(p, bi, tau, knobs, cd, row_chunk)
-    q_row = _rows_probs(q, bi, tau.clamp(max=max(k - 1, 0)), knobs, cd, row_chunk) if k else torch.zeros_like(p_row)
-    return _block_finish(p_row, q_row, surv[bi, tau], tau, nc, u, status, draft, numpy_in, raise_on_error)
+        bad |= (i < ctx.nc) & ~(torch.isfinite(pr).all(dim=-1) & torch.isfinite(qr).all(dim=-1))
+    status = set_status(ctx.status, bad, STATUS_NONFINITE)
+    tau = _block_decide(surv, mass, ctx.u, ctx.nc, k)
+    p_row, q_row = _tau_row_pair(ctx, tau, _logits_rows(p, q, knobs, cd, row_chunk))
+    return _block_finish(p_row, q_row, surv[bi, tau], tau, ctx.nc, ctx.u, status, ctx.draft, ctx.numpy_in,
+                         raise_on_error)
 
 
 verify_greedy_logits = verify_greedy  # the argmax is invariant under every warp with T > 0

@@ -176,14 +176,20 @@ def residual_draw(m_p, m_q, s, log_c, u_res, z_orth, w_reuse=None):
 # ---------------------------------------------------------------- inputs
 
 
-def _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths):
+def _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths, keep_dtype=False):
+    """Checked tensors on m_q's device, float64; with ``keep_dtype`` the big [B, L, d]
+    tensors m_p, m_q, z keep their float dtype (the fused Triton pass upcasts on load)."""
     f = torch.float64
     numpy_in = not isinstance(m_q, torch.Tensor)
-    m_q = torch.as_tensor(m_q).to(f) if not isinstance(m_q, torch.Tensor) else m_q.to(f)
+    m_q = torch.as_tensor(m_q) if not isinstance(m_q, torch.Tensor) else m_q
     dev = m_q.device
     cv = lambda x: torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x,  # noqa: E731
                                    device=dev).to(f)
-    m_p, z, eta, u_res, z_orth = cv(m_p), cv(z), cv(eta), cv(u_res), cv(z_orth)
+    big = (lambda x: torch.as_tensor(x, device=dev)) if keep_dtype else cv  # noqa: E731
+    m_q = big(m_q)
+    if not m_q.dtype.is_floating_point:
+        m_q = m_q.to(f)
+    m_p, z, eta, u_res, z_orth = big(m_p), big(z), cv(eta), cv(u_res), cv(z_orth)
     if m_q.ndim != 3:
         raise InvalidInput("m_q", f"expected [B, L, d], got shape {tuple(m_q.shape)}")
     b, big_l, d = m_q.shape
@@ -225,19 +231,42 @@ def _accepts(eta, ell):
     return (eta == 0.0) | (torch.log(eta) < ell)
 
 
-def _finish(tau, n, drafts, m_p, s, z_orth, has_bonus, corr, zero_mass, ell, log_surv, mass):
+def _window(m_p, m_q, s, z, n, impl):
+    """The pass over the d-dimensional data: (drafts [B, L, d] or, fused, the states
+    buffer [B, L+1, d] holding them; ell [B, L]; delta [B, L]; fused)."""
+    from .categorical import _use_triton
+    if _use_triton(impl, m_q):
+        from . import triton_gaussian
+        return (*triton_gaussian.window_stats(m_p, m_q, s, z, n), True)
+    big_l = m_q.shape[1]
+    drafts = m_q + s[:, :big_l, None] * z
+    ell, delta = _log_ratios(m_p, m_q, s, z)
+    return drafts, ell, delta, False
+
+
+def _rows(t, bi, j):
+    """Rows t[b, j[b]] [B, d] in float64 (the only rows after the fused pass)."""
+    return t[bi, j].to(torch.float64)
+
+
+def _finish(tau, n, drafts, m_p, s, z_orth, has_bonus, corr, zero_mass, ell, log_surv, mass, fused=False):
     b, big_l, d = drafts.shape
+    big_l = big_l - 1 if fused else big_l
     dev = drafts.device
     bi = torch.arange(b, device=dev)
     corrected = tau < n
     bonus = ~corrected & has_bonus
-    y_bonus = m_p[bi, n.clamp(max=m_p.shape[1] - 1)] + s[bi, n.clamp(max=s.shape[1] - 1), None] * z_orth
+    y_bonus = _rows(m_p, bi, n.clamp(max=m_p.shape[1] - 1)) + s[bi, n.clamp(max=s.shape[1] - 1), None] * z_orth
     last = torch.where(corrected[:, None], corr, y_bonus)
-    pos = torch.arange(big_l + 1, device=dev)[None, :, None]
-    padded = torch.cat([drafts, torch.full((b, 1, d), float("nan"), dtype=drafts.dtype, device=dev)], 1)
-    states = torch.where(pos < tau[:, None, None], padded, float("nan"))
     emit_last = corrected | bonus
-    states = torch.where((pos == tau[:, None, None]) & emit_last[:, None, None], last[:, None, :], states)
+    if fused:  # rows < tau already hold the drafts: write rows >= tau only
+        from . import triton_gaussian
+        states = triton_gaussian.fill_states(drafts, tau, emit_last, last)
+    else:
+        pos = torch.arange(big_l + 1, device=dev)[None, :, None]
+        padded = torch.cat([drafts, torch.full((b, 1, d), float("nan"), dtype=drafts.dtype, device=dev)], 1)
+        states = torch.where(pos < tau[:, None, None], padded, float("nan"))
+        states = torch.where((pos == tau[:, None, None]) & emit_last[:, None, None], last[:, None, :], states)
     n_emitted = tau + emit_last.to(torch.int64)
     fb = torch.where(corrected & zero_mass, FALLBACK_RESIDUAL_ZERO_MASS, 0).to(torch.int32)
     live = torch.arange(big_l, device=dev)[None, :] < n[:, None]
@@ -248,25 +277,35 @@ def _finish(tau, n, drafts, m_p, s, z_orth, has_bonus, corr, zero_mass, ell, log
 # ---------------------------------------------------------------- verifiers
 
 
+def _fused(impl, m_q) -> bool:
+    """Whether the fused Triton pass runs (``impl`` "triton", or "auto" on CUDA tensors)."""
+    from .categorical import _use_triton
+    return _use_triton(impl, m_q if isinstance(m_q, torch.Tensor) else torch.empty(0))
+
+
 def verify_gaussian_chain(m_p, m_q, s, z, eta, u_res, z_orth, *, coupling="gamma", reuse_orth=False,
-                          lengths=None) -> GaussianBatchVerdict:
+                          lengths=None, impl: str = "auto") -> GaussianBatchVerdict:
     """Token-level verification of B windows (reference ``verify_gaussian_chain``):
     tau = first i with not log(eta_i) < l_i; correction by the Gamma coupling
     (ResidualGauss, c = 1, u_res, z_orth or the rejected draft's own W if reuse_orth)
-    or by reflection; bonus m_p[L] + s_L z_orth when every step passes and m_p has L+1 rows."""
+    or by reflection; bonus m_p[L] + s_L z_orth when every step passes and m_p has L+1 rows.
+
+    ``impl``: "torch", "triton" (the fused (B, L, d) pass of triton_gaussian.py, then
+    [B, L] scalars and the tau rows in torch), "auto" (Triton for CUDA tensors)."""
     if coupling not in ("gamma", "reflection"):
         raise InvalidInput("coupling", f"expected 'gamma' or 'reflection', got {coupling!r}")
-    m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus, _ = _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths)
+    fused = _fused(impl, m_q)
+    m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus, _ = _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths,
+                                                                   keep_dtype=fused)
     b, big_l, d = m_q.shape
     dev = m_q.device
-    drafts = m_q + s[:, :big_l, None] * z
-    ell, delta = _log_ratios(m_p, m_q, s, z)
+    drafts, ell, delta, fused = _window(m_p, m_q, s, z, n, "triton" if fused else "torch")
     live = torch.arange(big_l, device=dev)[None, :] < n[:, None]
     rej = live & ~_accepts(eta, ell)
     tau = torch.minimum(torch.where(rej, torch.arange(big_l, device=dev), big_l).amin(1), n)
     bi = torch.arange(b, device=dev)
     j = tau.clamp(max=big_l - 1)
-    mp_j, mq_j, s_j, z_j = m_p[bi, j], m_q[bi, j], s[bi, j], z[bi, j]
+    mp_j, mq_j, s_j, z_j = _rows(m_p, bi, j), _rows(m_q, bi, j), s[bi, j], _rows(z, bi, j)
     if coupling == "reflection":
         big_d = (mq_j - mp_j) / s_j[:, None]
         e = big_d / torch.linalg.vector_norm(big_d, dim=-1, keepdim=True)
@@ -282,19 +321,22 @@ def verify_gaussian_chain(m_p, m_q, s, z, eta, u_res, z_orth, *, coupling="gamma
     log_surv = torch.cat([torch.zeros(b, 1, dtype=ell.dtype, device=dev),
                           torch.cumsum(torch.clamp(torch.where(live, ell, 0.0), max=0.0), 1)], 1)
     mass = torch.erf(delta / (2 * _SQRT2))
-    return _finish(tau, n, drafts, m_p, s, z_orth, has_bonus, corr, zero_mass, ell, log_surv, mass)
+    return _finish(tau, n, drafts, m_p, s, z_orth, has_bonus, corr, zero_mass, ell, log_surv, mass, fused)
 
 
-def verify_gaussian_block(m_p, m_q, s, z, eta, u_res, z_orth, *, lengths=None) -> GaussianBatchVerdict:
+def verify_gaussian_block(m_p, m_q, s, z, eta, u_res, z_orth, *, lengths=None,
+                          impl: str = "auto") -> GaussianBatchVerdict:
     """Gaussian block verification of B windows (reference ``verify_gaussian_block``):
     log p_i = min(log p_{i-1} + l_i, 0), R_i = R(p_i, delta_{i+1}); index i < n passes
     iff eta_i (R_i + 1 - p_i) < R_i, index n iff eta_n < p_n; tau the largest passing
-    index; correction ResidualGauss(c = p_tau) with u_res and fresh z_orth, or the bonus."""
-    m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus, _ = _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths)
+    index; correction ResidualGauss(c = p_tau) with u_res and fresh z_orth, or the bonus.
+    ``impl`` as for :func:`verify_gaussian_chain`."""
+    fused = _fused(impl, m_q)
+    m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus, _ = _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths,
+                                                                   keep_dtype=fused)
     b, big_l, d = m_q.shape
     dev = m_q.device
-    drafts = m_q + s[:, :big_l, None] * z
-    ell, delta = _log_ratios(m_p, m_q, s, z)
+    drafts, ell, delta, fused = _window(m_p, m_q, s, z, n, "triton" if fused else "torch")
     live = torch.arange(big_l, device=dev)[None, :] < n[:, None]
     lp = [torch.zeros(b, dtype=ell.dtype, device=dev)]
     for i in range(1, big_l + 1):
@@ -312,19 +354,24 @@ def verify_gaussian_block(m_p, m_q, s, z, eta, u_res, z_orth, *, lengths=None) -
         tau = torch.where(inner | last, i, tau)
     bi = torch.arange(b, device=dev)
     j = tau.clamp(max=big_l - 1)
-    corr, zero_mass = residual_draw(m_p[bi, j], m_q[bi, j], s[bi, j], log_p[bi, tau], u_res, z_orth)
+    corr, zero_mass = residual_draw(_rows(m_p, bi, j), _rows(m_q, bi, j), s[bi, j], log_p[bi, tau], u_res, z_orth)
     log_p = torch.where(torch.arange(big_l + 1, device=dev)[None, :] <= n[:, None], log_p, float("nan"))
-    return _finish(tau, n, drafts, m_p, s, z_orth, has_bonus, corr, zero_mass, ell, log_p, mass)
+    return _finish(tau, n, drafts, m_p, s, z_orth, has_bonus, corr, zero_mass, ell, log_p, mass, fused)
 
 
 # ---------------------------------------------------------------- one step (A10, A12)
 
 
-def _step(m_p, m_q, s, z, u, u_res, z_orth, coupling, reuse_orth=False) -> GaussianStepBatch:
-    """One step = a window of L = 1 without a bonus row (same formulas, same noise)."""
+def _step(m_p, m_q, s, z, u, u_res, z_orth, coupling, reuse_orth=False, impl="auto") -> GaussianStepBatch:
+    """One step = a window of L = 1 without a bonus row (same formulas, same noise).
+    Fused (Triton) mode keeps m_p, m_q, z in their dtype; the returned draft m_q + s z
+    is then formed once more in torch (the fused pass writes it into the states buffer,
+    which the correction overwrites)."""
     f = torch.float64
     cv = lambda x: (x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))).to(f)  # noqa: E731
-    m_p, m_q, z = cv(m_p), cv(m_q), cv(z)
+    fused = _fused(impl, m_q)
+    big = (lambda x: x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))) if fused else cv  # noqa: E731
+    m_p, m_q, z = big(m_p), big(m_q), big(z)
     if m_q.ndim != 2:
         raise InvalidInput("m_q", f"expected [B, d], got shape {tuple(m_q.shape)}")
     b, d = m_q.shape
@@ -335,22 +382,22 @@ def _step(m_p, m_q, s, z, u, u_res, z_orth, coupling, reuse_orth=False) -> Gauss
     if u_res is None:
         u_res, z_orth = torch.zeros(b, dtype=f, device=dev), torch.zeros(b, d, dtype=f, device=dev)
     w = verify_gaussian_chain(m_p[:, None], m_q[:, None], s, z[:, None], u, u_res, z_orth,
-                              coupling=coupling, reuse_orth=reuse_orth)
+                              coupling=coupling, reuse_orth=reuse_orth, impl="triton" if fused else "torch")
     return GaussianStepBatch(w.states[:, 0], w.n_accepted == 1, m_q.to(dev) + s[:, None] * z.to(dev),
                              w.log_ratio[:, 0], w.fallbacks)
 
 
-def reflection_coupling(m_p, m_q, s, z, u) -> GaussianStepBatch:
+def reflection_coupling(m_p, m_q, s, z, u, *, impl: str = "auto") -> GaussianStepBatch:
     """Batched reflection maximal coupling (reference ``reflection_coupling``, A10, §2.3):
     accept the draft m_q + s z iff log(u) < l, else Y = m_p + s (z - 2 (e.z) e).
     Shapes: m_p, m_q, z [B, d]; s scalar or [B]; u [B]."""
-    return _step(m_p, m_q, s, z, u, None, None, "reflection")
+    return _step(m_p, m_q, s, z, u, None, None, "reflection", impl=impl)
 
 
-def gamma_coupling(m_p, m_q, s, z, u, u_res, z_orth, *, reuse_orth=False) -> GaussianStepBatch:
+def gamma_coupling(m_p, m_q, s, z, u, u_res, z_orth, *, reuse_orth=False, impl: str = "auto") -> GaussianStepBatch:
     """Batched Gamma-maximal coupling (reference ``gamma_coupling``, A12, §4.2): accept iff
     log(u) < l, else ResidualGauss(c = 1) with u_res [B] and z_orth [B, d]."""
-    return _step(m_p, m_q, s, z, u, u_res, z_orth, "gamma", reuse_orth)
+    return _step(m_p, m_q, s, z, u, u_res, z_orth, "gamma", reuse_orth, impl)
 
 
 def _window_noise_rng(rng, m_q):

@@ -142,13 +142,17 @@ def _result(n_acc, out_tok, bonus, status, fb, paths, numpy_in, raise_on_error):
 # ---------------------------------------------------------------- MSS
 
 
-def verify_mss_tree(p, q, tokens, parents, u, *, num_nodes=None, raise_on_error: bool = True):
+def verify_mss_tree(p, q, tokens, parents, u, *, num_nodes=None, raise_on_error: bool = True,
+                    impl: str = "auto"):
     """SpecInfer MSS over B stochastic token trees (reference ``verify_mss_tree``): walk
     from the root; at the current node scan its children in index order, accepting child c
     iff ``u[b, c] * q[row, tok_c] < P[tok_c]`` (P starts at the node's target row and becomes
     normalise((P - q[row])_+) after each rejection, kept with FALLBACK_RESIDUAL_ZERO_MASS if
     that mass is 0); move into an accepted child; end with a draw from P (no child accepted)
-    or the bonus from the row after a leaf, with u[b, n]."""
+    or the bonus from the row after a leaf, with u[b, n].
+
+    ``impl``: "torch" (the batched walk below), "triton" (triton_tree.mss_walk, one program
+    per tree), "auto" (Triton for CUDA tensors)."""
     p, q, tokens, parents, u, nn, numpy_in = _prepare(p, q, tokens, parents, u, num_nodes, True)
     b, n1, v = p.shape
     n = n1 - 1
@@ -162,6 +166,11 @@ def verify_mss_tree(p, q, tokens, parents, u, *, num_nodes=None, raise_on_error:
     if n:  # a node's token must have q > 0 in its parent's draft row
         qtok = q[bi[:, None], par + 1, tok].to(cd)                     # [B, N]
         status = set_status(status, (live & ~(qtok > 0)).any(dim=1), STATUS_DRAFT_ZERO_Q)
+    from .categorical import _use_triton
+    if _use_triton(impl, p):
+        from . import triton_tree
+        depth, out_tok, first, bonus, fb = triton_tree.mss_walk(p, q, tok, par, u, nc, status)
+        return _result(depth, out_tok, bonus, status, fb, _paths_of(first, par, n), numpy_in, raise_on_error)
     ar = torch.arange(n, device=dev)
     row = torch.zeros(b, dtype=torch.int64, device=dev)             # current node's row
     last = torch.full((b,), -1, dtype=torch.int64, device=dev)      # last scanned child
@@ -226,11 +235,15 @@ def verify_mss_tree_rng(p, q, tokens, parents, rng, *, num_nodes=None, raise_on_
 # ---------------------------------------------------------------- deterministic (sample-and-match)
 
 
-def verify_tree_deterministic(p, tokens, parents, u, *, num_nodes=None, raise_on_error: bool = True):
+def verify_tree_deterministic(p, tokens, parents, u, *, num_nodes=None, raise_on_error: bool = True,
+                              impl: str = "auto"):
     """Sample-and-match over B deterministic trees (reference ``verify_tree_deterministic``):
     valid = {root}; draw y from the row of the lowest valid node with u[b, d] (d = tokens
     emitted so far); valid <- children of valid nodes whose token is y; stop when that set
-    is empty (y is the correction) or the valid nodes have no children (y is the bonus)."""
+    is empty (y is the correction) or the valid nodes have no children (y is the bonus).
+
+    ``impl``: "torch" (the batched walk below), "triton" (the fused kernel of
+    triton_tree.py, one program per tree), "auto" (Triton for CUDA tensors)."""
     p, _, tokens, parents, u, nn, numpy_in = _prepare(p, None, tokens, parents, u, num_nodes, False)
     b, n1, v = p.shape
     n = n1 - 1
@@ -238,6 +251,12 @@ def verify_tree_deterministic(p, tokens, parents, u, *, num_nodes=None, raise_on
     cd = compute_dtype(p)
     status, live, tok, par, _, maxdepth = _tree_status(p, None, tokens, parents, nn)
     status = set_status(status, maxdepth + 1 > u.shape[1], STATUS_BAD_LENGTH)
+    from .categorical import _use_triton
+    if _use_triton(impl, p):
+        from . import triton_tree
+        emitted, out_tok, first, bonus, fb = triton_tree.walk(p, tok, par, u, nn.clamp(0, n), status)
+        return _result(emitted - 1, out_tok, bonus, status, fb, _paths_of(first, par, n), numpy_in,
+                       raise_on_error)
     bi = torch.arange(b, device=dev)
     ar = torch.arange(n, device=dev)
     valid = torch.zeros(b, n + 1, dtype=torch.bool, device=dev)     # valid[:, m + 1]: node m

@@ -13,18 +13,13 @@ Memory traffic (the floors of issue 7):
     block  rows 1..n-1 of p and q once (their residual masses R_i), then the row pair
            as for chain.
 
-The inverse-CDF draw over tiles (reference ``sample_categorical``): pass 1 computes
-each tile's inclusive cumulative sum (tl.cumsum) and stores the running prefix of
-tile totals in a small scratch buffer [B, 2, n_tiles] (residual and target
-weights); the total is the last prefix; pass 2 loads the prefixes BLOCK_T at a time
-(one vector load for V <= 256 * BLOCK_V), takes the first tile whose prefix exceeds
-u * total and re-reads that one tile. The prefixes are
-the same float operations in both passes, so the chosen tile always holds a
-qualifying index except through the non-monotone rounding of a parallel scan
-(then the tile's last positive index is taken and FALLBACK_CDF_ROUNDING set,
-exactly like a total that rounds up). Summation order differs from the
-reference's left-to-right loop, so parity is ``decisions_with_margin``
-(tests/TOLERANCES.md), float64 included.
+The inverse-CDF draw over tiles (reference ``sample_categorical``) is
+triton_draw.final_draw (two passes over a scratch [B, 2, n_tiles] of tile prefixes).
+Summation order differs from the reference's left-to-right loop, so parity is
+``decisions_with_margin`` (tests/TOLERANCES.md), float64 included.
+
+Launch helpers shared with triton_logits.py / triton_tree.py: ``check_device``,
+``tiles``, ``row_pair_inputs``, ``outputs``, ``compile_options``.
 
 Compute dtype: float64 for float64 inputs, float32 otherwise (bf16/fp16 upcast on
 load); the uniforms stay float64, so the accept tests u * q < p and the draw
@@ -46,6 +41,7 @@ import triton
 import triton.language as tl
 
 from ._common import assemble
+from .triton_draw import final_draw, residual_mass, status_code
 
 BLOCK_V_DEFAULT = 1024
 
@@ -55,10 +51,11 @@ def available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-# ---------------------------------------------------------------- kernels (plain functions,
-# wrapped by triton.jit or the interpreter in _kernels())
+# ---------------------------------------------------------------- kernel (the tile loops and the
+# final draw are the shared device functions of triton_draw.py)
 
 
+@triton.jit
 def _chain_kernel(p_ptr, q_ptr, d_ptr, u_ptr, n_ptr, scr_ptr, tau_ptr, tok_ptr, st_ptr, fb_ptr,
                   K, V, NT, spb, spk, sqb, sqk, sdb, sub,
                   CD: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
@@ -92,208 +89,29 @@ def _chain_kernel(p_ptr, q_ptr, d_ptr, u_ptr, n_ptr, scr_ptr, tau_ptr, tok_ptr, 
             surv = tl.minimum(surv * pi / qi, 1.0)
             mass = surv * 0.0
             if i < nn:
-                for t in range(0, NT):
-                    offs = t * BLOCK_V + tl.arange(0, BLOCK_V)
-                    m = offs < V
-                    pv = tl.load(p_ptr + b * spb + i * spk + offs, mask=m, other=0.0).to(CD)
-                    qv = tl.load(q_ptr + b * sqb + i * sqk + offs, mask=m, other=0.0).to(CD)
-                    bad = tl.max((m & (((pv - pv) != 0) | ((qv - qv) != 0))).to(tl.int32), 0) > 0
-                    nonfin = nonfin | bad
-                    mass = mass + tl.sum(tl.maximum(surv * pv - qv, 0.0), 0)
+                mass, bad = residual_mass(p_ptr + b * spb + i * spk, q_ptr + b * sqb + i * sqk, u_ptr,
+                                          u_ptr, V, NT, surv, CD, BLOCK_V, False, False, False, False)
+                nonfin = nonfin | bad
             passed = tl.where(i == nn, eta < surv, eta * (mass + 1.0 - surv) < mass) & (i <= nn)
             tau = tl.where(passed, i, tau)
             scale = tl.where(passed, surv, scale)
     else:
         rej = inside & ~(uk * qd < pd)
         tau = tl.minimum(tl.min(tl.where(rej, ks, BLOCK_K + 1), 0), nn)
-    bonus = tau == nn
-    not_bonus = tau != nn
-    tq = tl.minimum(tau, tl.maximum(K - 1, 0))
-    prow = p_ptr + b * spb + tau * spk
-    qrow = q_ptr + b * sqb + tq * sqk
-    scr = scr_ptr + b * 2 * NT
-    # pass 1: per-tile prefixes of the residual weights (row 0) and of p (row 1)
-    tot_r = scale * 0.0
-    tot_p = scale * 0.0
-    last_r = tau * 0 - 1
-    last_p = tau * 0 - 1
-    for t in range(0, NT):
-        offs = t * BLOCK_V + tl.arange(0, BLOCK_V)
-        m = offs < V
-        pv = tl.load(prow + offs, mask=m, other=0.0).to(CD)
-        qv = tl.load(qrow + offs, mask=tl.where(not_bonus, m, False), other=0.0).to(CD)
-        bad = tl.max((m & (((pv - pv) != 0) | ((qv - qv) != 0))).to(tl.int32), 0) > 0
-        nonfin = nonfin | bad
-        r = tl.maximum(scale * pv - qv, 0.0)
-        cr = tl.cumsum(r, 0)
-        cp = tl.cumsum(pv, 0)
-        tot_r = tot_r + tl.sum(tl.where(tl.arange(0, BLOCK_V) == BLOCK_V - 1, cr, 0.0), 0)
-        tot_p = tot_p + tl.sum(tl.where(tl.arange(0, BLOCK_V) == BLOCK_V - 1, cp, 0.0), 0)
-        tl.store(scr + t, tot_r)
-        tl.store(scr + NT + t, tot_p)
-        last_r = tl.maximum(last_r, tl.max(tl.where(m & (r > 0), offs, -1), 0))
-        last_p = tl.maximum(last_p, tl.max(tl.where(m & (pv > 0), offs, -1), 0))
-    zero_mass = not_bonus & (last_r < 0)
-    use_p = bonus | zero_mass
-    total = tl.where(use_p, tot_p, tot_r)
-    u_last = tl.load(u_ptr + b * sub + nn).to(tl.float64)
-    thr = u_last * total
-    # pass 2: the first tile whose prefix exceeds thr (BLOCK_T prefixes per vector load),
-    # then that one tile re-read
-    sel = tl.where(use_p, NT, 0)
-    found = tau * 0 - 1
-    for t0 in range(0, NT, BLOCK_T):
-        ts = t0 + tl.arange(0, BLOCK_T)
-        tm = ts < NT
-        pref = tl.load(scr + sel + ts, mask=tm, other=0.0)
-        cand = tl.min(tl.where(tm & (thr < pref), ts, NT), 0)
-        found = tl.where((found < 0) & (cand < NT), cand, found)
-    before = tl.load(scr + sel + tl.maximum(found - 1, 0))
-    before = tl.where(found > 0, before, 0.0)
-    ft = tl.maximum(found, 0)
-    offs = ft * BLOCK_V + tl.arange(0, BLOCK_V)
-    m = tl.where(found >= 0, offs < V, False)
-    pv = tl.load(prow + offs, mask=m, other=0.0).to(CD)
-    qv = tl.load(qrow + offs, mask=tl.where(not_bonus, m, False), other=0.0).to(CD)
-    w = tl.where(use_p, pv, tl.maximum(scale * pv - qv, 0.0))
-    c = before + tl.cumsum(w, 0)
-    idx = tl.min(tl.where(m & (w > 0) & (thr < c), offs, V), 0)
-    tile_last = tl.max(tl.where(m & (w > 0), offs, -1), 0)
-    glob_last = tl.where(use_p, last_p, last_r)
-    rounding = (found < 0) | (idx >= V)
-    idx = tl.where(found < 0, glob_last, tl.where(idx >= V, tile_last, idx))
-    status = tl.where(bad_len, 4, tl.where(any_oor, 1, tl.where(nonfin, 3, tl.where(zero_q, 2, 0))))
-    fb = tl.where(zero_mass, 1, 0) | tl.where(rounding, 2, 0)
-    tl.store(tau_ptr + b, tau.to(tl.int64))
-    tl.store(tok_ptr + b, idx.to(tl.int64))
-    tl.store(st_ptr + b, status.to(tl.int32))
-    tl.store(fb_ptr + b, fb.to(tl.int32))
-
-
-# ---------------------------------------------------------------- wrapping and launch
-
-
-def _chain_logits_kernel(p_ptr, q_ptr, d_ptr, u_ptr, n_ptr, t_ptr, scr_ptr, tau_ptr, tok_ptr, st_ptr,
-                         fb_ptr, K, V, NT, spb, spk, sqb, sqk, sdb, sub,
-                         CD: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_T: tl.constexpr):
-    """Chain verification from logits with temperature (T > 0, no top-k / top-p): each
-    row read is normalised by a streaming (online) log-sum-exp over vocabulary tiles; the
-    scan stops at the first rejection, so rows after it are never read; the row pair's
-    probabilities are recomputed tile by tile from the logits and the two log-sum-exps."""
-    b = tl.program_id(0).to(tl.int64)
-    n = tl.load(n_ptr + b)
-    bad_len = (n < 0) | (n > K)
-    nn = tl.minimum(tl.maximum(n, 0), K)
-    inv_t = 1.0 / tl.load(t_ptr + b).to(CD)
-    zero = tl.sum(tl.zeros([BLOCK_V], dtype=CD), 0)
-    ninf = zero - float("inf")
-    any_oor = nn < 0
-    nonfin = nn < 0
-    zero_q = nn < 0
-    alive = nn >= 0
-    tau = nn
-    lse_p_tau = zero
-    lse_q_tau = zero
-    for i in range(0, K + 1):
-        if alive & (i <= nn):
-            # streaming log-sum-exp of p row i (and q row i for i < nn)
-            mp = ninf
-            sp = zero
-            mq = ninf
-            sq = zero
-            for t in range(0, NT):
-                offs = t * BLOCK_V + tl.arange(0, BLOCK_V)
-                m = offs < V
-                zp = tl.load(p_ptr + b * spb + i * spk + offs, mask=m, other=float("-inf")).to(CD) * inv_t
-                mp_new = tl.maximum(mp, tl.max(zp, 0))
-                mp_safe = tl.where(mp_new == float("-inf"), 0.0, mp_new)
-                sp = sp * tl.exp(mp - mp_safe) + tl.sum(tl.exp(zp - mp_safe), 0)
-                mp = mp_new
-                if i < nn:
-                    zq = tl.load(q_ptr + b * sqb + i * sqk + offs, mask=m, other=float("-inf")).to(CD) * inv_t
-                    mq_new = tl.maximum(mq, tl.max(zq, 0))
-                    mq_safe = tl.where(mq_new == float("-inf"), 0.0, mq_new)
-                    sq = sq * tl.exp(mq - mq_safe) + tl.sum(tl.exp(zq - mq_safe), 0)
-                    mq = mq_new
-            lse_p = mp + tl.log(tl.where(sp > 0, sp, 1.0))
-            lse_q = mq + tl.log(tl.where(sq > 0, sq, 1.0))
-            if i < nn:
-                x = tl.load(d_ptr + b * sdb + i)
-                bad_x = (x < 0) | (x >= V)
-                any_oor = any_oor | bad_x
-                xs = tl.where(bad_x, 0, x)
-                pdx = tl.exp(tl.load(p_ptr + b * spb + i * spk + xs).to(CD) * inv_t - lse_p)
-                qdx = tl.exp(tl.load(q_ptr + b * sqb + i * sqk + xs).to(CD) * inv_t - lse_q)
-                nonfin = nonfin | ((pdx - pdx) != 0) | ((qdx - qdx) != 0)
-                zero_q = zero_q | ~(qdx > 0)
-                uk = tl.load(u_ptr + b * sub + i).to(tl.float64)
-                rej = ~(uk * qdx < pdx)
-                tau = tl.where(rej, i, tau)
-                lse_p_tau = tl.where(rej, lse_p, lse_p_tau)
-                lse_q_tau = tl.where(rej, lse_q, lse_q_tau)
-                alive = alive & ~rej
-            else:
-                lse_p_tau = lse_p  # i == nn, every draft accepted: the bonus row
-                nonfin = nonfin | ((lse_p - lse_p) != 0)
-    bonus = tau == nn
-    not_bonus = tau != nn
     prow = p_ptr + b * spb + tau * spk
     qrow = q_ptr + b * sqb + tl.minimum(tau, tl.maximum(K - 1, 0)) * sqk
-    scr = scr_ptr + b * 2 * NT
-    tot_r = zero
-    tot_p = zero
-    last_r = tau * 0 - 1
-    last_p = tau * 0 - 1
-    for t in range(0, NT):
-        offs = t * BLOCK_V + tl.arange(0, BLOCK_V)
-        m = offs < V
-        pv = tl.exp(tl.load(prow + offs, mask=m, other=float("-inf")).to(CD) * inv_t - lse_p_tau)
-        qv = tl.exp(tl.load(qrow + offs, mask=tl.where(not_bonus, m, False), other=float("-inf")).to(CD)
-                    * inv_t - lse_q_tau)
-        bad = tl.max((m & (((pv - pv) != 0) | ((qv - qv) != 0))).to(tl.int32), 0) > 0
-        nonfin = nonfin | bad
-        r = tl.maximum(pv - qv, 0.0)
-        cr = tl.cumsum(r, 0)
-        cp = tl.cumsum(pv, 0)
-        tot_r = tot_r + tl.sum(tl.where(tl.arange(0, BLOCK_V) == BLOCK_V - 1, cr, 0.0), 0)
-        tot_p = tot_p + tl.sum(tl.where(tl.arange(0, BLOCK_V) == BLOCK_V - 1, cp, 0.0), 0)
-        tl.store(scr + t, tot_r)
-        tl.store(scr + NT + t, tot_p)
-        last_r = tl.maximum(last_r, tl.max(tl.where(m & (r > 0), offs, -1), 0))
-        last_p = tl.maximum(last_p, tl.max(tl.where(m & (pv > 0), offs, -1), 0))
-    zero_mass = not_bonus & (last_r < 0)
-    use_p = bonus | zero_mass
-    total = tl.where(use_p, tot_p, tot_r)
-    thr = tl.load(u_ptr + b * sub + nn).to(tl.float64) * total
-    sel = tl.where(use_p, NT, 0)
-    found = tau * 0 - 1
-    for t0 in range(0, NT, BLOCK_T):
-        ts = t0 + tl.arange(0, BLOCK_T)
-        tm = ts < NT
-        pref = tl.load(scr + sel + ts, mask=tm, other=0.0)
-        cand = tl.min(tl.where(tm & (thr < pref), ts, NT), 0)
-        found = tl.where((found < 0) & (cand < NT), cand, found)
-    before = tl.load(scr + sel + tl.maximum(found - 1, 0))
-    before = tl.where(found > 0, before, 0.0)
-    ft = tl.maximum(found, 0)
-    offs = ft * BLOCK_V + tl.arange(0, BLOCK_V)
-    m = tl.where(found >= 0, offs < V, False)
-    pv = tl.exp(tl.load(prow + offs, mask=m, other=float("-inf")).to(CD) * inv_t - lse_p_tau)
-    qv = tl.exp(tl.load(qrow + offs, mask=tl.where(not_bonus, m, False), other=float("-inf")).to(CD)
-                * inv_t - lse_q_tau)
-    w = tl.where(use_p, pv, tl.maximum(pv - qv, 0.0))
-    c = before + tl.cumsum(w, 0)
-    idx = tl.min(tl.where(m & (w > 0) & (thr < c), offs, V), 0)
-    tile_last = tl.max(tl.where(m & (w > 0), offs, -1), 0)
-    glob_last = tl.where(use_p, last_p, last_r)
-    rounding = (found < 0) | (idx >= V)
-    idx = tl.where(found < 0, glob_last, tl.where(idx >= V, tile_last, idx))
-    status = tl.where(bad_len, 4, tl.where(any_oor, 1, tl.where(nonfin, 3, tl.where(zero_q, 2, 0))))
-    fb = tl.where(zero_mass, 1, 0) | tl.where(rounding, 2, 0)
+    u_last = tl.load(u_ptr + b * sub + nn).to(tl.float64)
+    idx, rounding, zero_mass, bad = final_draw(prow, qrow, u_ptr, u_ptr, scr_ptr + b * 2 * NT, V, NT, scale,
+                                               tau == nn, u_last, CD, BLOCK_V, BLOCK_T, False, False, False,
+                                               False)
+    status = status_code(bad_len, any_oor, nonfin | bad, zero_q)
     tl.store(tau_ptr + b, tau.to(tl.int64))
     tl.store(tok_ptr + b, idx.to(tl.int64))
     tl.store(st_ptr + b, status.to(tl.int32))
-    tl.store(fb_ptr + b, fb.to(tl.int32))
+    tl.store(fb_ptr + b, (tl.where(zero_mass, 1, 0) | tl.where(rounding, 2, 0)).to(tl.int32))
+
+
+# ---------------------------------------------------------------- launch
 
 
 def interpreting() -> bool:
@@ -301,49 +119,64 @@ def interpreting() -> bool:
     return bool(triton.knobs.runtime.interpret)
 
 
+def compile_options() -> dict:
+    """Launch options: no multiply-add contraction when compiling (the interpreter has none)."""
+    return {} if interpreting() else {"enable_fp_fusion": False}
+
+
+def check_device(t: torch.Tensor) -> None:
+    if t.device.type != "cuda" and not interpreting():
+        raise RuntimeError("the Triton kernels run on CPU tensors only in Triton's interpreter: set "
+                           "TRITON_INTERPRET=1 before triton is first imported (or use impl='torch')")
+
+
+def tiles(v: int, block_v: int):
+    """(BLOCK_V, NT, BLOCK_T) for a vocabulary of v."""
+    block_v = min(block_v, triton.next_power_of_2(v))
+    nt = triton.cdiv(v, block_v)
+    return block_v, nt, max(min(triton.next_power_of_2(nt), 256), 2)
+
+
+def row_pair_inputs(p, q, draft):
+    """Contiguous-last-dim p, q, draft with valid pointers when K = 0 (q, draft of one
+    dummy row), the compute dtype (tl) and the scratch dtype (torch)."""
+    b, k1, v = p.shape
+    dev = p.device
+    p = p.contiguous() if p.stride(-1) != 1 else p
+    if k1 == 1:
+        q = torch.zeros(b, 1, v, dtype=p.dtype, device=dev)
+        draft = torch.zeros(b, 1, dtype=torch.int64, device=dev)
+    else:
+        q = q.contiguous() if q.stride(-1) != 1 else q
+        draft = draft.contiguous()
+    f64 = p.dtype == torch.float64
+    return p, q, draft, (tl.float64 if f64 else tl.float32), (torch.float64 if f64 else torch.float32)
+
+
+def outputs(b: int, dev):
+    """tau [B] int64, token [B] int64, status [B] int32, fallbacks [B] int32."""
+    return [torch.empty(b, dtype=dt, device=dev) for dt in (torch.int64, torch.int64, torch.int32, torch.int32)]
+
+
 @functools.lru_cache(maxsize=1)
 def _kernel():
-    return triton.jit(_chain_kernel)
-
-
-@functools.lru_cache(maxsize=1)
-def _logits_kernel():
-    return triton.jit(_chain_logits_kernel)
+    return _chain_kernel
 
 
 def _launch(p, q, draft, u, n, numpy_in, block_mode: bool, block_v: int = BLOCK_V_DEFAULT):
+    check_device(p)
     b, k1, v = p.shape
     k = k1 - 1
-    if p.device.type != "cuda" and not interpreting():
-        raise RuntimeError("the Triton kernels run on CPU tensors only in Triton's interpreter: set "
-                           "TRITON_INTERPRET=1 before triton is first imported (or use impl='torch')")
-    kern = _kernel()
-    dev = p.device
-    p = p.contiguous() if p.stride(-1) != 1 else p
-    if k == 0:  # keep valid pointers for q and draft
-        q = torch.zeros(b, 1, v, dtype=p.dtype, device=dev)
-        draft_c = torch.zeros(b, 1, dtype=torch.int64, device=dev)
-    else:
-        q = q.contiguous() if q.stride(-1) != 1 else q
-        draft_c = draft.contiguous()
-    block_v = min(block_v, triton.next_power_of_2(v))
-    nt = triton.cdiv(v, block_v)
-    block_k = max(triton.next_power_of_2(max(k, 1)), 2)
-    cd = tl.float64 if p.dtype == torch.float64 else tl.float32
+    pc, qc, dc, cd, sdt = row_pair_inputs(p, q, draft)
+    block_v, nt, block_t = tiles(v, block_v)
     ucd = u.to(torch.float64).contiguous()
-    scr = torch.empty(b, 2, nt, dtype=torch.float64 if p.dtype == torch.float64 else torch.float32,
-                      device=dev)
-    tau = torch.empty(b, dtype=torch.int64, device=dev)
-    tok = torch.empty(b, dtype=torch.int64, device=dev)
-    st = torch.empty(b, dtype=torch.int32, device=dev)
-    fb = torch.empty(b, dtype=torch.int32, device=dev)
-    kern[(b,)](p, q, draft_c, ucd, n.contiguous(), scr, tau, tok, st, fb,
-               k, v, nt, p.stride(0), p.stride(1), q.stride(0), q.stride(1), draft_c.stride(0),
-               ucd.stride(0), CD=cd, BLOCK_K=block_k, BLOCK_V=block_v, BLOCK_MODE=block_mode,
-               BLOCK_T=max(min(triton.next_power_of_2(nt), 256), 2),
-               **({} if interpreting() else {"enable_fp_fusion": False}))
-    nc = n.clamp(0, k)
-    return assemble(draft, tau, tok, tau == nc, st, fb, numpy_in)
+    scr = torch.empty(b, 2, nt, dtype=sdt, device=p.device)
+    tau, tok, st, fb = outputs(b, p.device)
+    _chain_kernel[(b,)](pc, qc, dc, ucd, n.contiguous(), scr, tau, tok, st, fb,
+                        k, v, nt, pc.stride(0), pc.stride(1), qc.stride(0), qc.stride(1), dc.stride(0),
+                        ucd.stride(0), CD=cd, BLOCK_K=max(triton.next_power_of_2(max(k, 1)), 2),
+                        BLOCK_V=block_v, BLOCK_MODE=block_mode, BLOCK_T=block_t, **compile_options())
+    return assemble(draft, tau, tok, tau == n.clamp(0, k), st, fb, numpy_in)
 
 
 def chain(p, q, draft, u, n, numpy_in, block_v: int = BLOCK_V_DEFAULT):
@@ -356,34 +189,18 @@ def block(p, q, draft, u, n, numpy_in, block_v: int = BLOCK_V_DEFAULT):
     return _launch(p, q, draft, u, n, numpy_in, True, block_v)
 
 
-def chain_logits(p_logits, q_logits, draft, u, n, temperature, numpy_in, block_v: int = BLOCK_V_DEFAULT):
-    """Chain verification from logits with per-row temperatures [B] (all > 0) and no
-    other warp -> BatchVerdict (checked inputs from categorical.prepare)."""
-    b, k1, v = p_logits.shape
-    k = k1 - 1
-    if p_logits.device.type != "cuda" and not interpreting():
-        raise RuntimeError("the Triton kernels run on CPU tensors only in Triton's interpreter: set "
-                           "TRITON_INTERPRET=1 before triton is first imported (or use impl='torch')")
-    dev = p_logits.device
-    p = p_logits.contiguous()
-    if k == 0:
-        q = torch.zeros(b, 1, v, dtype=p.dtype, device=dev)
-        draft_c = torch.zeros(b, 1, dtype=torch.int64, device=dev)
-    else:
-        q = q_logits.contiguous()
-        draft_c = draft.contiguous()
-    block_v = min(block_v, triton.next_power_of_2(v))
-    nt = triton.cdiv(v, block_v)
-    f64 = p.dtype == torch.float64
-    cd = tl.float64 if f64 else tl.float32
-    scr = torch.empty(b, 2, nt, dtype=torch.float64 if f64 else torch.float32, device=dev)
-    temp = temperature.to(torch.float64 if f64 else torch.float32).contiguous()
-    ucd = u.to(torch.float64).contiguous()
-    outs = [torch.empty(b, dtype=dt, device=dev) for dt in (torch.int64, torch.int64, torch.int32, torch.int32)]
-    _logits_kernel()[(b,)](p, q, draft_c, ucd, n.contiguous(), temp, scr, *outs,
-                           k, v, nt, p.stride(0), p.stride(1), q.stride(0), q.stride(1), draft_c.stride(0),
-                           ucd.stride(0), CD=cd, BLOCK_V=block_v,
-                           BLOCK_T=max(min(triton.next_power_of_2(nt), 256), 2),
-                           **({} if interpreting() else {"enable_fp_fusion": False}))
-    tau, tok, st, fb = outs
-    return assemble(draft, tau, tok, tau == n.clamp(0, k), st, fb, numpy_in)
+def chain_logits(p_logits, q_logits, draft, u, n, temperature, numpy_in, block_v: int = BLOCK_V_DEFAULT,
+                 **warps):
+    """Chain verification from logits (triton_logits.verify); ``warps``: top_k, top_p,
+    min_p as per-row tensors [B] or None."""
+    from . import triton_logits
+    return triton_logits.verify(p_logits, q_logits, draft, u, n, temperature, numpy_in, False,
+                                block_v=block_v, **warps)
+
+
+def block_logits(p_logits, q_logits, draft, u, n, temperature, numpy_in, block_v: int = BLOCK_V_DEFAULT,
+                 **warps):
+    """Block verification from logits (triton_logits.verify)."""
+    from . import triton_logits
+    return triton_logits.verify(p_logits, q_logits, draft, u, n, temperature, numpy_in, True,
+                                block_v=block_v, **warps)
