@@ -50,3 +50,29 @@ def test_tiny_recipe_end_to_end(tmp_path, monkeypatch):
     assert len(r.tokens[0]) == 10
     torch.set_num_threads(threads)
     assert seconds < 60, f"tiny recipe took {seconds:.0f} CPU seconds (budget 60)"
+
+
+@pytest.mark.zoo
+def test_tiny_draft_for_an_existing_target(tmp_path):
+    """`--tokenizer-from MODEL --only draft` (the SmolLM2-draft recipe, here on the zoo target's
+    tokenizer): the draft shares the target's tokenizer and vocabulary, so load_pair accepts it."""
+    import torch
+
+    from _llm_zoo import require_zoo
+    require_zoo("zoo:code-target")
+    threads = torch.get_num_threads()
+    try:
+        assert main(["zoo", "train-lm", "--tiny", "--out", str(tmp_path / "d"), "--device", "cpu",
+                     "--tokenizer-from", "zoo:code-target", "--only", "draft", "--steps", "5",
+                     "--threads", "1"]) == 0
+        metrics = json.loads((tmp_path / "d" / "metrics.json").read_text())
+        assert list(metrics["models"]) == ["draft"] and metrics["tokenizer_from"] == "zoo:code-target"
+        assert not (tmp_path / "d" / "code-target").exists()
+        from specoracle.fastpath.models.engine import speculative_generate
+        from specoracle.fastpath.models.hf import load_pair
+        target, draft, tok = load_pair("zoo:code-target", str(tmp_path / "d" / "code-draft"))
+        assert draft.config.vocab_size == target.config.vocab_size
+        r = speculative_generate(target, draft, [tok("def ").input_ids], k=2, max_new_tokens=4)
+        assert len(r.tokens[0]) == 4
+    finally:
+        torch.set_num_threads(threads)

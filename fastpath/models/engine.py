@@ -21,6 +21,14 @@ reference/categorical.py). Greedy (temperature 0) draws nothing. Plain autoregre
 decoding draws ``rng.random(1)`` per token. The output is deterministic given the seeds
 and the batch composition.
 
+``cache="static"`` runs the same rounds over preallocated, position-indexed buffers with
+fixed-shape calls (fastpath/models/static.py): the prompt minus its last token is prefilled
+once, then every target call has width k+1, the first draft call of a round width 2 and the
+others width 1 (AR: width 1), ready for CUDA graphs (``cuda_graphs=True``, CUDA only) or
+``torch.compile`` (``compile_mode``). Same noise, same warps, same verifier: the tokens equal
+the dynamic path's (tests/test_llm_static.py) up to float rounding of the logits (a draw
+within ~1e-6 of a CDF boundary could differ; none did in the tests).
+
 ``fault=`` injects a known bug, for the negative controls of the end-to-end
 certification only: ``"rollback_off_by_one"`` (the target cache keeps one rejected draft),
 ``"q_before_warp"`` (the verifier is given softmax(draft logits) instead of the warped q
@@ -41,6 +49,33 @@ from .processing import Warp, warp
 from .verify import METHODS, sample_rows, verify
 
 FAULTS = (None, "rollback_off_by_one", "q_before_warp")
+CACHES = ("dynamic", "static")
+
+
+def _states(models, bsz: int, prompts, cache: str, max_len: int, k: int, cuda_graphs: bool,
+            compile_mode):
+    """One cache state per model; the static path prefills prompt[:-1] of every row."""
+    if cache not in CACHES:
+        raise InvalidInput("cache", f"expected one of {CACHES}, got {cache!r}")
+    if cache == "dynamic":
+        if cuda_graphs or compile_mode:
+            raise InvalidInput("cache", "cuda_graphs / compile_mode need cache='static'")
+        return [KVState(m, bsz) for m in models]
+    from .static import StaticKVState, pooled_state
+
+    widths = {"target": (k + 1,), "draft": (1, 2)}
+    states = []
+    for role, m in zip(("target", "draft"), models):
+        graphs = widths[role] if cuda_graphs else ()
+        if cuda_graphs or compile_mode:  # reuse captured graphs / compiled steps across calls
+            st = pooled_state(m, bsz, max_len, graphs, compile_mode)
+        else:
+            st = StaticKVState(m, bsz, max_len, graph_widths=graphs)
+        head = [list(p[:-1]) for p in prompts]
+        if any(head):
+            st.feed(head)
+        states.append(st)
+    return states
 
 
 @dataclass
@@ -118,6 +153,11 @@ def _commit(seq_new: list, toks, eos_id, room: int):
     return len(toks) >= room
 
 
+def _host(logits: torch.Tensor, lens: torch.Tensor) -> tuple:
+    """Model outputs to the host (no-op on the CPU): warps, draws and verifiers run there."""
+    return logits.cpu(), lens.cpu()
+
+
 def _last_rows(logits: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     """logits [B, T, V] -> the row after each row's last fed token [B, V] (garbage if lens 0)."""
     idx = (lens - 1).clamp(min=0)
@@ -126,8 +166,9 @@ def _last_rows(logits: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
 
 def speculative_generate(target, draft, prompts, *, k: int = 4, method: str = "chain",
                          warping: Warp = Warp(), max_new_tokens: int = 64, eos_id=None,
-                         seeds=0, backend: str = "numba", fault=None,
-                         progress=None) -> GenerationResult:
+                         seeds=0, backend: str = "numba", fault=None, progress=None,
+                         cache: str = "dynamic", cuda_graphs: bool = False,
+                         compile_mode=None) -> GenerationResult:
     """Speculative decoding of a batch of prompts (list of B token-id lists); see the module doc."""
     if method not in METHODS:
         raise InvalidInput("method", f"expected one of {METHODS}, got {method!r}")
@@ -145,7 +186,8 @@ def speculative_generate(target, draft, prompts, *, k: int = 4, method: str = "c
     rngs = _rngs(seeds, bsz)
     greedy = warping.greedy
     t0 = time.perf_counter()
-    tgt, dft = KVState(target, bsz), KVState(draft, bsz)
+    max_len = max(len(p) for p in prompts) + max(max_new_tokens, 0) + k + 2
+    tgt, dft = _states((target, draft), bsz, prompts, cache, max_len, k, cuda_graphs, compile_mode)
     seqs = [list(p) for p in prompts]
     gen = [[] for _ in range(bsz)]
     done = [max_new_tokens <= 0] * bsz
@@ -164,7 +206,7 @@ def speculative_generate(target, draft, prompts, *, k: int = 4, method: str = "c
                 u_ver[b] = rngs[b].random(k + 1)
         feed = [seqs[b][int(dft.count[b]):] if not done[b] else [] for b in range(bsz)]
         for j in range(k):
-            logits, lens = dft.feed(feed)
+            logits, lens = _host(*dft.feed(feed, width=2 if j == 0 else 1))
             last = _last_rows(logits, lens)
             qj = warp(last, warping).numpy()  # [B, V] float64
             if q_raw is not None:
@@ -174,7 +216,8 @@ def speculative_generate(target, draft, prompts, *, k: int = 4, method: str = "c
             feed = [[int(xj[b])] if not done[b] else [] for b in range(bsz)]
         # 2. score k + 1 positions with one target call
         pend = [seqs[b][int(tgt.count[b]):] if not done[b] else [] for b in range(bsz)]
-        logits, lens = tgt.feed([pend[b] + (list(drafts[b]) if not done[b] else []) for b in range(bsz)])
+        logits, lens = _host(*tgt.feed([pend[b] + (list(drafts[b]) if not done[b] else [])
+                                         for b in range(bsz)], width=k + 1))
         idx = (lens[:, None] - (k + 1) + torch.arange(k + 1)[None, :]).clamp(min=0)  # [B, K+1]
         rows = torch.gather(logits, 1, idx[:, :, None].expand(-1, -1, vocab))
         p = warp(rows, warping).numpy()  # [B, K+1, V]
@@ -203,8 +246,10 @@ def speculative_generate(target, draft, prompts, *, k: int = 4, method: str = "c
 
 
 def autoregressive_generate(target, prompts, *, warping: Warp = Warp(), max_new_tokens: int = 64,
-                            eos_id=None, seeds=0, progress=None) -> GenerationResult:
-    """Plain autoregressive decoding of the target through the same cache and warp code.
+                            eos_id=None, seeds=0, progress=None, cache: str = "dynamic",
+                            cuda_graphs: bool = False, compile_mode=None) -> GenerationResult:
+    """Plain autoregressive decoding of the target through the same cache and warp code
+    (``cache="static"``: prefill prompt[:-1], then width-1 calls; see the module doc).
 
     Each step feeds the pending tokens, warps the last row and draws one token by the
     inverse CDF with ``rng.random(1)`` (argmax at temperature 0)."""
@@ -213,13 +258,14 @@ def autoregressive_generate(target, prompts, *, warping: Warp = Warp(), max_new_
     bsz = len(prompts)
     rngs = _rngs(seeds, bsz)
     t0 = time.perf_counter()
-    tgt = KVState(target, bsz)
+    max_len = max(len(p) for p in prompts) + max(max_new_tokens, 0) + 2
+    (tgt,) = _states((target,), bsz, prompts, cache, max_len, 0, cuda_graphs, compile_mode)
     seqs = [list(p) for p in prompts]
     gen = [[] for _ in range(bsz)]
     done = [max_new_tokens <= 0] * bsz
     while not all(done):
         pend = [seqs[b][int(tgt.count[b]):] if not done[b] else [] for b in range(bsz)]
-        logits, lens = tgt.feed(pend)
+        logits, lens = _host(*tgt.feed(pend, width=1))
         probs = warp(_last_rows(logits, lens), warping).numpy()
         if warping.greedy:
             toks = np.argmax(probs, axis=-1)

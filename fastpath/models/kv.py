@@ -48,8 +48,9 @@ class KVState:
         return int(self.mask.shape[1])
 
     @torch.inference_mode()
-    def feed(self, rows: list) -> tuple:
+    def feed(self, rows: list, width=None) -> tuple:
         """Append ``rows[b]`` (token ids) to row b; returns (logits [B, T, V] float32, lens [B]).
+        ``width`` is accepted for the static twin's signature and ignored: T = the longest row.
 
         logits[b, j] is the next-token logits after rows[b][j]; entries j >= lens[b] are
         padding. A row may be empty (a finished sequence): its slots are all padding.

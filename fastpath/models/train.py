@@ -22,6 +22,11 @@ Steps (the zoo README's recipe, /work/shared/zoo/README.md, reproduced here):
    (safetensors sharded at ``--shard-size``, tokenizer included), ``OUT/metrics.json``
    (per-model loss curve, held-out loss in nats/token, tokens seen, seconds, configs).
 
+A draft for an existing target (e.g. ``zoo:smollm2-135m``): ``--tokenizer-from MODEL``
+skips step 2 and uses that model's tokenizer (documents separated by its EOS id; the
+vocabulary size is the model's ``config.vocab_size``, so ``load_pair`` accepts the pair) and
+``--only draft`` trains the draft alone.
+
 ``--tiny`` shrinks everything (a few hundred KB of stdlib sources, vocab 512, d=64,
 2 layers, sequence 64, batch 16, 30 steps) so that it runs on a 2-core CPU in well under a
 minute: that is what the tests exercise. The full recipe needs a GPU (about 6 minutes on an
@@ -87,6 +92,11 @@ def add_train_arguments(p) -> None:
     p.add_argument("--shard-size", default="15MB", help="safetensors shard size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--tokenizer-from", default=None, metavar="MODEL",
+                   help="use this model's tokenizer (zoo:NAME or folder) instead of training one, "
+                        "e.g. zoo:smollm2-135m to train a draft for it")
+    p.add_argument("--only", choices=["target", "draft"], default=None,
+                   help="train only one model of the pair (e.g. a draft for an existing target)")
 
 
 # ---------------------------------------------------------------- corpus
@@ -149,25 +159,43 @@ def train_tokenizer(docs: list, vocab: int, out_dir: Path):
     return tok
 
 
-def encode(tok, docs: list):
+def encode(tok, docs: list, sep: int = 0):
+    """Token ids of the documents, each followed by the separator id ``sep`` (EOS)."""
     import torch
     ids = []
     for d in docs:
         ids.extend(tok(d).input_ids)
-        ids.append(0)
+        ids.append(sep)
     return torch.tensor(ids, dtype=torch.long)
+
+
+def borrowed_tokenizer(name_or_path):
+    """(tokenizer, vocab size, EOS id) of an existing model (``--tokenizer-from``)."""
+    from transformers import AutoConfig
+
+    from .hf import load_tokenizer
+    from .zoo import resolve
+    path = resolve(name_or_path)
+    tok = load_tokenizer(path)
+    eos = tok.eos_token_id
+    if eos is None:
+        raise ValueError(f"{name_or_path}: the tokenizer has no EOS token to separate documents")
+    vocab = len(tok)
+    if (Path(path) / "config.json").is_file():
+        vocab = max(vocab, int(AutoConfig.from_pretrained(str(path), local_files_only=True).vocab_size))
+    return tok, vocab, int(eos)
 
 
 # ---------------------------------------------------------------- models and schedule
 
 
-def llama_config(shape: ModelShape, vocab: int):
+def llama_config(shape: ModelShape, vocab: int, bos: int = 0, eos: int = 0):
     from transformers import LlamaConfig
     return LlamaConfig(vocab_size=vocab, hidden_size=shape.hidden, intermediate_size=shape.ffn,
                        num_hidden_layers=shape.layers, num_attention_heads=shape.heads,
                        num_key_value_heads=shape.heads, head_dim=shape.hidden // shape.heads,
                        max_position_embeddings=shape.context, rms_norm_eps=1e-6,
-                       rope_theta=1e4, tie_word_embeddings=True, bos_token_id=0, eos_token_id=0)
+                       rope_theta=1e4, tie_word_embeddings=True, bos_token_id=bos, eos_token_id=eos)
 
 
 def lr_at(step: int, total: int, peak: float, sched: Schedule) -> float:
@@ -272,19 +300,25 @@ def run_training(args) -> int:
     train_docs, held_docs = split_documents(docs)
     if not held_docs:
         held_docs = train_docs[-1:]
-    vocab = args.vocab or (512 if tiny else 8192)
-    tok_dir = out / "_tokenizer"
-    tok = train_tokenizer(train_docs, vocab, tok_dir)
-    data, held = encode(tok, train_docs), encode(tok, held_docs)
+    if getattr(args, "tokenizer_from", None):
+        tok, vocab, sep = borrowed_tokenizer(args.tokenizer_from)
+        bos = tok.bos_token_id if tok.bos_token_id is not None else sep
+    else:
+        vocab = args.vocab or (512 if tiny else 8192)
+        tok = train_tokenizer(train_docs, vocab, out / "_tokenizer")
+        vocab, sep, bos = len(tok), 0, 0
+    data, held = encode(tok, train_docs, sep), encode(tok, held_docs, sep)
     sched = Schedule(seq=64, batch=16, warmup=5) if tiny else Schedule()
     steps = args.steps or (30 if tiny else 3000)
     metrics = {"device": device, "documents": len(docs), "heldout_documents": len(held_docs),
                "train_tokens": int(data.numel()), "heldout_tokens": int(held.numel()),
-               "vocab": len(tok), "skipped_packages": skipped, "schedule": asdict(sched),
-               "models": {}}
+               "vocab": vocab, "tokenizer_from": getattr(args, "tokenizer_from", None),
+               "skipped_packages": skipped, "schedule": asdict(sched), "models": {}}
     for role, shape, lr in (("target", TINY_TARGET if tiny else TARGET, args.lr_target),
                             ("draft", TINY_DRAFT if tiny else DRAFT, args.lr_draft)):
-        config = llama_config(shape, len(tok))
+        if getattr(args, "only", None) not in (None, role):
+            continue
+        config = llama_config(shape, vocab, bos, sep)
         model, m = train_one(config, data, held, peak_lr=lr, sched=sched, steps=steps,
                              seconds=args.seconds, device=device, compile_=args.compile,
                              seed=args.seed, progress_desc=f"train {role}")

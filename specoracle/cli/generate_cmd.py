@@ -12,6 +12,8 @@ EPILOG = """examples:
       --verify block --temperature 0.7 --top-p 0.9 --batch 8
   specoracle generate --target zoo:code-target --draft zoo:code-draft --prompt "class " \\
       --verify greedy --temperature 0 --no-baseline
+  specoracle generate --target zoo:code-target --draft zoo:code-draft --prompt "def " \
+      --static-cache --threads 1          # fixed-shape calls over preallocated KV buffers
   specoracle generate --target zoo:smollm2-135m --draft zoo:smollm2-135m --prompt "Hello" --k 2
 """
 
@@ -43,6 +45,18 @@ def add_parser(subparsers) -> None:
                    help="skip the autoregressive run (no speed-up figure)")
     p.add_argument("--no-eos", action="store_true", help="do not stop at EOS")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--static-cache", action="store_true",
+                   help="preallocated position-indexed KV buffers and fixed-shape model calls "
+                        "(target k+1, draft 2 / 1 tokens): the CUDA-graph-ready path; same tokens")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="with --static-cache on a CUDA model: capture each fixed-shape call as a "
+                        "CUDA graph (needs --device cuda)")
+    p.add_argument("--compile", default=None, metavar="MODE",
+                   choices=["default", "reduce-overhead", "max-autotune"],
+                   help="with --static-cache: torch.compile the fixed-shape step (MODE: default, "
+                        "reduce-overhead, max-autotune); on the CPU it needs a C++ compiler and "
+                        "minutes of compilation (a win only for long runs)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     try:  # the DFlash / D2SD drafters' own options (another area's module), when present
         from specoracle.cli import zoo_dflash
         zoo_dflash.add_generate_arguments(p)
@@ -73,7 +87,9 @@ def run(args) -> int:
         args.temperature = 0.0
     try:
         warping = Warp(args.temperature, args.top_k, args.top_p, args.min_p)
-        target, draft, tok = load_pair(args.target, args.draft)
+        if (args.cuda_graphs or args.compile) and not args.static_cache:
+            raise InvalidInput("cuda-graphs", "--cuda-graphs and --compile need --static-cache")
+        target, draft, tok = load_pair(args.target, args.draft, device=args.device)
     except InvalidInput as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -91,12 +107,15 @@ def run(args) -> int:
         shown[0] = len(text)
 
     sys.stdout.write(args.prompt)
+    path = dict(cache="static" if args.static_cache else "dynamic", cuda_graphs=args.cuda_graphs,
+                compile_mode=args.compile)
     res = speculative_generate(target, draft, prompts, k=args.k, method=args.verify,
                                warping=warping, max_new_tokens=args.max_new_tokens, eos_id=eos,
-                               seeds=args.seed, backend=args.backend, progress=stream)
+                               seeds=args.seed, backend=args.backend, progress=stream, **path)
     stream(res.tokens)
     print("\n" + "-" * 60)
-    print(f"speculative ({args.verify}, k={args.k}, T={args.temperature}, batch {args.batch}): "
+    print(f"speculative ({args.verify}, k={args.k}, T={args.temperature}, batch {args.batch}, "
+          f"{path['cache']} cache{', CUDA graphs' if args.cuda_graphs else ''}): "
           f"{res.n_tokens} tokens in {res.seconds:.2f} s = {res.tokens_per_second:.1f} tok/s")
     print(f"tau (mean tokens per target call, bonus included): {res.tau():.3f}   "
           f"target calls {res.target_calls}, draft calls {res.draft_calls}")
@@ -105,7 +124,7 @@ def run(args) -> int:
     if not args.no_baseline:
         base = autoregressive_generate(target, prompts, warping=warping,
                                        max_new_tokens=args.max_new_tokens, eos_id=eos,
-                                       seeds=args.seed)
+                                       seeds=args.seed, **path)
         print(f"autoregressive target (same code path): {base.n_tokens} tokens in "
               f"{base.seconds:.2f} s = {base.tokens_per_second:.1f} tok/s")
         print(f"speed-up: {res.tokens_per_second / base.tokens_per_second:.2f}x")
