@@ -2,9 +2,9 @@
 
 * :func:`tiny_target` - a random 4-layer Llama (vocab 12, d 32), no zoo needed: exact laws are
   cheap, so most certification runs here;
-* :func:`zoo_target` / :func:`shipped_drafter` - the zoo target and the tiny drafters shipped in
-  fastpath/models/dflash_weights (trained once on CPU, bf16, < 5 MB); skip with the install
-  command when the zoo is absent.
+* :func:`zoo_target` / :func:`shipped_drafter` - the zoo target and the CPU drafters shipped in
+  fastpath/models/dflash_weights/cpu-{dflash,vp} (1 layer, block 16, trained once on CPU on
+  target-regenerated data, bf16, < 10 MB); skip with the install command when the zoo is absent.
 """
 from __future__ import annotations
 
@@ -58,7 +58,18 @@ def _zoo_target():
 
 def shipped_drafter(kind: str):
     from specoracle.fastpath.models.dflash import DFlashDrafter
-    folder = SHIPPED / f"tiny-{kind}"
+    folder = SHIPPED / f"cpu-{kind}"
     if not (folder / "dflash.safetensors").is_file():
         pytest.skip(f"shipped drafter {folder} missing")
     return DFlashDrafter.load(folder)
+
+
+class CharTokenizer:
+    """Token id = character code mod 11 + 1 (ids 1..11 of the tiny vocabulary of 12)."""
+
+    def __call__(self, text):
+        class _Out:
+            pass
+        out = _Out()
+        out.input_ids = [ord(c) % 11 + 1 for c in text]
+        return out

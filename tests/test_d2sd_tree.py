@@ -109,3 +109,7 @@ def test_bad_input():
         generate_d2sd(t, d, None, PROMPT, 3, k_branches=0)
     with pytest.raises(InvalidInput, match="fault"):
         generate_d2sd(t, d, None, PROMPT, 3, fault="nope")
+    with pytest.raises(InvalidInput, match="trained block"):
+        generate_d2sd(t, d, None, PROMPT, 3, block_size=d.block_size + 1)
+    with pytest.raises(InvalidInput, match="prompt"):
+        generate_d2sd(t, d, None, [99], 3)

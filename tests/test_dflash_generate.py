@@ -5,7 +5,6 @@ known-wrong variants are rejected."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from specoracle.fastpath.models.dflash_generate import generate_dflash
 from specoracle.fastpath.models.engine import autoregressive_generate
@@ -83,3 +82,5 @@ def test_bad_input():
         generate_dflash(t, d, [99], 3)
     with pytest.raises(InvalidInput, match="block_size"):
         generate_dflash(t, d, PROMPT, 3, block_size=1)
+    with pytest.raises(InvalidInput, match="trained block"):
+        generate_dflash(t, d, PROMPT, 3, block_size=d.block_size + 1)

@@ -15,7 +15,7 @@ from specoracle.fastpath.models.dflash_train import (TrainConfig, block_sparse_m
                                                      train_dflash, truncated_geometric)
 from specoracle.reference.types import InvalidInput
 
-from _dflash_zoo import tiny_drafter, tiny_target
+from _dflash_zoo import CharTokenizer, tiny_drafter, tiny_target
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -112,17 +112,6 @@ def test_context_cache_in_pieces_equals_one_shot():
     assert one.length == two.length == 7
 
 
-class _CharTokenizer:
-    """Token id = character code mod 11 + 1 (ids 1..11 of the tiny vocabulary of 12)."""
-
-    def __call__(self, text):
-        class _Out:
-            pass
-        out = _Out()
-        out.input_ids = [ord(c) % 11 + 1 for c in text]
-        return out
-
-
 def test_training_learns_a_periodic_corpus(tmp_path):
     """A 2-layer drafter on a periodic text: the held-out weighted CE falls well below its
     start and argmax drafts get accepted (teacher-forced) after 60 steps; saving and loading
@@ -130,7 +119,7 @@ def test_training_learns_a_periodic_corpus(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("abcdefg" * 400)
     t = tiny_target()
-    d, m = train_dflash(t, _CharTokenizer(), corpus=corpus, out=tmp_path / "d", steps=60,
+    d, m = train_dflash(t, CharTokenizer(), corpus=corpus, out=tmp_path / "d", steps=60,
                         block_size=4, num_layers=1, n_features=2, intermediate_size=64, seq_len=32,
                         anchors=8, windows_per_step=4, lr=5e-3)
     assert m["steps"] == 60 and m["eval_loss"] < 0.5 * m["train_loss_first"]
@@ -138,7 +127,7 @@ def test_training_learns_a_periodic_corpus(tmp_path):
     back = DFlashDrafter.load(tmp_path / "d")
     for a, b in zip(d.state_dict().values(), back.state_dict().values()):
         assert torch.equal(a, b)
-    d2, m2 = train_dflash(t, _CharTokenizer(), corpus=corpus, steps=3, block_size=4, num_layers=1,
+    d2, m2 = train_dflash(t, CharTokenizer(), corpus=corpus, steps=3, block_size=4, num_layers=1,
                           intermediate_size=64, seq_len=32, anchors=8, objective="vp",
                           prefix_beta=0.6, prefix_tau=2.0)
     assert m2["steps"] == 3 and np.isfinite(m2["eval_loss"])

@@ -1,12 +1,12 @@
-"""End-to-end on the zoo target with the shipped tiny CPU drafters (fastpath/models/
-dflash_weights): T = 0 output equals target-only greedy, and the law of the first 2 tokens
-at T = 1, top-k 3 equals the target's exact law for DFlash (argmax drafts, sample-and-match;
+"""End-to-end on the zoo target with the shipped CPU drafters (fastpath/models/dflash_weights/
+cpu-*, block 16): T = 0 output equals target-only greedy at blocks 8 and 16 (the block-16 drafter
+serves block 8 by drafting a shorter block), and the law of the first 2 tokens at T = 1, top-k 3
+equals the target's exact law for DFlash (argmax drafts, sample-and-match, blocks 8 and 16;
 sampled drafts, block verification) and D2SD. Skips when the zoo is not installed
 (`specoracle zoo install --from ../shared/zoo --link`, or $SPECORACLE_ZOO)."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from specoracle.fastpath.models.d2sd import generate_d2sd
 from specoracle.fastpath.models.dflash_generate import generate_dflash
@@ -30,10 +30,18 @@ def models():
 
 def test_shipped_drafters_are_small_and_match_the_target(models):
     from _dflash_zoo import SHIPPED
+    from specoracle.fastpath.models.dflash_train import SHIPPED_RECIPES
     target, _, dfl, vp = models
+    import json
     for kind in ("dflash", "vp"):
-        assert (SHIPPED / f"tiny-{kind}" / "dflash.safetensors").stat().st_size < 5_000_000
-    assert dfl.cfg.layer_ids == (1, 3) and dfl.block_size == 8 and vp.cfg.objective == "vp"
+        folder = SHIPPED / f"cpu-{kind}"
+        assert (folder / "dflash.safetensors").stat().st_size < 10_000_000
+        m = json.loads((folder / "metrics.json").read_text())
+        assert m["data"]["kind"] == "regenerated" and m["steps"] == m["config"]["steps"]
+        recipe = SHIPPED_RECIPES[f"shipped-{kind}"]      # the CLI recipe reproduces the shipped run
+        assert all(m["config"][k] == v for k, v in recipe.items()), kind
+    assert dfl.cfg.layer_ids == (1, 3) and dfl.block_size == 16 and vp.cfg.objective == "vp"
+    assert vp.block_size == 16
 
 
 def test_greedy_equals_target_greedy(models):
@@ -41,13 +49,15 @@ def test_greedy_equals_target_greedy(models):
     pr = tok("def main(argv=None):\n    ").input_ids
     ar = autoregressive_generate(target, [pr], warping=Warp(0.0), max_new_tokens=24)
     a = generate_dflash(target, dfl, pr, 24, 0.0)
+    a8 = generate_dflash(target, dfl, pr, 24, 0.0, block_size=8)
     b = generate_d2sd(target, dfl, vp, pr, 24, 0.0)
-    assert a.tokens == ar.tokens[0] == b.tokens
-    assert a.target_calls <= ar.target_calls and b.target_calls <= ar.target_calls
+    assert a.tokens == a8.tokens == ar.tokens[0] == b.tokens
+    assert max(a.target_calls, a8.target_calls, b.target_calls) < ar.target_calls
 
 
 @pytest.mark.statistical
 @pytest.mark.parametrize("which", ["dflash-greedy",
+                                   pytest.param("dflash-greedy-b8", marks=pytest.mark.slow),
                                    pytest.param("dflash-block", marks=pytest.mark.slow),
                                    pytest.param("d2sd", marks=pytest.mark.slow)])
 def test_first_tokens_law_equals_target(models, which):
@@ -59,9 +69,9 @@ def test_first_tokens_law_equals_target(models, which):
     def one(seed, st):
         if which == "d2sd":
             return generate_d2sd(target, dfl, vp, pr, 2, 1.0, seed, top_k=3, prefilled=st).tokens
-        mode, method = ("greedy", "chain") if which == "dflash-greedy" else ("stochastic", "block")
+        mode, method = ("stochastic", "block") if which == "dflash-block" else ("greedy", "chain")
         return generate_dflash(target, dfl, pr, 2, 1.0, mode, seed, top_k=3, method=method,
-                               prefilled=st).tokens
+                               block_size=8 if which.endswith("b8") else None, prefilled=st).tokens
 
     res, _ = certify(target, one, pr, Warp(1.0, top_k=3), 2, 300, ALPHA, seed0=3000)
     assert res.p_value > ALPHA, res

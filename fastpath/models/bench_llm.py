@@ -66,6 +66,19 @@ def bench_prompts(tok, n_prompts: int, n_tokens: int) -> list:
     return out
 
 
+def zoo_pair(ctx: BenchContext, suite: str, device: str = "cpu"):
+    """The zoo pair ``(target, draft, tokenizer)`` for a bench suite, or ``None`` after adding a
+    note that says why the suite was skipped (no zoo installed)."""
+    from .hf import load_pair
+    from .zoo import zoo_reason
+
+    reason = zoo_reason("zoo:code-target", "zoo:code-draft")
+    if reason:
+        ctx.notes.append(f"{suite} suite skipped: {reason}")
+        return None
+    return load_pair("zoo:code-target", "zoo:code-draft", device=device)
+
+
 def _row(backend, temperature, k, tokens, seconds, tau=None, B=1, **extra):
     row = {"op": "llm-decode", "backend": backend, "B": B, "K": k, "T": temperature,
            "median_us": seconds / max(tokens, 1) * 1e6, "tok_per_s": tokens / seconds,
@@ -80,18 +93,15 @@ def run_llm(ctx: BenchContext, device: str = "cpu") -> list:
     import torch
 
     from .engine import autoregressive_generate, speculative_generate
-    from .hf import load_pair
     from .processing import Warp
-    from .zoo import zoo_reason
 
-    reason = zoo_reason("zoo:code-target", "zoo:code-draft")
-    if reason:
-        ctx.notes.append(f"llm suite skipped: {reason}")
-        return []
     if device == "cuda" and not torch.cuda.is_available():
         ctx.notes.append("llm-cuda suite skipped: no CUDA device")
         return []
-    target, draft, tok = load_pair("zoo:code-target", "zoo:code-draft", device=device)
+    pair = zoo_pair(ctx, "llm", device=device)
+    if pair is None:
+        return []
+    target, draft, tok = pair
     quick = ctx.quick
     cuda = device == "cuda"
     prompts = bench_prompts(tok, 2 if quick else 8, 32 if quick else 64)
@@ -292,16 +302,13 @@ def run_llm_tau(ctx: BenchContext) -> list:
     import numpy as np
     import torch
 
-    from .hf import load_pair
     from .processing import Warp
     from .tau_paired import heldout_windows, paired_tau, target_contexts
-    from .zoo import zoo_reason
 
-    reason = zoo_reason("zoo:code-target", "zoo:code-draft")
-    if reason:
-        ctx.notes.append(f"llm-tau suite skipped: {reason}")
+    pair = zoo_pair(ctx, "llm-tau")
+    if pair is None:
         return []
-    target, draft, tok = load_pair("zoo:code-target", "zoo:code-draft")
+    target, draft, tok = pair
     quick = ctx.quick
     n_docs, per_doc = (4, 2) if quick else (64, 4)
     win, prompt_len = (48, 24) if quick else (64, 32)

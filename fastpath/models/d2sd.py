@@ -36,10 +36,10 @@ import torch
 
 from specoracle.reference.types import InvalidInput
 
-from .dflash import DFlashDrafter, DraftCache, check_compatible, draft_logits
-from .dflash_generate import (DraftRunResult, Prefilled, TargetSession, check_prompt, commit, draw,
+from .dflash import DFlashDrafter, DraftCache, draft_logits
+from .dflash_generate import (DraftRunResult, Prefilled, TargetSession, check_run, commit, draw,
                               prefill, select_hidden)
-from .processing import Warp, warp
+from .processing import warp
 
 FAULTS = (None, "accept_all", "causal_mask")
 
@@ -98,18 +98,11 @@ def generate_d2sd(target, drafter: DFlashDrafter, vp_drafter: DFlashDrafter | No
     accepted depth per cycle (tau = mean + 1) and the trie size per cycle (``nodes``)."""
     from specoracle.reference.tree import verify_tree_deterministic
 
-    if fault not in FAULTS:
-        raise InvalidInput("fault", f"must be one of {FAULTS}, got {fault!r}")
     if int(k_branches) < 1:
         raise InvalidInput("k_branches", f"must be >= 1, got {k_branches}")
     vp = vp_drafter if vp_drafter is not None else drafter
-    check_compatible(target, drafter)
-    check_compatible(target, vp)
-    w = Warp(temperature, top_k, top_p, min_p)
-    g = int(block_size or drafter.block_size)
-    if g < 2:
-        raise InvalidInput("block_size", f"must be >= 2, got {g}")
-    prompt = check_prompt(prompt_ids, int(target.config.vocab_size))
+    w, g, prompt = check_run(target, [drafter, vp], prompt_ids, fault, FAULTS,
+                             (temperature, top_k, top_p, min_p), block_size)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     sess = TargetSession(target)

@@ -1,75 +1,188 @@
-"""tau and speed of the AR zoo draft vs DFlash vs D2SD on the zoo target (CPU measurement of
-issue 10; ALGORITHMS.md §5.1: tau = mean committed tokens per cycle, bonus included).
+"""``specoracle bench --device cpu --suite dflash``: tau and speed of the AR zoo draft, DFlash and
+D2SD on the zoo target, in ONE run on the SAME prompts (issue 10; ALGORITHMS.md §5.1: tau = mean
+committed tokens per cycle, bonus included).
 
-``bench(prompts, max_new_tokens, temperatures)`` runs, for each temperature and prompt, the same
-seeds: target-only autoregressive decoding, the AR draft (``zoo:code-draft``, k = 4, chain),
-DFlash (block 8, argmax drafts + sample-and-match) and D2SD (block 8, K = 4), and returns rows
-{method, T, tau, tok_s, speedup}. Run: ``python -m specoracle.fastpath.models.dflash_bench``.
+Methods (batch 1, each prompt decoded in turn, seed = prompt index, T in {0, 1}):
+  * target      target-only autoregressive decoding, specoracle's own loop (engine.py)
+  * ar-draft    the AR zoo draft (``zoo:code-draft``), k = 4: greedy verification at T = 0,
+                chain (Leviathan) at T = 1 (engine.py)
+  * dflash-b8 / dflash-b16   the shipped DFlash drafter, blocks 8 and 16 (argmax drafts +
+                sample-and-match; a block-16 drafter drafting 8 serves block 8)
+  * d2sd        D2SD, K = 4 branches, block 16, the shipped VP drafter
+Rows: ``median_us`` = microseconds per generated token (total time / total tokens over the prompt
+set), ``tok_per_s``, ``tau``, ``vs_target`` (speed-up over target-only at the same T);
+``K`` = draft length k (AR) or block size G (DFlash, D2SD).
+
+Then the cascade-attention measurement of the D2SD tree pass (fastpath/models/cascade.py): one
+target pass over ``[anchor] + trie`` after a prefix of P cached tokens, plain SDPA with the
+additive tree mask vs cascade (dense prefix + masked tree, merged by LSE); rows ``op =
+"tree-pass"``, ``L`` = P, ``vs_sdpa`` = speed-up of cascade.
+
+Prompts: bench_llm.bench_prompts (the first 8, quick 2, held-out zoo documents longer than 2000
+characters; the drafters' training split excludes them), 64 tokens each (quick 32); 160 new
+tokens (quick 24).
 """
 from __future__ import annotations
 
-import json
-import sys
-import time
-
 import numpy as np
 
+from specoracle.fastpath.bench import BenchContext, register_suite
 
-def bench(prompts_text, max_new_tokens=64, temperatures=(0.0, 1.0), dflash_path=None, vp_path=None,
-          block=8, branches=4, seed=0):
-    from specoracle.cli.zoo_dflash import SHIPPED
+METHODS = ("target", "ar-draft", "dflash-b8", "dflash-b16", "d2sd")
+
+
+def _row(method, temperature, k, tokens, seconds, tau=None, **extra):
+    row = {"op": "dflash-decode", "backend": method, "B": 1, "K": k, "T": temperature,
+           "median_us": seconds / max(tokens, 1) * 1e6, "tok_per_s": tokens / seconds,
+           "tokens": tokens, "tau": tau}
+    row.update(extra)
+    return row
+
+
+def decode_rows(target, draft, dflash, vp, prompts, new_tokens: int, temperatures=(0.0, 1.0),
+                clock=None, progress=lambda msg: None, blocks=(8, 16), k_ar: int = 4,
+                branches: int = 4, d2sd_block: int | None = None) -> list:
+    """One row per (method, T): same prompts and seeds for every method."""
+    import time
 
     from .d2sd import generate_d2sd
-    from .dflash import DFlashDrafter
     from .dflash_generate import generate_dflash
     from .engine import autoregressive_generate, speculative_generate
-    from .hf import load_pair
     from .processing import Warp
 
-    target, draft, tok = load_pair("zoo:code-target", "zoo:code-draft")
-    dfl = DFlashDrafter.load(dflash_path or SHIPPED / "tiny-dflash")
-    vp = DFlashDrafter.load(vp_path or SHIPPED / "tiny-vp")
-    prompts = [tok(p).input_ids for p in prompts_text]
+    clock = clock or time.perf_counter
     rows = []
     for temp in temperatures:
-        acc = {m: {"tau": [], "tok": 0, "sec": 0.0} for m in ("target", "ar-draft", "dflash", "d2sd")}
-        for i, pr in enumerate(prompts):
-            w = Warp(temp)
-            r = autoregressive_generate(target, [pr], warping=w, max_new_tokens=max_new_tokens, seeds=seed + i)
-            acc["target"]["tok"] += r.n_tokens
-            acc["target"]["sec"] += r.seconds
-            r = speculative_generate(target, draft, [pr], k=4, method="greedy" if temp == 0 else "chain",
-                                     warping=w, max_new_tokens=max_new_tokens, seeds=seed + i)
-            acc["ar-draft"]["tau"] += [a + 1 for row in r.accepted for a in row]
-            acc["ar-draft"]["tok"] += r.n_tokens
-            acc["ar-draft"]["sec"] += r.seconds
-            r = generate_dflash(target, dfl, pr, max_new_tokens, temp, "greedy", seed + i, block_size=block)
-            acc["dflash"]["tau"] += [a + 1 for a in r.accepted]
-            acc["dflash"]["tok"] += len(r.tokens)
-            acc["dflash"]["sec"] += r.seconds
-            r = generate_d2sd(target, dfl, vp, pr, max_new_tokens, temp, seed + i, k_branches=branches,
-                              block_size=block)
-            acc["d2sd"]["tau"] += [a + 1 for a in r.accepted]
-            acc["d2sd"]["tok"] += len(r.tokens)
-            acc["d2sd"]["sec"] += r.seconds
-        base = acc["target"]["tok"] / acc["target"]["sec"]
-        for m, a in acc.items():
-            tps = a["tok"] / a["sec"]
-            rows.append(dict(method=m, T=temp, tau=float(np.mean(a["tau"])) if a["tau"] else 1.0,
-                             tok_s=tps, speedup=tps / base))
+        w = Warp(temp)
+        runs = {"target": lambda pr, i: autoregressive_generate(
+                    target, [pr], warping=w, max_new_tokens=new_tokens, seeds=i),
+                "ar-draft": lambda pr, i: speculative_generate(
+                    target, draft, [pr], k=k_ar, method="greedy" if temp == 0 else "chain",
+                    warping=w, max_new_tokens=new_tokens, seeds=i)}
+        for g in blocks:
+            runs[f"dflash-b{g}"] = (lambda g: lambda pr, i: generate_dflash(
+                target, dflash, pr, new_tokens, temp, "greedy", i, block_size=g))(g)
+        runs["d2sd"] = lambda pr, i: generate_d2sd(target, dflash, vp, pr, new_tokens, temp, i,
+                                                   k_branches=branches, block_size=d2sd_block)
+        base = None
+        for name, fn in runs.items():
+            progress(f"dflash: {name} T={temp}")
+            toks, secs, taus, nodes = 0, 0.0, [], []
+            for i, pr in enumerate(prompts):
+                t0 = clock()
+                r = fn(pr, i)
+                secs += clock() - t0
+                if hasattr(r, "n_tokens"):      # engine.GenerationResult
+                    toks += r.n_tokens
+                    taus += [a + 1 for row in r.accepted for a in row]
+                else:                           # dflash_generate.DraftRunResult
+                    toks += len(r.tokens)
+                    taus += [a + 1 for a in r.accepted]
+                    nodes += list(r.nodes)
+            k = {"target": 0, "ar-draft": k_ar}.get(name)
+            if k is None:
+                k = int(name.split("-b")[1]) if name.startswith("dflash") else int(
+                    d2sd_block or dflash.block_size)
+            row = _row(name, temp, k, toks, secs, tau=float(np.mean(taus)) if taus else 1.0)
+            if nodes:
+                row["tree_nodes"] = float(np.mean(nodes))
+            base = base or row
+            row["vs_target"] = base["median_us"] / row["median_us"]
+            rows.append(row)
     return rows
 
 
-PROMPTS = ["def main(argv=None):\n    ", "import numpy as np\n\n\ndef ", "class Foo:\n    def __init__(self",
-           "KING RICHARD III:\n", "    for i in range(", "from typing import", "    return self.", "# Copyright"]
+def tree_pass_rows(target, prefix_lens=(128, 384), n_nodes: int = 40, reps: int = 20,
+                   clock=None) -> list:
+    """Median time of one D2SD tree pass (``[anchor] + n_nodes`` trie nodes of 4 branches after a
+    prefix of P cached tokens) with plain SDPA + additive tree mask vs cascade attention."""
+    import copy
+    import time
 
-
-if __name__ == "__main__":  # pragma: no cover - measurement script
     import torch
-    torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
-    t0 = time.time()
-    n_prompts = int(sys.argv[3]) if len(sys.argv) > 3 else len(PROMPTS)
-    out = bench(PROMPTS[:n_prompts], max_new_tokens=int(sys.argv[2]) if len(sys.argv) > 2 else 64)
-    for r in out:
-        print(json.dumps(r))
-    print(f"# {time.time() - t0:.0f}s", flush=True)
+
+    from .cascade import use_cascade
+    from .d2sd import node_depths, tree_attention
+    from .kv import new_cache
+
+    clock = clock or time.perf_counter
+    parents = [-1]                 # a shared first node, then 4 chains of m nodes under it
+    for _ in range(4):
+        prev = 0
+        for _ in range(max(1, (n_nodes - 1) // 4)):
+            parents.append(prev)
+            prev = len(parents) - 1
+    n_nodes = len(parents)
+    depth = node_depths(parents)
+    v = int(target.config.vocab_size)
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    for p in prefix_lens:
+        ids = torch.randint(1, v, (1, p), generator=gen)
+        base_cache = new_cache(target)
+        with torch.inference_mode():
+            target(input_ids=ids, past_key_values=base_cache, use_cache=True)
+        x = torch.randint(1, v, (1, n_nodes + 1), generator=gen)
+        pos = torch.tensor([[p] + [p + d for d in depth]])
+        mask = tree_attention(parents, p)
+        times = {}
+        for name in ("sdpa", "cascade"):
+            prev = use_cascade(target, name == "cascade")
+            best = []
+            try:
+                for _ in range(reps):
+                    c = copy.deepcopy(base_cache)
+                    t0 = clock()
+                    with torch.inference_mode():
+                        target(input_ids=x, past_key_values=c, use_cache=True, position_ids=pos,
+                               attention_mask=mask)
+                    best.append(clock() - t0)
+            finally:
+                target.set_attn_implementation(prev if prev in ("sdpa", "eager") else "sdpa")
+            times[name] = float(np.median(best)) * 1e6
+        for name in ("sdpa", "cascade"):
+            rows.append({"op": "tree-pass", "backend": name, "B": 1, "K": n_nodes, "L": p,
+                         "median_us": times[name], "vs_sdpa": times["sdpa"] / times[name]})
+    return rows
+
+
+def tau_table(rows) -> list:
+    """Markdown lines: method x T -> tau and speed-up (printed under the bench table)."""
+    out = ["| method | K | T | tau (bonus incl.) | tok/s | vs target |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["op"] == "dflash-decode":
+            out.append(f"| {r['backend']} | {r['K']} | {r['T']:g} | {r['tau']:.3f} | "
+                       f"{r['tok_per_s']:.1f} | {r['vs_target']:.2f}x |")
+    return out
+
+
+def run_dflash(ctx: BenchContext) -> list:
+    import torch
+
+    from specoracle.cli.zoo_dflash import SHIPPED_DFLASH, SHIPPED_VP
+
+    from .bench_llm import bench_prompts, zoo_pair
+    from .dflash import DFlashDrafter
+
+    pair = zoo_pair(ctx, "dflash")
+    if pair is None:
+        return []
+    target, draft, tok = pair
+    dflash, vp = DFlashDrafter.load(SHIPPED_DFLASH), DFlashDrafter.load(SHIPPED_VP)
+    quick = ctx.quick
+    prompts = bench_prompts(tok, 2 if quick else 8, 32 if quick else 64)
+    new = 24 if quick else 160
+    ctx.extra["dflash"] = {"prompts": len(prompts), "prompt_tokens": len(prompts[0]),
+                           "new_tokens": new, "torch_threads": torch.get_num_threads(),
+                           "dflash": str(SHIPPED_DFLASH.name), "vp": str(SHIPPED_VP.name)}
+    rows = decode_rows(target, draft, dflash, vp, prompts, new, clock=ctx.timer(),
+                       progress=ctx.progress)
+    ctx.progress("dflash: tree pass sdpa vs cascade")
+    rows += tree_pass_rows(target, (64,) if quick else (128, 448), reps=5 if quick else 30,
+                           clock=ctx.timer())
+    ctx.notes.extend(tau_table(rows))
+    return rows
+
+
+register_suite("dflash", "cpu", run_dflash,
+               "DFlash / D2SD vs AR draft vs target-only on the zoo pair: tau, tok/s, speed-up")

@@ -148,6 +148,27 @@ def commit(out: list, tokens, eos_id, room: int) -> bool:
     return room <= 0
 
 
+def check_run(target, drafters, prompt_ids, fault, faults, warp_args, block_size):
+    """The argument checks shared by :func:`generate_dflash` and ``d2sd.generate_d2sd``: the fault
+    name, every drafter's compatibility with the target, the block size (default: the first
+    drafter's; >= 2 and at most the trained block of every drafter) and the prompt.
+    Returns (Warp, G, prompt list)."""
+    if fault not in faults:
+        raise InvalidInput("fault", f"must be one of {faults}, got {fault!r}")
+    for d in drafters:
+        check_compatible(target, d)
+    g = int(block_size or drafters[0].block_size)
+    if g < 2:
+        raise InvalidInput("block_size", f"must be >= 2, got {g}")
+    trained = min(d.block_size for d in drafters)
+    if g > trained:
+        raise InvalidInput("block_size", f"{g} exceeds the drafter's trained block {trained} "
+                           "(a drafter serves blocks up to the size it was trained on)")
+    w = Warp(*warp_args)
+    prompt = check_prompt(prompt_ids, int(target.config.vocab_size))
+    return w, g, prompt
+
+
 @dataclass
 class Prefilled:
     """The target's prompt pass, computed once and re-used by many generations (certification:
@@ -205,14 +226,8 @@ def generate_dflash(target, drafter: DFlashDrafter, prompt_ids, max_new_tokens: 
         raise InvalidInput("mode", f"must be one of {MODES}, got {mode!r}")
     if method not in ("chain", "block"):
         raise InvalidInput("method", f"must be 'chain' or 'block', got {method!r}")
-    if fault not in FAULTS:
-        raise InvalidInput("fault", f"must be one of {FAULTS}, got {fault!r}")
-    check_compatible(target, drafter)
-    w = Warp(temperature, top_k, top_p, min_p)
-    g = int(block_size or drafter.block_size)
-    if g < 2:
-        raise InvalidInput("block_size", f"must be >= 2, got {g}")
-    prompt = check_prompt(prompt_ids, int(target.config.vocab_size))
+    w, g, prompt = check_run(target, [drafter], prompt_ids, fault, FAULTS,
+                             (temperature, top_k, top_p, min_p), block_size)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     sess, cache = TargetSession(target), DraftCache(drafter)

@@ -1,8 +1,15 @@
 """Training recipe of the DFlash drafter and of D2SD's VP drafter (ALGORITHMS.md §5.4, §6.2).
 
-Data: corpus continuations (windows of ``seq_len`` tokens of the zoo corpus, or any text file,
-``.xz`` read transparently); the frozen target runs ONE clean forward per window (online
-features, ``output_hidden_states=True``). Windows are split 95/5 into train / held-out.
+Data (``data=``; fastpath/models/dflash_data.py): the corpus (the zoo's, or any text file, ``.xz``
+read transparently) is split by DOCUMENT into train / held-out (the bench prompts' documents are
+held out). ``"corpus"``: non-overlapping ``seq_len`` windows of the training documents.
+``"regenerated"`` (the paper): ``regen_windows`` random ``prompt_len``-token prompts of the
+training documents continued by the target (half greedy, half T = 1; cached on disk in
+``<out>/regenerated.pt``); anchors then lie in the continuation (``a >= prompt_len - 1``).
+Held-out evaluation always uses corpus windows of the held-out documents. The frozen target
+runs one clean forward per window (features, ``output_hidden_states=True``); with
+``cache_features`` the selected layers' states are kept in memory (bf16) after a window's first
+use, so later epochs skip the target.
 
 Objective, per window: ``anchors`` random anchor positions a (without replacement, 1 <= a <=
 L - G). Block j is ``[x_a, MASK x (G-1)]`` at positions a..a+G-1; all blocks of a window are
@@ -38,6 +45,7 @@ from specoracle.reference.types import InvalidInput
 
 from .dflash import DFlashConfig, DFlashDrafter, lm_head
 
+EVAL_WINDOWS = 256  # held-out windows evaluated at the end of training (the first ones, fixed)
 DEFAULT_CORPUS = Path("/work/shared/zoo/corpus/heldout.txt.xz")
 
 
@@ -61,9 +69,15 @@ class TrainConfig:
     gamma_decay: float | None = None    # dflash; default 4 (block 8), 5 (block 10), 7 (block 16)
     prefix_beta: float | None = None    # vp: required
     prefix_tau: float | None = None     # vp: required
-    max_chars: int | None = None        # read only the first characters of the corpus
+    max_chars: int | None = None        # use only the first characters of the training documents
     max_seconds: float | None = None    # stop early after this wall-clock time
     seed: int = 0
+    data: str = "corpus"                 # "corpus" or "regenerated"
+    prompt_len: int = 32                 # regenerated: corpus prompt tokens per window
+    regen_windows: int = 2560            # regenerated: number of target continuations
+    regen_temperatures: tuple = (0.0, 1.0)
+    regen_batch: int = 128
+    cache_features: bool = True
     extra: dict = field(default_factory=dict)
 
     def decay(self) -> float:
@@ -71,7 +85,12 @@ class TrainConfig:
             return float(self.gamma_decay)
         return {16: 7.0, 10: 5.0, 8: 4.0}.get(self.block_size, max(1.0, (self.block_size - 1) / 2))
 
+    def anchor_min(self) -> int:
+        return max(1, self.prompt_len - 1) if self.data == "regenerated" else 1
+
     def validate(self):
+        if self.data not in ("corpus", "regenerated"):
+            raise InvalidInput("data", f"must be 'corpus' or 'regenerated', got {self.data!r}")
         if self.objective not in ("dflash", "vp"):
             raise InvalidInput("objective", f"must be 'dflash' or 'vp', got {self.objective!r}")
         if self.objective == "vp":
@@ -83,18 +102,32 @@ class TrainConfig:
                                    f"no default), got {self.prefix_tau}")
         if self.seq_len < self.block_size + 2:
             raise InvalidInput("seq_len", f"must exceed block_size + 1, got {self.seq_len}")
-        if self.anchors > self.seq_len - self.block_size:
-            raise InvalidInput("anchors", f"at most seq_len - block_size = "
-                               f"{self.seq_len - self.block_size}, got {self.anchors}")
+        room = self.seq_len - self.block_size + 1 - self.anchor_min()
+        if self.anchors > room:
+            raise InvalidInput("anchors", f"at most {room} anchor positions per window "
+                               f"(seq_len, block_size, data={self.data!r}), got {self.anchors}")
         return self
 
 
 # The GPU recipe: the same code with bigger numbers (untested at scale in this project so far).
 GPU_RECIPE = dict(block_size=16, num_layers=5, n_features=5, intermediate_size=1376, seq_len=512,
-                  windows_per_step=32, anchors=64, steps=20000, lr=6e-4)
+                  windows_per_step=32, anchors=64, steps=20000, lr=6e-4, data="regenerated",
+                  prompt_len=64, regen_windows=32768, regen_batch=256, cache_features=False)
 # The CPU configuration of the brief: < 10 minutes on 2 cores.
 CPU_RECIPE = dict(block_size=8, num_layers=1, n_features=2, intermediate_size=1024, seq_len=128,
                   windows_per_step=4, anchors=12, steps=400, max_seconds=540.0)
+
+
+# The shipped drafters (fastpath/models/dflash_weights/cpu-*): 1 layer, block 16 (served at 8 and
+# 16), target-regenerated data; `specoracle zoo train-dflash --recipe shipped-dflash|shipped-vp
+# --threads 1` reproduces them (fixed steps; the cap only guards a slow machine).
+_SHIPPED_BASE = dict(block_size=16, num_layers=1, n_features=2, intermediate_size=1024, seq_len=128,
+                     windows_per_step=4, anchors=8, lr=1e-3, data="regenerated", prompt_len=32,
+                     regen_windows=2560, steps=1000, max_seconds=2700.0, seed=0)
+SHIPPED_RECIPES = {
+    "shipped-dflash": dict(_SHIPPED_BASE, objective="dflash"),
+    "shipped-vp": dict(_SHIPPED_BASE, objective="vp", prefix_beta=0.7, prefix_tau=4.0),
+}
 
 
 def read_corpus(path=None, max_chars=None) -> str:
@@ -108,11 +141,8 @@ def read_corpus(path=None, max_chars=None) -> str:
 
 def corpus_windows(tokenizer, text: str, seq_len: int) -> torch.Tensor:
     """Token windows [N, seq_len] (non-overlapping) of the tokenised text."""
-    ids = tokenizer(text).input_ids
-    n = len(ids) // seq_len
-    if n < 2:
-        raise InvalidInput("corpus", f"too short: {len(ids)} tokens for windows of {seq_len}")
-    return torch.tensor(ids[: n * seq_len], dtype=torch.long).view(n, seq_len)
+    from .dflash_data import corpus_windows as windows
+    return windows(tokenizer(text).input_ids, seq_len)
 
 
 def truncated_geometric(rng: np.random.Generator, beta: float, n: int, size) -> np.ndarray:
@@ -126,7 +156,8 @@ def block_batch(windows, rng, cfg: TrainConfig):
     """Anchors [S, A] and visible lengths [S, A] (1 = anchor only; 1 + l for VP)."""
     s, length = windows.shape
     g = cfg.block_size
-    anchors = np.stack([np.sort(rng.choice(np.arange(1, length - g + 1), cfg.anchors, replace=False))
+    anchors = np.stack([np.sort(rng.choice(np.arange(cfg.anchor_min(), length - g + 1), cfg.anchors,
+                                           replace=False))
                         for _ in range(s)])
     if cfg.objective == "vp":
         visible = 1 + truncated_geometric(rng, cfg.prefix_beta, g - 1, (s, cfg.anchors))
@@ -201,7 +232,7 @@ def _lr(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=None, out=None,
-                 progress: bool = False, log=None, **overrides):
+                 progress: bool = False, log=None, checkpoint_every: int = 500, **overrides):
     """Train a DFlash (``objective="dflash"``) or VP (``objective="vp"``) drafter for ``target``.
 
     Returns ``(drafter, metrics)``; metrics holds the loss curve, the held-out loss and the
@@ -209,12 +240,9 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
     wall-clock time and the config. With ``out``, saves the drafter and ``metrics.json`` there.
     """
     cfg = TrainConfig(**{**(cfg.__dict__ if cfg else {}), **overrides}).validate()
+    cfg.regen_temperatures = tuple(float(t) for t in cfg.regen_temperatures)
     rng = np.random.default_rng(cfg.seed)
-    text = read_corpus(corpus, cfg.max_chars)
-    windows = corpus_windows(tokenizer, text, cfg.seq_len)
-    n_eval = max(1, len(windows) // 20)
-    perm = torch.as_tensor(rng.permutation(len(windows)))
-    train_w, eval_w = windows[perm[n_eval:]], windows[perm[:n_eval]]
+    train_w, eval_w, data_info = training_windows(target, tokenizer, cfg, corpus, out, progress, log)
     dcfg = DFlashConfig.for_target(target.config, num_layers=cfg.num_layers, n_features=cfg.n_features,
                                    block_size=cfg.block_size, intermediate_size=cfg.intermediate_size,
                                    objective=cfg.objective)
@@ -225,6 +253,7 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
     drafter.to(dev).train()
     opt = torch.optim.AdamW(drafter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     losses, accs = [], []
+    feats = FeatureCache(target, dcfg.layer_ids, len(train_w)) if cfg.cache_features else None
     t0 = time.perf_counter()
     bar = None
     if progress:
@@ -240,7 +269,8 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
                                          replace=False))
         batch = train_w[idx].to(dev)
         anchors, visible = block_batch(batch, rng, cfg)
-        loss, acc = block_loss(target, drafter, batch, anchors, visible, cfg)
+        hidden = feats.get(idx, batch) if feats is not None else None
+        loss, acc = block_loss(target, drafter, batch, anchors, visible, cfg, hidden=hidden)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(drafter.parameters(), cfg.grad_clip)
@@ -251,23 +281,85 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if log is not None and (step % 50 == 0 or step == cfg.steps - 1):
-            log(f"step {step} loss {losses[-1]:.4f} prefix {acc:.3f}")
+            log(f"step {step} loss {np.mean(losses[-50:]):.4f} prefix {np.mean(accs[-50:]):.3f} "
+                f"{time.perf_counter() - t0:.0f}s")
+        if out is not None and checkpoint_every and (step + 1) % checkpoint_every == 0:
+            drafter.save(Path(out) / "checkpoint")
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
     drafter.eval()
     eval_loss, eval_acc = evaluate(target, drafter, eval_w, cfg)
-    metrics = dict(objective=cfg.objective, steps=len(losses), seconds=seconds,
+    metrics = dict(objective=cfg.objective, steps=len(losses), seconds=seconds, data=data_info,
+                   train_windows=len(train_w), eval_windows=len(eval_w),
                    train_loss_first=losses[0] if losses else None,
                    train_loss_last=float(np.mean(losses[-10:])) if losses else None,
                    eval_loss=eval_loss, eval_accepted_prefix=eval_acc,
-                   losses=losses, config={k: v for k, v in cfg.__dict__.items() if k != "extra"},
+                   losses=losses, config={k: (list(v) if isinstance(v, tuple) else v)
+                                          for k, v in cfg.__dict__.items() if k != "extra"},
                    layer_ids=list(dcfg.layer_ids))
     if out is not None:
         import json
         drafter.save(out)
         (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return drafter, metrics
+
+
+def training_windows(target, tokenizer, cfg: TrainConfig, corpus=None, out=None, progress=False,
+                     log=None):
+    """(train windows [N, L], held-out corpus windows [M, L], info) for ``cfg.data``."""
+    from .dflash_data import corpus_windows as windows
+    from .dflash_data import doc_tokens, regenerated_windows, split_documents
+
+    train_docs, eval_docs = split_documents(read_corpus(corpus))
+    train_docs = _first_chars(train_docs, cfg.max_chars)       # max_chars: of the TRAINING docs
+    eval_docs = _first_chars(eval_docs, 8 * EVAL_WINDOWS * cfg.seq_len)
+    sep = tokenizer.convert_tokens_to_ids("<|endoftext|>") if hasattr(tokenizer, "convert_tokens_to_ids") else None
+    sep = sep if isinstance(sep, int) and sep >= 0 else None
+    train_ids = doc_tokens(tokenizer, train_docs, sep)
+    eval_w = windows(doc_tokens(tokenizer, eval_docs, sep), cfg.seq_len)[:EVAL_WINDOWS]
+    if cfg.data == "corpus":
+        return windows(train_ids, cfg.seq_len), eval_w, dict(kind="corpus", train_tokens=len(train_ids))
+    path = Path(out) / "regenerated.pt" if out is not None else None
+    toks, info = regenerated_windows(target, tokenizer, train_ids, n=cfg.regen_windows,
+                                     seq_len=cfg.seq_len, prompt_len=cfg.prompt_len,
+                                     temperatures=cfg.regen_temperatures, seed=cfg.seed,
+                                     batch=cfg.regen_batch, path=path, progress=progress, log=log)
+    return toks, eval_w, dict(kind="regenerated", **info)
+
+
+def _first_chars(docs, n):
+    """The documents cut to their first n characters in total (None: all)."""
+    if n is None:
+        return docs
+    out, left = [], int(n)
+    for d in docs:
+        if left <= 0:
+            break
+        out.append(d[:left])
+        left -= len(out[-1])
+    return out
+
+
+class FeatureCache:
+    """The target's hidden states of the drafter's feature layers, per training window, kept in
+    memory (bf16) after the first use: {layer + 1: [S, L, D]} as :meth:`DFlashDrafter.fuse` reads
+    them. A window's features depend only on its tokens (the target is frozen), so re-use is exact
+    up to the bf16 rounding of the stored features."""
+
+    def __init__(self, target, layer_ids, n_windows: int):
+        self.target, self.layer_ids = target, tuple(layer_ids)
+        self.store = {}
+
+    @torch.no_grad()
+    def get(self, idx: torch.Tensor, batch: torch.Tensor) -> dict:
+        missing = [j for j, i in enumerate(idx.tolist()) if i not in self.store]
+        if missing:
+            hs = self.target(input_ids=batch[missing], output_hidden_states=True).hidden_states
+            for r, j in enumerate(missing):
+                self.store[int(idx[j])] = torch.stack([hs[l + 1][r] for l in self.layer_ids]).to(torch.bfloat16)
+        stacked = torch.stack([self.store[int(i)] for i in idx.tolist()])  # [S, n, L, D]
+        return {l + 1: stacked[:, j].float() for j, l in enumerate(self.layer_ids)}
 
 
 @torch.no_grad()

@@ -13,13 +13,15 @@ import sys
 from pathlib import Path
 
 SHIPPED = Path(__file__).resolve().parents[2] / "fastpath" / "models" / "dflash_weights"
+SHIPPED_DFLASH = SHIPPED / "cpu-dflash"   # block 16, serves 8 and 16
+SHIPPED_VP = SHIPPED / "cpu-vp"
 
 EPILOG = """examples:
   specoracle zoo train-dflash --target zoo:code-target --out runs/dflash-cpu --recipe cpu
-  specoracle zoo train-dflash --target zoo:code-target --out runs/vp-cpu --objective vp \\
-      --prefix-beta 0.7 --prefix-tau 3 --recipe cpu
+  specoracle zoo train-dflash --out runs/cpu-dflash --recipe shipped-dflash --threads 1
+  specoracle zoo train-dflash --out runs/vp --data regenerated --regen-windows 256 --objective vp \\
+      --prefix-beta 0.7 --prefix-tau 4 --steps 100
   specoracle zoo train-dflash --target zoo:code-target --out runs/dflash-gpu --recipe gpu --device cuda
-  specoracle zoo train-dflash --target zoo:code-target --out /tmp/d --steps 20 --max-chars 200000
 """
 
 GEN_EPILOG = """examples:
@@ -41,15 +43,21 @@ def add_parser(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default="zoo:code-target", help="zoo:NAME or a local HF folder")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--recipe", choices=["cpu", "gpu"], default="cpu",
-                   help="cpu: 1 layer, block 8, < 10 min on 2 cores; gpu: 5 layers, block 16")
+    p.add_argument("--recipe", choices=["cpu", "gpu", "shipped-dflash", "shipped-vp"], default="cpu",
+                   help="cpu: 1 layer, block 8, < 10 min on 2 cores; gpu: 5 layers, block 16; "
+                        "shipped-dflash / shipped-vp: the recipes of the shipped drafters "
+                        "(objective included; run with --threads 1 to reproduce them)")
     p.add_argument("--objective", choices=["dflash", "vp"], default="dflash")
     p.add_argument("--prefix-beta", type=float, default=None, help="vp: prefix prior beta (required)")
     p.add_argument("--prefix-tau", type=float, default=None, help="vp: loss decay tau (required)")
     p.add_argument("--corpus", default=None, help="text file (.xz ok); default: the zoo corpus")
+    p.add_argument("--data", choices=["corpus", "regenerated"], default=None,
+                   help="corpus windows, or target-regenerated continuations of corpus prompts "
+                        "(half greedy, half T=1; cached in OUT/regenerated.pt)")
     for name, typ in (("steps", int), ("block-size", int), ("num-layers", int), ("n-features", int),
-                      ("seq-len", int), ("anchors", int), ("lr", float), ("max-chars", int),
-                      ("max-seconds", float), ("gamma-decay", float)):
+                      ("intermediate-size", int), ("seq-len", int), ("windows-per-step", int),
+                      ("anchors", int), ("lr", float), ("max-chars", int), ("max-seconds", float),
+                      ("gamma-decay", float), ("prompt-len", int), ("regen-windows", int)):
         p.add_argument(f"--{name}", type=typ, default=None, help="override the recipe")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -60,27 +68,34 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import torch
 
-    from specoracle.fastpath.models.dflash_train import CPU_RECIPE, GPU_RECIPE, train_dflash
+    from specoracle.fastpath.models.dflash_train import (CPU_RECIPE, GPU_RECIPE, SHIPPED_RECIPES,
+                                                         train_dflash)
     from specoracle.fastpath.models.hf import load_model
     from specoracle.reference.types import InvalidInput
 
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = dict(CPU_RECIPE if args.recipe == "cpu" else GPU_RECIPE)
-    for key in ("steps", "block_size", "num_layers", "n_features", "seq_len", "anchors", "lr",
-                "max_chars", "max_seconds", "gamma_decay"):
+    if args.recipe in SHIPPED_RECIPES:
+        recipe = dict(SHIPPED_RECIPES[args.recipe])
+    for key in ("steps", "block_size", "num_layers", "n_features", "intermediate_size", "seq_len",
+                "windows_per_step", "anchors", "lr", "max_chars", "max_seconds", "gamma_decay",
+                "prompt_len", "regen_windows", "data"):
         val = getattr(args, key)
         if val is not None:
             recipe[key] = val
-    recipe.update(objective=args.objective, prefix_beta=args.prefix_beta,
-                  prefix_tau=args.prefix_tau, seed=args.seed)
+    if args.recipe not in SHIPPED_RECIPES:
+        recipe.update(objective=args.objective, prefix_beta=args.prefix_beta,
+                      prefix_tau=args.prefix_tau)
+    recipe.update(seed=args.seed)
     try:
         target, tok = load_model(args.target, device=args.device)
         if args.device != "cpu":
             print("note: the training loop runs on the target's device; untested at scale",
                   file=sys.stderr)
         _, metrics = train_dflash(target, tok, corpus=args.corpus, out=args.out,
-                                  progress=sys.stderr.isatty(), **recipe)
+                                  progress=sys.stderr.isatty(),
+                                  log=lambda m: print(m, file=sys.stderr, flush=True), **recipe)
     except InvalidInput as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -113,9 +128,9 @@ def add_generate_arguments(parser) -> None:
     add("--seed", type=int, default=0)
     add("--verify", choices=["chain", "block", "greedy"], default="chain")
     add("--drafter", choices=["dflash", "d2sd"], default="dflash")
-    add("--dflash-path", default=str(SHIPPED / "tiny-dflash"),
-        help="DFlash drafter folder (default: the shipped tiny CPU drafter)")
-    add("--vp-path", default=str(SHIPPED / "tiny-vp"),
+    add("--dflash-path", default=str(SHIPPED_DFLASH),
+        help="DFlash drafter folder (default: the shipped CPU drafter, block 16)")
+    add("--vp-path", default=str(SHIPPED_VP),
         help="D2SD VP drafter folder ('none': re-use the DFlash drafter)")
     add("--dflash-mode", choices=["greedy", "stochastic"], default="greedy",
         help="greedy: argmax drafts + sample-and-match; stochastic: sampled drafts + --verify")
