@@ -22,3 +22,14 @@ def tiny_llama(seed: int, hidden: int, layers: int, heads: int, kv_heads: int, a
     with torch.no_grad():
         model.lm_head.weight.mul_(sharpen)
     return model
+
+
+def tiny_pair_one_thread():
+    """Generator for a module fixture: the (target, draft) pair of tiny models used by the
+    engine tests, with torch on one thread while they run (the thread count is restored)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield tiny_llama(1, 64, 2, 4, 2), tiny_llama(2, 32, 1, 2, 1)
+    finally:
+        torch.set_num_threads(threads)

@@ -14,7 +14,7 @@ from specoracle.fastpath.models.processing import Warp
 from specoracle.fastpath.models.static import StaticKVState, StaticStep
 from specoracle.reference.types import InvalidInput
 
-from _llm_tiny import VOCAB, tiny_llama
+from _llm_tiny import VOCAB, tiny_llama, tiny_pair_one_thread
 
 LOGIT_ATOL = 1e-4  # tests/TOLERANCES.md, "LLM end to end" (same rule as the dynamic cache)
 
@@ -25,10 +25,7 @@ def _tiny(seed, hidden, layers, heads, kv_heads, attn="sdpa"):
 
 @pytest.fixture(scope="module")
 def models():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield _tiny(1, 64, 2, 4, 2), _tiny(2, 32, 1, 2, 1)
-    torch.set_num_threads(threads)
+    yield from tiny_pair_one_thread()
 
 
 PROMPTS = [[1, 5, 9, 2], [3], [7, 8, 9, 10, 11, 12, 4]]   # ragged, one of length 1

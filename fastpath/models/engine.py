@@ -29,6 +29,14 @@ others width 1 (AR: width 1), ready for CUDA graphs (``cuda_graphs=True``, CUDA 
 the dynamic path's (tests/test_llm_static.py) up to float rounding of the logits (a draw
 within ~1e-6 of a CDF boundary could differ; none did in the tests).
 
+``round_impl="device"`` runs steps 1-3 as torch tensors on the models' device
+(fastpath/models/device_round.py: the same warp, the reference's inverse-CDF draw in torch,
+the torch_cuda verifiers; one device -> host read per round) instead of the host round
+(``"host"``, default: logits copied to the host once per call, numpy draws, ``backend``
+verifiers). Same noise source and layout, so with ``round_dtype="float64"`` on the CPU both
+give identical tokens and acceptance counts (tests/test_llm_device_round.py);
+``round_dtype="float32"`` is the fast GPU setting (decisions agree up to float32 margins).
+
 ``fault=`` injects a known bug, for the negative controls of the end-to-end
 certification only: ``"rollback_off_by_one"`` (the target cache keeps one rejected draft),
 ``"q_before_warp"`` (the verifier is given softmax(draft logits) instead of the warped q
@@ -44,12 +52,23 @@ import torch
 
 from specoracle.reference.types import InvalidInput
 
+from . import device_round
 from .kv import KVState
 from .processing import Warp, warp
 from .verify import METHODS, sample_rows, verify
 
 FAULTS = (None, "rollback_off_by_one", "q_before_warp")
 CACHES = ("dynamic", "static")
+ROUND_IMPLS = ("host", "device")
+
+
+def _check_round(round_impl: str, round_dtype):
+    if round_impl not in ROUND_IMPLS:
+        raise InvalidInput("round_impl", f"expected one of {ROUND_IMPLS}, got {round_impl!r}")
+    dt = device_round.round_dtype(round_dtype)
+    if round_impl == "host" and dt != torch.float64:
+        raise InvalidInput("round_dtype", "the host round computes in float64 only")
+    return dt
 
 
 def _states(models, bsz: int, prompts, cache: str, max_len: int, k: int, cuda_graphs: bool,
@@ -164,12 +183,50 @@ def _last_rows(logits: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     return logits[torch.arange(logits.shape[0]), idx]
 
 
+def _host_round(tgt, dft, seqs, done, active, u_draft, u_ver, *, k, method, warping, backend,
+                fault, vocab) -> list:
+    """Steps 1-3 of one round on the host (numpy draws, ``backend`` verifier); returns
+    ``(n_accepted, tokens)`` per active row."""
+    bsz = len(seqs)
+    greedy = warping.greedy
+    drafts = np.zeros((bsz, k), dtype=np.int64)
+    q = np.zeros((bsz, k, vocab))
+    q_raw = np.zeros((bsz, k, vocab)) if fault == "q_before_warp" else None
+    # 1. draft k tokens
+    feed = [seqs[b][int(dft.count[b]):] if not done[b] else [] for b in range(bsz)]
+    for j in range(k):
+        logits, lens = _host(*dft.feed(feed, width=2 if j == 0 else 1))
+        last = _last_rows(logits, lens)
+        qj = warp(last, warping).numpy()  # [B, V] float64
+        if q_raw is not None:
+            q_raw[:, j] = torch.softmax(last.double(), dim=-1).numpy()
+        xj = np.argmax(qj, axis=-1) if greedy else sample_rows(qj, u_draft[:, j])
+        q[:, j], drafts[:, j] = qj, xj
+        feed = [[int(xj[b])] if not done[b] else [] for b in range(bsz)]
+    # 2. score k + 1 positions with one target call
+    pend = [seqs[b][int(tgt.count[b]):] if not done[b] else [] for b in range(bsz)]
+    logits, lens = _host(*tgt.feed([pend[b] + (list(drafts[b]) if not done[b] else [])
+                                     for b in range(bsz)], width=k + 1))
+    idx = (lens[:, None] - (k + 1) + torch.arange(k + 1)[None, :]).clamp(min=0)  # [B, K+1]
+    rows = torch.gather(logits, 1, idx[:, :, None].expand(-1, -1, vocab))
+    p = warp(rows, warping).numpy()  # [B, K+1, V]
+    # 3. verify the active rows
+    act = np.array(active)
+    qv = q_raw if q_raw is not None else q
+    verdicts = verify(method, p[act], qv[act], drafts[act], u_ver[act], backend=backend)
+    return [(v.n_accepted, list(v.tokens)) for v in verdicts]
+
+
 def speculative_generate(target, draft, prompts, *, k: int = 4, method: str = "chain",
                          warping: Warp = Warp(), max_new_tokens: int = 64, eos_id=None,
                          seeds=0, backend: str = "numba", fault=None, progress=None,
                          cache: str = "dynamic", cuda_graphs: bool = False,
-                         compile_mode=None) -> GenerationResult:
-    """Speculative decoding of a batch of prompts (list of B token-id lists); see the module doc."""
+                         compile_mode=None, round_impl: str = "host",
+                         round_dtype="float64") -> GenerationResult:
+    """Speculative decoding of a batch of prompts (list of B token-id lists); see the module doc.
+
+    round_impl: "host" (numpy warps/draws, ``backend`` verifier) or "device" (torch on the
+    models' device, device_round.py); round_dtype: "float64" or, device only, "float32"."""
     if method not in METHODS:
         raise InvalidInput("method", f"expected one of {METHODS}, got {method!r}")
     if method == "greedy" and not warping.greedy:
@@ -178,6 +235,7 @@ def speculative_generate(target, draft, prompts, *, k: int = 4, method: str = "c
         raise InvalidInput("k", f"must be >= 1, got {k}")
     if fault not in FAULTS:
         raise InvalidInput("fault", f"unknown fault {fault!r}")
+    dtype = _check_round(round_impl, round_dtype)
     vocab = int(target.config.vocab_size)
     if int(draft.config.vocab_size) != vocab:
         raise InvalidInput("draft", f"vocabulary {draft.config.vocab_size} differs from the target's {vocab}")
@@ -194,50 +252,34 @@ def speculative_generate(target, draft, prompts, *, k: int = 4, method: str = "c
     accepted = [[] for _ in range(bsz)]
     while not all(done):
         active = [b for b in range(bsz) if not done[b]]
-        # 1. draft k tokens
-        drafts = np.zeros((bsz, k), dtype=np.int64)
-        q = np.zeros((bsz, k, vocab))
-        q_raw = np.zeros((bsz, k, vocab)) if fault == "q_before_warp" else None
         u_draft = np.zeros((bsz, k))
         u_ver = np.zeros((bsz, k + 1))
         if not greedy:
             for b in active:
                 u_draft[b] = rngs[b].random(k)
                 u_ver[b] = rngs[b].random(k + 1)
-        feed = [seqs[b][int(dft.count[b]):] if not done[b] else [] for b in range(bsz)]
-        for j in range(k):
-            logits, lens = _host(*dft.feed(feed, width=2 if j == 0 else 1))
-            last = _last_rows(logits, lens)
-            qj = warp(last, warping).numpy()  # [B, V] float64
-            if q_raw is not None:
-                q_raw[:, j] = torch.softmax(last.double(), dim=-1).numpy()
-            xj = np.argmax(qj, axis=-1) if greedy else sample_rows(qj, u_draft[:, j])
-            q[:, j], drafts[:, j] = qj, xj
-            feed = [[int(xj[b])] if not done[b] else [] for b in range(bsz)]
-        # 2. score k + 1 positions with one target call
-        pend = [seqs[b][int(tgt.count[b]):] if not done[b] else [] for b in range(bsz)]
-        logits, lens = _host(*tgt.feed([pend[b] + (list(drafts[b]) if not done[b] else [])
-                                         for b in range(bsz)], width=k + 1))
-        idx = (lens[:, None] - (k + 1) + torch.arange(k + 1)[None, :]).clamp(min=0)  # [B, K+1]
-        rows = torch.gather(logits, 1, idx[:, :, None].expand(-1, -1, vocab))
-        p = warp(rows, warping).numpy()  # [B, K+1, V]
-        # 3. verify the active rows
-        act = np.array(active)
-        qv = q_raw if q_raw is not None else q
-        verdicts = verify(method, p[act], qv[act], drafts[act], u_ver[act], backend=backend)
+        # 1-3. draft k tokens, score k + 1 positions, verify
+        if round_impl == "device":
+            out = device_round.speculative_round(tgt, dft, seqs, done, u_draft, u_ver, k=k, method=method,
+                                                 warping=warping, dtype=dtype,
+                                                 q_before_warp=fault == "q_before_warp")
+            verdicts = [out[b] for b in active]
+        else:
+            verdicts = _host_round(tgt, dft, seqs, done, active, u_draft, u_ver, k=k, method=method,
+                                   warping=warping, backend=backend, fault=fault, vocab=vocab)
         # 4. commit and roll back
         keep_t = tgt.count.clone()
         keep_d = dft.count.clone()
-        for b, v in zip(active, verdicts):
+        for b, (n_acc, toks) in zip(active, verdicts):
             n_old = len(seqs[b])
-            accepted[b].append(v.n_accepted)
+            accepted[b].append(n_acc)
             new = []
-            done[b] = _commit(new, v.tokens, eos_id, max_new_tokens - len(gen[b]))
+            done[b] = _commit(new, toks, eos_id, max_new_tokens - len(gen[b]))
             gen[b].extend(new)
             seqs[b].extend(new)
-            kt = n_old + v.n_accepted + (1 if fault == "rollback_off_by_one" else 0)
+            kt = n_old + n_acc + (1 if fault == "rollback_off_by_one" else 0)
             keep_t[b] = kt
-            keep_d[b] = min(int(dft.count[b]), n_old + v.n_accepted)
+            keep_d[b] = min(int(dft.count[b]), n_old + n_acc)
         tgt.rollback(keep_t)
         dft.rollback(keep_d)
         if progress is not None:
@@ -247,12 +289,15 @@ def speculative_generate(target, draft, prompts, *, k: int = 4, method: str = "c
 
 def autoregressive_generate(target, prompts, *, warping: Warp = Warp(), max_new_tokens: int = 64,
                             eos_id=None, seeds=0, progress=None, cache: str = "dynamic",
-                            cuda_graphs: bool = False, compile_mode=None) -> GenerationResult:
+                            cuda_graphs: bool = False, compile_mode=None, round_impl: str = "host",
+                            round_dtype="float64") -> GenerationResult:
     """Plain autoregressive decoding of the target through the same cache and warp code
     (``cache="static"``: prefill prompt[:-1], then width-1 calls; see the module doc).
 
     Each step feeds the pending tokens, warps the last row and draws one token by the
-    inverse CDF with ``rng.random(1)`` (argmax at temperature 0)."""
+    inverse CDF with ``rng.random(1)`` (argmax at temperature 0); ``round_impl="device"``
+    does the warp and the draw in torch on the model's device (device_round.py)."""
+    dtype = _check_round(round_impl, round_dtype)
     vocab = int(target.config.vocab_size)
     prompts = _check_prompts(prompts, vocab)
     bsz = len(prompts)
@@ -264,14 +309,14 @@ def autoregressive_generate(target, prompts, *, warping: Warp = Warp(), max_new_
     gen = [[] for _ in range(bsz)]
     done = [max_new_tokens <= 0] * bsz
     while not all(done):
-        pend = [seqs[b][int(tgt.count[b]):] if not done[b] else [] for b in range(bsz)]
-        logits, lens = _host(*tgt.feed(pend, width=1))
-        probs = warp(_last_rows(logits, lens), warping).numpy()
-        if warping.greedy:
-            toks = np.argmax(probs, axis=-1)
+        u = np.array([rngs[b].random() if not (done[b] or warping.greedy) else 0.0 for b in range(bsz)])
+        if round_impl == "device":
+            toks = device_round.autoregressive_step(tgt, seqs, done, u, warping=warping, dtype=dtype)
         else:
-            u = np.array([rngs[b].random() if not done[b] else 0.0 for b in range(bsz)])
-            toks = sample_rows(probs, u)
+            pend = [seqs[b][int(tgt.count[b]):] if not done[b] else [] for b in range(bsz)]
+            logits, lens = _host(*tgt.feed(pend, width=1))
+            probs = warp(_last_rows(logits, lens), warping).numpy()
+            toks = np.argmax(probs, axis=-1) if warping.greedy else sample_rows(probs, u)
         for b in range(bsz):
             if done[b]:
                 continue

@@ -6,7 +6,8 @@ target and the draft must be warped identically, so the engine warps both throug
 one function). Computed in float64 from the model's logits, so it agrees with the
 reference to rounding (tests/test_llm_processing.py checks it on real logits and ties).
 
-Shapes: logits [..., V] (any float dtype) -> probabilities [..., V] float64.
+Shapes: logits [..., V] (any float dtype) -> probabilities [..., V] float64 (or ``dtype``:
+the device round of engine.py may warp in float32; the host round always uses float64).
 """
 from __future__ import annotations
 
@@ -43,10 +44,11 @@ class Warp:
 
 
 def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k=None, top_p=None,
-                   min_p=None) -> torch.Tensor:
-    """Warp ``logits`` [..., V] into float64 probabilities [..., V] (reference semantics)."""
+                   min_p=None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Warp ``logits`` [..., V] into probabilities [..., V] (reference semantics), computed
+    in ``dtype`` (float64 by default)."""
     Warp(temperature, top_k, top_p, min_p)  # validates
-    x = logits.to(torch.float64)
+    x = logits.to(dtype)
     v = x.shape[-1]
     if temperature == 0:
         idx = torch.argmax(x, dim=-1, keepdim=True)  # first maximum, like np.argmax
@@ -77,5 +79,6 @@ def process_logits(logits: torch.Tensor, temperature: float = 1.0, top_k=None, t
     return probs
 
 
-def warp(logits: torch.Tensor, w: Warp) -> torch.Tensor:
-    return process_logits(logits, w.temperature, w.top_k, w.top_p, w.min_p)
+def warp(logits: torch.Tensor, w: Warp, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``process_logits`` with the settings of ``w``; stays on the logits' device."""
+    return process_logits(logits, w.temperature, w.top_k, w.top_p, w.min_p, dtype)

@@ -193,22 +193,32 @@ class StaticKVState:
         if len(rows) != self.batch:
             raise InvalidInput("rows", f"expected {self.batch} rows (one per batch row), got {len(rows)}")
         lens = torch.tensor([len(r) for r in rows], dtype=torch.long)
+        width = max(1, int(lens.max())) if width is None else int(width)
+        ids = torch.zeros(self.batch, max(width, int(lens.max())), dtype=torch.long)
+        for b, r in enumerate(rows):
+            if len(r):
+                ids[b, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        return self.feed_tensor(ids, lens, width)
+
+    @torch.inference_mode()
+    def feed_tensor(self, ids: torch.Tensor, lens: torch.Tensor, width: int) -> tuple:
+        """Feed row b the tokens ``ids[b, :lens[b]]``; ``ids`` [B, W] int64 on any device (the
+        on-device round passes device ids: no copy to the host), ``lens`` [B] host int64.
+        -> (logits [B, width, V] float32, lens on the model's device)."""
         need = int(lens.max())
-        width = max(1, need) if width is None else int(width)
         if need > width:
             raise InvalidInput("rows", f"a row feeds {need} tokens into a call of width {width}")
         if int((self.count + lens).max()) > self.max_len:
             raise InvalidInput("rows", f"the static cache holds {self.max_len} positions; "
                                f"a row would reach {int((self.count + lens).max())}")
-        ids = torch.zeros(self.batch, width, dtype=torch.long)
-        for b, r in enumerate(rows):
-            if len(r):
-                ids[b, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        ids = ids.to(self.device)
+        ids = ids[:, :width] if ids.shape[1] >= width else torch.nn.functional.pad(ids, (0, width - ids.shape[1]))
         ar = torch.arange(width)
         real = ar[None, :] < lens[:, None]
         pos = torch.where(real, self.count[:, None] + ar[None, :], 0)
         slot = torch.where(real, pos, self.max_len)
-        ids, pos, slot = (t.to(self.device) for t in (ids, pos, slot))
+        pos, slot = pos.to(self.device), slot.to(self.device)
+        ids = torch.where(real.to(self.device), ids, 0)
         if width in self.graph_widths:
             if width not in self.graphs:
                 self.graphs[width] = capture_cuda_graph(self.step, self.batch, width)

@@ -14,6 +14,8 @@ EPILOG = """examples:
       --verify greedy --temperature 0 --no-baseline
   specoracle generate --target zoo:code-target --draft zoo:code-draft --prompt "def " \
       --static-cache --threads 1          # fixed-shape calls over preallocated KV buffers
+  specoracle generate --target zoo:code-target --draft zoo:code-draft --prompt "def " \
+      --round device --static-cache     # warps, draws and verifier as torch tensors on the device
   specoracle generate --target zoo:smollm2-135m --draft zoo:smollm2-135m --prompt "Hello" --k 2
 """
 
@@ -56,6 +58,13 @@ def add_parser(subparsers) -> None:
                    help="with --static-cache: torch.compile the fixed-shape step (MODE: default, "
                         "reduce-overhead, max-autotune); on the CPU it needs a C++ compiler and "
                         "minutes of compilation (a win only for long runs)")
+    p.add_argument("--round", choices=["host", "device"], default="host", dest="round_impl",
+                   help="where warps, draft draws and verification run: host (numpy + numba, "
+                        "default) or device (torch tensors on the models' device, one read of the "
+                        "committed lengths per round)")
+    p.add_argument("--round-dtype", choices=["float64", "float32"], default="float64",
+                   help="with --round device: compute dtype of warps and verifier (float64 gives "
+                        "the host round's tokens; float32 is the fast GPU setting)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     try:  # the DFlash / D2SD drafters' own options (another area's module), when present
         from specoracle.cli import zoo_dflash
@@ -108,14 +117,15 @@ def run(args) -> int:
 
     sys.stdout.write(args.prompt)
     path = dict(cache="static" if args.static_cache else "dynamic", cuda_graphs=args.cuda_graphs,
-                compile_mode=args.compile)
+                compile_mode=args.compile, round_impl=args.round_impl, round_dtype=args.round_dtype)
     res = speculative_generate(target, draft, prompts, k=args.k, method=args.verify,
                                warping=warping, max_new_tokens=args.max_new_tokens, eos_id=eos,
                                seeds=args.seed, backend=args.backend, progress=stream, **path)
     stream(res.tokens)
     print("\n" + "-" * 60)
     print(f"speculative ({args.verify}, k={args.k}, T={args.temperature}, batch {args.batch}, "
-          f"{path['cache']} cache{', CUDA graphs' if args.cuda_graphs else ''}): "
+          f"{path['cache']} cache{', CUDA graphs' if args.cuda_graphs else ''}, "
+          f"{args.round_impl} round): "
           f"{res.n_tokens} tokens in {res.seconds:.2f} s = {res.tokens_per_second:.1f} tok/s")
     print(f"tau (mean tokens per target call, bonus included): {res.tau():.3f}   "
           f"target calls {res.target_calls}, draft calls {res.draft_calls}")
