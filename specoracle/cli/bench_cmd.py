@@ -9,6 +9,9 @@ EPILOG = """examples:
   specoracle bench --device cpu --quick            # small shapes, a few seconds
   specoracle bench --device cpu --json bench.json  # ... and write the JSON rows
   specoracle bench --device cpu --threads 1 --clock cpu   # on a shared, busy machine
+  specoracle bench --suite llm-tau --threads 1     # paired block-vs-chain tau on the zoo pair
+  specoracle bench --suite dflash --quick          # DFlash / D2SD vs the AR draft (zoo pair)
+  specoracle bench --device cuda --json cuda.json  # torch_cuda / Triton kernels vs plain torch and HF
 """
 
 

@@ -12,9 +12,9 @@ EPILOG = """examples:
       --verify block --temperature 0.7 --top-p 0.9 --batch 8
   specoracle generate --target zoo:code-target --draft zoo:code-draft --prompt "class " \\
       --verify greedy --temperature 0 --no-baseline
-  specoracle generate --target zoo:code-target --draft zoo:code-draft --prompt "def " \
+  specoracle generate --target zoo:code-target --draft zoo:code-draft --prompt "def " \\
       --static-cache --threads 1          # fixed-shape calls over preallocated KV buffers
-  specoracle generate --target zoo:code-target --draft zoo:code-draft --prompt "def " \
+  specoracle generate --target zoo:code-target --draft zoo:code-draft --prompt "def " \\
       --round device --static-cache     # warps, draws and verifier as torch tensors on the device
   specoracle generate --target zoo:smollm2-135m --draft zoo:smollm2-135m --prompt "Hello" --k 2
 """
