@@ -28,17 +28,15 @@ BLAS order, so results agree with the oracle to rounding: rule ``allclose_vs_nai
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba as nb
 import numpy as np
 
 from specoracle.reference import gaussian_batch as gb
-from specoracle.reference.gaussian_types import GaussianBlockVerdict, GaussianStep
 from specoracle.reference.types import InvalidInput
 from specoracle.reference.validation import check_generator
 
-from ..types import FALLBACK_RESIDUAL_ZERO_MASS, fallback_names
+from ..gaussian_types import GaussianBatchVerdict, GaussianStepBatch  # noqa: F401 (re-exported)
+from ..types import FALLBACK_RESIDUAL_ZERO_MASS
 
 
 # kinds of the last emitted state (assembled by _states_kernel)
@@ -47,57 +45,6 @@ _NONE, _RESIDUAL, _ZERO_MASS, _BONUS, _REFLECT = 0, 1, 2, 3, 4
 __all__ = ["GaussianBatchVerdict", "GaussianStepBatch", "reflection_coupling", "gamma_coupling",
            "verify_gaussian_chain", "verify_gaussian_block", "reflection_coupling_rng",
            "gamma_coupling_rng", "verify_gaussian_chain_rng", "verify_gaussian_block_rng"]
-
-
-@dataclass(frozen=True)
-class GaussianBatchVerdict:
-    """Batched :class:`GaussianBlockVerdict` (numpy): n_accepted [B], states [B, L+1, d]
-    (NaN after n_emitted[b] rows), n_emitted [B], bonus [B], corrected [B],
-    log_ratio [B, L], log_survival [B, L+1], residual_mass [B, L], fallbacks [B]
-    (bit 1: residual_zero_mass), lengths [B]."""
-
-    n_accepted: np.ndarray
-    states: np.ndarray
-    n_emitted: np.ndarray
-    bonus: np.ndarray
-    corrected: np.ndarray
-    log_ratio: np.ndarray
-    log_survival: np.ndarray
-    residual_mass: np.ndarray
-    fallbacks: np.ndarray
-    lengths: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.n_accepted.shape[0])
-
-    def verdict(self, b: int) -> GaussianBlockVerdict:
-        n = int(self.lengths[b])
-        ne = int(self.n_emitted[b])
-        fb = fallback_names(self.fallbacks[b])
-        return GaussianBlockVerdict(int(self.n_accepted[b]), self.states[b, :ne].copy(),
-                                    bool(self.bonus[b]), bool(self.corrected[b]),
-                                    self.log_ratio[b, :n].copy(), self.log_survival[b, : n + 1].copy(),
-                                    self.residual_mass[b, :n].copy(), fb)
-
-
-@dataclass(frozen=True)
-class GaussianStepBatch:
-    """Batched :class:`GaussianStep`: x [B, d], accepted [B], draft [B, d], log_ratio [B],
-    fallbacks [B] (bit 1: residual_zero_mass)."""
-
-    x: np.ndarray
-    accepted: np.ndarray
-    draft: np.ndarray
-    log_ratio: np.ndarray
-    fallbacks: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.accepted.shape[0])
-
-    def verdict(self, b: int) -> GaussianStep:
-        fb = fallback_names(self.fallbacks[b])
-        return GaussianStep(self.x[b].copy(), bool(self.accepted[b]), self.draft[b].copy(),
-                            float(self.log_ratio[b]), fb)
 
 
 # ---------------------------------------------------------------- kernels (d-dimensional passes)

@@ -27,16 +27,15 @@ Dot products sum in a different order than NumPy: rule ``allclose_vs_naive``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from specoracle.reference import gaussian as _ref
-from specoracle.reference.gaussian_types import GaussianBlockVerdict, GaussianStep
 from specoracle.reference.types import InvalidInput
 
-from ..types import FALLBACK_RESIDUAL_ZERO_MASS, fallback_names
+from ..gaussian_types import GaussianBatchVerdict, GaussianStepBatch  # noqa: F401 (re-exported)
+from ..types import FALLBACK_RESIDUAL_ZERO_MASS
 
 _SQRT2 = math.sqrt(2.0)
 _GL_CACHE: dict = {}
@@ -48,57 +47,6 @@ def _gl(device):
         nodes, weights = np.polynomial.legendre.leggauss(_ref.GAUSS_NODES)
         _GL_CACHE[key] = (torch.tensor(nodes, device=device), torch.tensor(weights, device=device))
     return _GL_CACHE[key]
-
-
-@dataclass(frozen=True)
-class GaussianBatchVerdict:
-    """Batched :class:`GaussianBlockVerdict`: n_accepted [B], states [B, L+1, d] (NaN
-    after n_emitted[b] rows), n_emitted [B], bonus [B], corrected [B], log_ratio [B, L],
-    log_survival [B, L+1], residual_mass [B, L], fallbacks [B] (bit 1: residual_zero_mass),
-    lengths [B]."""
-
-    n_accepted: torch.Tensor
-    states: torch.Tensor
-    n_emitted: torch.Tensor
-    bonus: torch.Tensor
-    corrected: torch.Tensor
-    log_ratio: torch.Tensor
-    log_survival: torch.Tensor
-    residual_mass: torch.Tensor
-    fallbacks: torch.Tensor
-    lengths: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.n_accepted.shape[0])
-
-    def verdict(self, b: int) -> GaussianBlockVerdict:
-        n = int(self.lengths[b])
-        ne = int(self.n_emitted[b])
-        fb = fallback_names(self.fallbacks[b])
-        h = lambda t: t.detach().cpu().numpy()  # noqa: E731
-        return GaussianBlockVerdict(int(self.n_accepted[b]), h(self.states[b, :ne]), bool(self.bonus[b]),
-                                    bool(self.corrected[b]), h(self.log_ratio[b, :n]),
-                                    h(self.log_survival[b, : n + 1]), h(self.residual_mass[b, :n]), fb)
-
-
-@dataclass(frozen=True)
-class GaussianStepBatch:
-    """Batched :class:`GaussianStep`: x [B, d], accepted [B], draft [B, d], log_ratio [B],
-    fallbacks [B] (bit 1: residual_zero_mass)."""
-
-    x: torch.Tensor
-    accepted: torch.Tensor
-    draft: torch.Tensor
-    log_ratio: torch.Tensor
-    fallbacks: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.accepted.shape[0])
-
-    def verdict(self, b: int) -> GaussianStep:
-        fb = fallback_names(self.fallbacks[b])
-        return GaussianStep(self.x[b].detach().cpu().numpy(), bool(self.accepted[b]),
-                            self.draft[b].detach().cpu().numpy(), float(self.log_ratio[b]), fb)
 
 
 # ---------------------------------------------------------------- closed forms (float64 tensors)
