@@ -74,6 +74,16 @@ def certify_rows(names, seed: int, progress: bool) -> list[Row]:
     return rows
 
 
+TORCH_PATH_NOTE = ("ran the torch path: the Triton kernels of these ops run with "
+                   "TRITON_INTERPRET=1 (CPU) or SPECORACLE_PARITY_DEVICE=cuda (GPU)")
+
+
+def _triton_impl() -> str:
+    from specoracle.fastpath.torch_cuda.parity_ops import parity_impl
+
+    return parity_impl()
+
+
 def parity_rows(quick: bool) -> list[Row]:
     """Each fast-path backend against the oracle under the same noise, op by op
     (fastpath/parity.py); an op a backend has no twin of is listed as skipped."""
@@ -88,6 +98,8 @@ def parity_rows(quick: bool) -> list[Row]:
                 continue
             detail = r.detail or (f"{r.mismatches} mismatches, excluded {r.excluded_fraction:.2%}"
                                   if r.excluded else f"{r.mismatches} mismatches")
+            if registry.get(op).backends is not None and _triton_impl() == "torch":
+                detail += f"; {TORCH_PATH_NOTE}"
             rows.append(Row("parity", f"{backend}.{op}", r.rule, int(r.rows),
                             "pass" if r.status == "pass" else "fail", r.seconds, detail))
     return rows
@@ -109,6 +121,9 @@ def format_table(rows: list[Row]) -> str:
     widths = [max(len(x) for x in col) for col in zip(head, *body)] if body else [len(h) for h in head]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     out = [line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
+    torch_path = [r.name for r in rows if TORCH_PATH_NOTE in r.detail]
+    if torch_path:
+        out.append(f"note: {len(torch_path)} Triton-kernel parity rows {TORCH_PATH_NOTE}")
     for r in rows:
         if r.status == "fail":
             out.append(f"FAILED {r.section}/{r.name}: {r.detail}")
