@@ -85,21 +85,48 @@ def _emit(tokens, draft, b, n_acc, y):
     tokens[b, n_acc] = y
 
 
+@nb.njit(cache=True)
+def _row_length(q, draft, num_draft, b, v, status):
+    """Row b's draft length n, or -1 after writing its status (n outside 0..K, or a bad
+    draft: reference ``_validate``)."""
+    n = num_draft[b]
+    if n < 0 or n > q.shape[1]:
+        status[b] = STATUS_BAD_LENGTH
+        return -1
+    st = _check_drafts(q, draft, b, n, v)
+    if st != 0:
+        status[b] = st
+        return -1
+    return n
+
+
+@nb.njit(cache=True)
+def _finish_row(b, p, q, draft, u, n, tau, scale, n_acc, tokens, bonus, status, fallbacks):
+    """Emit row b's tau accepted drafts and its final token, drawn with u[b, n]: from the
+    target row p[n] if all n drafts passed (bonus), else from the residual of
+    (p[tau], q[tau]) scaled by ``scale`` (1 for chain, the prefix survival for block)."""
+    if tau == n:
+        y, bits, ok = draw_target(p[b, n], u[b, n])
+    else:
+        y, bits, ok = draw_scaled_residual(p[b, tau], q[b, tau], scale, u[b, n])
+    if not ok:
+        status[b] = STATUS_NONFINITE
+        return
+    n_acc[b] = tau
+    bonus[b] = tau == n
+    fallbacks[b] = bits
+    _emit(tokens, draft, b, tau, y)
+
+
 # ---------------------------------------------------------------- chain
 
 
 @nb.njit(cache=True)
 def _chain_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
-    kmax = q.shape[1]
-    v = p.shape[2]
-    n = num_draft[b]
-    if n < 0 or n > kmax:
-        status[b] = STATUS_BAD_LENGTH
+    n = _row_length(q, draft, num_draft, b, p.shape[2], status)
+    if n < 0:
         return
-    st = _check_drafts(q, draft, b, n, v)
-    if st != 0:
-        status[b] = st
-        return
+    st = 0
     rejected = n
     for i in range(n):
         x = draft[b, i]
@@ -113,17 +140,7 @@ def _chain_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallb
     if st != 0:
         status[b] = st
         return
-    if rejected < n:
-        y, bits, ok = draw_scaled_residual(p[b, rejected], q[b, rejected], 1.0, u[b, n])
-    else:
-        y, bits, ok = draw_target(p[b, n], u[b, n])
-    if not ok:
-        status[b] = STATUS_NONFINITE
-        return
-    n_acc[b] = rejected
-    bonus[b] = rejected == n
-    fallbacks[b] = bits
-    _emit(tokens, draft, b, rejected, y)
+    _finish_row(b, p, q, draft, u, n, rejected, 1.0, n_acc, tokens, bonus, status, fallbacks)
 
 
 @nb.njit(cache=True, parallel=True)
@@ -256,16 +273,10 @@ def verify_greedy(p, draft, *, num_draft=None, raise_on_error: bool = True):
 
 @nb.njit(cache=True)
 def _block_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
-    kmax = q.shape[1]
-    v = p.shape[2]
-    n = num_draft[b]
-    if n < 0 or n > kmax:
-        status[b] = STATUS_BAD_LENGTH
+    n = _row_length(q, draft, num_draft, b, p.shape[2], status)
+    if n < 0:
         return
-    st = _check_drafts(q, draft, b, n, v)
-    if st != 0:
-        status[b] = st
-        return
+    st = 0
     # prefix survival p_i = min(p_{i-1} * p(x_i) / q(x_i), 1), p_0 = 1   [n+1]
     survival = np.empty(n + 1, np.float64)
     survival[0] = 1.0
@@ -298,17 +309,7 @@ def _block_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallb
     if st != 0:
         status[b] = st
         return
-    if tau == n:
-        y, bits, ok = draw_target(p[b, n], u[b, n])
-    else:
-        y, bits, ok = draw_scaled_residual(p[b, tau], q[b, tau], survival[tau], u[b, n])
-    if not ok:
-        status[b] = STATUS_NONFINITE
-        return
-    n_acc[b] = tau
-    bonus[b] = tau == n
-    fallbacks[b] = bits
-    _emit(tokens, draft, b, tau, y)
+    _finish_row(b, p, q, draft, u, n, tau, survival[tau], n_acc, tokens, bonus, status, fallbacks)
 
 
 @nb.njit(cache=True, parallel=True)
