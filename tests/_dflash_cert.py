@@ -23,3 +23,15 @@ def certify(target, run_one, prompt, warping, n: int, n_samples: int, alpha: flo
     probs = probs / probs.sum()
     obs = np.array([counts.get(c, 0) for c in cells + extra], dtype=np.float64)
     return chisquare_gof(obs, probs, alpha=alpha), counts
+
+
+def assert_verdict(res, fault, alpha: float, max_detectable: float) -> None:
+    """The certification's verdict on a pipeline: the exact one (``fault`` None) is not
+    rejected at ``alpha`` and the run had the power to see TV >= ``max_detectable``; a
+    pipeline with an injected fault is rejected at ``alpha``."""
+    if fault is None:
+        assert res.p_value > alpha, res
+        assert res.detectable < max_detectable
+    else:
+        assert res.p_value < alpha, res
+
