@@ -64,6 +64,17 @@ def as_tensor(x, name: str, device=None) -> torch.Tensor:
     return t if device is None else t.to(device)
 
 
+def row_counts(x, name: str, b: int, full: int, device, what: str) -> torch.Tensor:
+    """Per-row counts [B] int64 (ragged draft lengths, tree node counts): ``full`` for
+    every row when ``x`` is None, else ``x`` flattened, which must hold B entries."""
+    if x is None:
+        return torch.full((b,), full, dtype=torch.int64, device=device)
+    n = as_tensor(x, name, device).to(torch.int64).reshape(-1)
+    if n.shape[0] != b:
+        raise InvalidInput(name, f"expected {b} {what}, got {n.shape[0]}")
+    return n
+
+
 def compute_dtype(t: torch.Tensor) -> torch.dtype:
     """float64 stays float64; every other float dtype computes in float32."""
     return torch.float64 if t.dtype == torch.float64 else torch.float32
@@ -104,12 +115,7 @@ def prepare(p, q, draft, u, num_draft, *, need_q=True, need_u=True, check_u=True
     draft = draft.to(torch.int64).reshape(b, k) if draft.numel() == b * k else draft
     if tuple(draft.shape) != (b, k):
         raise InvalidInput("draft", f"expected shape {(b, k)}, got {tuple(draft.shape)}")
-    if num_draft is None:
-        n = torch.full((b,), k, dtype=torch.int64, device=dev)
-    else:
-        n = as_tensor(num_draft, "num_draft", dev).to(torch.int64).reshape(-1)
-        if n.shape[0] != b:
-            raise InvalidInput("num_draft", f"expected {b} lengths, got {n.shape[0]}")
+    n = row_counts(num_draft, "num_draft", b, k, dev, "lengths")
     if need_u:
         u = as_tensor(u, "u", dev).to(torch.float64)  # never rounded: 1 - 2^-53 stays < 1
         if tuple(u.shape) != (b, k1):

@@ -35,7 +35,8 @@ from specoracle.reference.types import InvalidInput
 from ..types import (FALLBACK_RESIDUAL_ZERO_MASS, PAD_ID, STATUS_BAD_LENGTH, STATUS_BAD_TREE,
                      STATUS_DRAFT_OUT_OF_RANGE, STATUS_DRAFT_ZERO_Q, STATUS_NONFINITE, STATUS_OK,
                      BatchVerdict)
-from ._common import TorchBatchVerdict, _np, as_tensor, compute_dtype, rounding_bits, sample_rows, set_status
+from ._common import (TorchBatchVerdict, _np, as_tensor, compute_dtype, rounding_bits, row_counts,
+                      sample_rows, set_status)
 
 __all__ = ["verify_mss_tree", "verify_mss_tree_rng", "verify_tree_deterministic",
            "verify_tree_deterministic_rng"]
@@ -67,12 +68,7 @@ def _prepare(p, q, tokens, parents, u, num_nodes, need_q):
         raise InvalidInput("u", f"expected [B={b}, width >= 1] uniforms, got {tuple(u.shape)}")
     if bool((~((u >= 0) & (u < 1))).any()):
         raise InvalidInput("u", "uniforms must lie in [0, 1)", index=tuple(int(i) for i in torch.nonzero(~((u >= 0) & (u < 1)))[0]))
-    if num_nodes is None:
-        nn = torch.full((b,), n, dtype=torch.int64, device=dev)
-    else:
-        nn = as_tensor(num_nodes, "num_nodes", dev).to(torch.int64).reshape(-1)
-        if nn.shape[0] != b:
-            raise InvalidInput("num_nodes", f"expected {b} node counts, got {nn.shape[0]}")
+    nn = row_counts(num_nodes, "num_nodes", b, n, dev, "node counts")
     return p, q, tokens, parents, u, nn, numpy_in
 
 
