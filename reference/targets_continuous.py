@@ -65,14 +65,19 @@ def linear_schedule(n_steps: int, beta_start: float, beta_end: float) -> Schedul
 def parse_schedule(spec: str, n_steps: int) -> Schedule:
     """``"linear:START:END"`` -> :func:`linear_schedule`; ``"const:BETA"`` -> constant."""
     parts = str(spec).split(":")
+    shapes = {"linear": 3, "const": 2}
     try:
-        if parts[0] == "linear" and len(parts) == 3:
-            return linear_schedule(n_steps, float(parts[1]), float(parts[2]))
-        if parts[0] == "const" and len(parts) == 2:
-            return Schedule(np.full(int(n_steps), float(parts[1])))
+        values = [float(v) for v in parts[1:]]
     except ValueError:
-        pass
-    raise InvalidInput("schedule", f"expected 'linear:START:END' or 'const:BETA', got {spec!r}")
+        values = None
+    if values is None or shapes.get(parts[0]) != len(parts):
+        raise InvalidInput("schedule", f"expected 'linear:START:END' or 'const:BETA', got {spec!r}")
+    # a value out of range is reported as such (Schedule: "beta must lie in (0, 1)")
+    if parts[0] == "linear":
+        return linear_schedule(n_steps, values[0], values[1])
+    if int(n_steps) < 1:
+        raise InvalidInput("n_steps", f"need at least one step, got {n_steps}")
+    return Schedule(np.full(int(n_steps), values[0]))
 
 
 def _times(t, batch, n_steps):

@@ -7,17 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from specoracle.cli import diffuse_cmd
 
 
 def _main(argv):
-    import argparse
+    from specoracle.cli import main
 
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    diffuse_cmd.add_parser(sub)
-    args = parser.parse_args(["diffuse", *argv])
-    return args.func(args)
+    return main(["diffuse", *argv])
 
 
 BASE = ["--data", "gmm", "--weights", "0.3,0.7", "--means=-2,1.5", "--stds", "0.5,0.3", "--dim", "1",

@@ -85,9 +85,12 @@ def resolve(name_or_path: str) -> Path:
         from .hf import convert_smollm2
         return convert_smollm2(folder)
     known = sorted(set(ZOO_MODELS) | set(installed()))
-    raise InvalidInput("model", f"zoo model {short!r} is not installed in {zoo_dir()} "
-                       f"(known: {', '.join(known)}); install the zoo with "
-                       "`specoracle zoo install --from DIR` or set $SPECORACLE_ZOO")
+    if entry is None:
+        raise InvalidInput("model", f"unknown model {s!r}; known: "
+                           + ", ".join(PREFIX + n for n in known))
+    raise InvalidInput("model", f"zoo model {short!r} is known but not installed in {zoo_dir()}: "
+                       "install the zoo with `specoracle zoo install --from DIR` or set "
+                       "$SPECORACLE_ZOO")
 
 
 def install(source: Path, link: bool = False, force: bool = False) -> list:

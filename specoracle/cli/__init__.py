@@ -4,6 +4,13 @@ Each subcommand lives in its own module ``specoracle/cli/<name>_cmd.py`` with tw
 functions: ``add_parser(subparsers)`` (registers the parser, with an example in its
 epilog, and sets ``func=run``) and ``run(args) -> int`` (the exit status). Heavy
 imports (torch, transformers, numba) happen inside ``run`` so ``--help`` is fast.
+
+Bad input (README "Command line errors"): argparse ``type=`` validators of
+:mod:`specoracle.cli._args` check each value at parse time; a command may register
+``set_defaults(check=...)``, called here right after parsing and before ``run``, for
+options that contradict each other, model names, devices and missing extras
+(:mod:`specoracle.cli._deps`). Every such error is one line ``specoracle CMD: error:
+...`` on stderr with exit status 2, before any work.
 """
 from __future__ import annotations
 
@@ -11,6 +18,9 @@ import argparse
 import importlib
 import importlib.util
 import sys
+
+from specoracle.cli._args import Parser, UsageError, one_line
+from specoracle.cli._deps import MissingExtra, from_import_error
 
 COMMANDS = ["verify", "prove", "certify", "bench", "generate", "diffuse", "zoo", "notebooks"]
 
@@ -27,7 +37,7 @@ EPILOG = """examples:
 def build_parser() -> argparse.ArgumentParser:
     from specoracle import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="specoracle",
         description="An oracle for speculative sampling: exact reference verifiers, proofs, "
                     "calibrated certification of any sampler, and fast paths checked against them.",
@@ -42,13 +52,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _prog(args) -> str:
+    words = ["specoracle", getattr(args, "command", None), getattr(args, "zoo_command", None)]
+    return " ".join(w for w in words if w)
+
+
+def _fail(prog: str, message) -> int:
+    print(f"{prog}: error: {one_line(message)}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
+    from specoracle.reference.types import InvalidInput
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (its one line is printed): return the status
+        if exc.code == 2:
+            return 2
+        raise  # --help, --version
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    prog = _prog(args)
+    try:
+        if getattr(args, "check", None):
+            args.check(args)
+        return int(args.func(args) or 0)
+    except (UsageError, MissingExtra, InvalidInput) as exc:
+        return _fail(prog, exc)
+    except ModuleNotFoundError as exc:
+        missing = from_import_error(exc, prog)
+        if missing is None:
+            raise
+        return _fail(prog, missing)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+
+from specoracle.cli import _args, _deps
 
 EPILOG = """examples:
   specoracle bench --device cpu                    # reference vs numba vs torch-CPU, issue-6 shapes
@@ -12,6 +15,9 @@ EPILOG = """examples:
   specoracle bench --suite llm-tau --threads 1     # paired block-vs-chain tau on the zoo pair
   specoracle bench --suite dflash --quick          # DFlash / D2SD vs the AR draft (zoo pair)
   specoracle bench --device cuda --json cuda.json  # torch_cuda / Triton kernels vs plain torch and HF
+
+The suites llm, llm-tau, llm-cuda and dflash need the 'models' extra
+(pip install 'specoracle[models]'); --device cuda needs a CUDA device.
 """
 
 
@@ -22,20 +28,48 @@ def add_parser(subparsers) -> None:
                     "one run; print each median beside its memory floor (bytes that must be read "
                     "once / copy bandwidth measured in the same run) and the speed-up ratios.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda: runs that device's suites")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="cpu (default) or cuda: runs that device's suites")
     p.add_argument("--suite", action="append", default=None,
                    help="run only this suite (repeatable; default: every suite of the device)")
-    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--json", metavar="FILE", type=_args.output_file, help="write the results as JSON")
     p.add_argument("--quick", action="store_true", help="small shapes (a smoke run)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                    help="probability dtype of the categorical inputs (default float32)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_args.positive_int, default=None,
                    help="threads for numba and torch (default: all cores)")
     p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                    help="wall time (default) or this process's CPU time (for shared machines; "
                         "use with --threads 1)")
     p.add_argument("--list", action="store_true", help="list the registered suites and exit")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, check=functools.partial(check, p))
+
+
+# suites that load the zoo LLMs (transformers); the others need only the core dependencies
+NEEDS_MODELS = {"llm", "llm-tau", "llm-cuda", "dflash"}
+
+
+def check(parser, args) -> None:
+    """Before any timing: the suite names, their extra, the device."""
+    if args.list:
+        return
+    _args.check_device("--device", args.device)
+    _require_models(args.suite or ())          # before importing the suites (seconds)
+    from specoracle.fastpath import bench
+
+    available = bench.suites(args.device)
+    names = args.suite or list(available)
+    unknown = [n for n in names if n not in available]
+    if unknown or not names:
+        raise _args.UsageError("--suite", f"no suite {', '.join(unknown) or ''} for device "
+                                          f"{args.device!r}; available: {', '.join(sorted(available)) or 'none'}")
+    _require_models(names)
+
+
+def _require_models(names) -> None:
+    wanted = sorted(NEEDS_MODELS & set(names))
+    if wanted:
+        _deps.require("models", *_deps.LLM, what=f"specoracle bench --suite {wanted[0]}")
 
 
 def run(args) -> int:
@@ -49,11 +83,6 @@ def run(args) -> int:
             print(f"{name:12s} {s.device:5s} {s.description}")
         return 0
     names = args.suite or list(available)
-    unknown = [n for n in names if n not in available]
-    if unknown or not names:
-        print(f"no suite {unknown or ''} for device {args.device!r}; available: "
-              f"{sorted(available) or 'none'}", file=sys.stderr)
-        return 2
     if args.threads:
         import numba
         import torch

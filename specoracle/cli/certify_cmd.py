@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from specoracle.cli import _args
+
 EPILOG = """examples:
   specoracle certify reference.chain                  # the oracle itself: expect "exact"
   specoracle certify mutant.shared_noise              # a known-wrong sampler: expect "not exact"
@@ -27,17 +29,17 @@ def add_parser(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("impl", nargs="?", help="built-in name (see --list) or module:function")
     p.add_argument("--list", action="store_true", help="print every built-in name, one per line, and exit")
-    p.add_argument("--json", metavar="FILE", help="write the report as JSON")
-    p.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
-    p.add_argument("--samples", type=int, default=None,
+    p.add_argument("--json", metavar="FILE", type=_args.output_file, help="write the report as JSON")
+    p.add_argument("--seed", type=_args.seed, default=0, help="seed of the run (default 0)")
+    p.add_argument("--samples", type=_args.int_at_least(10), default=None,  # certify's minimum
                    help="rounds per scenario (default: the smallest number reaching the stated power)")
-    p.add_argument("--alpha", type=float, default=1e-3, help="false-positive budget of the run (default 1e-3)")
-    p.add_argument("--power", type=float, default=0.9, help="stated power (default 0.9)")
-    p.add_argument("--tv", type=float, default=0.05, dest="target_tv",
+    p.add_argument("--alpha", type=_args.unit_open, default=1e-3, help="false-positive budget of the run (default 1e-3)")
+    p.add_argument("--power", type=_args.unit_open, default=0.9, help="stated power (default 0.9)")
+    p.add_argument("--tv", type=_args.unit_open_closed, default=0.05, dest="target_tv",
                    help="smallest effect (TV distance) to detect at that power (default 0.05)")
     p.add_argument("--scenarios", default=None, help="comma-separated subset of the battery")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, check=_args.required("impl", "IMPL", unless="list"))
 
 
 def run(args) -> int:

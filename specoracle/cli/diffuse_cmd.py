@@ -9,9 +9,13 @@ models) is one more branch of :func:`build_problem`.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
+from pathlib import Path
+
+from specoracle.cli import _args, _deps
 
 EPILOG = """examples:
   specoracle diffuse --data gmm --weights 0.3,0.7 --means=-2,1.5 --stds 0.5,0.3 --dim 1 \\
@@ -30,6 +34,11 @@ itself (every draft accepted). --verify block = Gaussian block verification, tok
 Gamma coupling with the exact residual, reflection = reflection maximal coupling,
 none = the plain target chain (K sequential calls). Sequential target calls are the
 NFE of ALGORITHMS.md §3.7: one batched call over a window counts once.
+
+Options of the other mode are rejected: --n, --png, --compare-plain, --variance, --threads,
+--device need --model; --data, --weights, --means, --stds, --dim, --schedule, --final-noise,
+--parameterization, --draft-std-scale, --bonus, --chains, --reference are the analytic
+targets' (not with --model). --model needs the 'models' extra: pip install 'specoracle[models]'.
 """
 
 
@@ -41,15 +50,15 @@ def add_parser(subparsers):
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=["gmm", "gaussian"], default="gmm",
                    help="analytic data law (default gmm)")
-    p.add_argument("--weights", default="0.3,0.7", help="mixture weights, comma separated (gmm)")
-    p.add_argument("--means", default="-2,1.5",
+    p.add_argument("--weights", default="0.3,0.7", type=_args.float_list(_args.positive_float), help="mixture weights, comma separated (gmm)")
+    p.add_argument("--means", default="-2,1.5", type=_args.float_list(_args.any_float),
                    help="component means: one value per component (broadcast over --dim) or "
                         "components x dim values row-major; gaussian: 1 or dim values")
-    p.add_argument("--stds", default="0.5,0.3", help="component standard deviations (gaussian: one)")
-    p.add_argument("--dim", type=int, default=1, help="data dimension d (default 1)")
-    p.add_argument("--steps", type=int, default=50, help="diffusion steps T (default 50)")
-    p.add_argument("--schedule", default="linear:1e-3:0.2",
-                   help="beta schedule: linear:START:END or const:BETA (default linear:1e-3:0.2)")
+    p.add_argument("--stds", default="0.5,0.3", type=_args.float_list(_args.positive_float), help="component standard deviations (gaussian: one)")
+    p.add_argument("--dim", type=_args.positive_int, default=1, help="data dimension d (default 1)")
+    p.add_argument("--steps", type=_args.positive_int, default=50, help="diffusion steps T (default 50)")
+    p.add_argument("--schedule", default="linear:1e-3:0.2", type=schedule,
+                   help="beta schedule: linear:START:END or const:BETA, betas in (0, 1) (default linear:1e-3:0.2)")
     p.add_argument("--sampler", choices=["ddpm", "em"], default="ddpm",
                    help="ddpm ancestral or em (Euler-Maruyama of the reverse VP-SDE)")
     p.add_argument("--final-noise", action="store_true",
@@ -60,25 +69,76 @@ def add_parser(subparsers):
                    help="drafter (default free = FD-b); see below")
     p.add_argument("--freeze", choices=["drift", "output"], default="drift",
                    help="free/frozen drafters freeze the whole drift (default) or the network output")
-    p.add_argument("--draft-std-scale", type=float, default=1.25,
+    p.add_argument("--draft-std-scale", type=_args.positive_float, default=1.25,
                    help="independent drafter: its data stds are the target's times this (default 1.25)")
-    p.add_argument("--window", type=int, default=4, help="window (block) length L (default 4)")
+    p.add_argument("--window", type=_args.positive_int, default=4, help="window (block) length L (default 4)")
     p.add_argument("--verify", choices=["block", "token", "reflection", "none"], default="block",
                    help="verification (default block); none = plain target chain")
     p.add_argument("--bonus", action="store_true",
                    help="draw the bonus step when a whole window is accepted (default off, §9)")
-    p.add_argument("--chains", type=int, default=100000, help="number of chains B (default 1e5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of numpy.random.default_rng")
-    p.add_argument("--out", help="write the final samples [B, d] to this .npy file")
-    p.add_argument("--json", help="write the statistics to this JSON file")
+    p.add_argument("--chains", type=_args.positive_int, default=100000, help="number of chains B (default 1e5)")
+    p.add_argument("--seed", type=_args.seed, default=0, help="seed of numpy.random.default_rng")
+    p.add_argument("--out", type=_args.output_file, help="write the final samples [B, d] to this .npy file")
+    p.add_argument("--json", type=_args.output_file, help="write the statistics to this JSON file")
     p.add_argument("--reference", action="store_true",
                    help="also compute the target chain's exact moments (closed form for "
                         "gaussian data, a 2001-point grid for 1-D gmm)")
     # Trained denoisers (issue 9): --model zoo:digits | zoo:moons | diffusers:DIR and its options.
     from specoracle.fastpath.models.diffusion_cli import MODEL_EXAMPLES, add_model_arguments
     add_model_arguments(p)
+    _args.retype(p, n=_args.positive_int, png=_args.output_file, threads=_args.positive_int,
+                 device=_args.device)
     p.epilog = (p.epilog or "") + "\n" + MODEL_EXAMPLES
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, check=functools.partial(check, p))
+
+
+SCHEDULE_FORMAT = "expected 'linear:START:END' or 'const:BETA'"
+ANALYTIC_ONLY = ("data", "weights", "means", "stds", "dim", "schedule", "final_noise",
+                 "parameterization", "draft_std_scale", "bonus", "chains", "reference")
+MODEL_ONLY = ("n", "png", "compare_plain", "variance", "threads", "device")
+
+
+def schedule(text: str) -> str:
+    """``type=`` of --schedule: the format, then each beta in (0, 1)."""
+    kind, *values = str(text).split(":")
+    if (kind, len(values)) not in (("linear", 2), ("const", 1)):
+        raise argparse.ArgumentTypeError(f"{SCHEDULE_FORMAT}, got {text!r}")
+    try:
+        betas = [float(v) for v in values]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{SCHEDULE_FORMAT} with numbers, got {text!r}") from None
+    bad = [b for b in betas if not 0 < b < 1]
+    if bad:
+        raise argparse.ArgumentTypeError(f"beta {bad[0]:g} is out of range: every beta must lie "
+                                         f"in (0, 1) (got {text!r})")
+    return text
+
+
+def check(parser, args) -> None:
+    """Before any work: the options of the other mode, the model and its extra, the device."""
+    if not args.model:
+        _args.reject_unused(args, parser, MODEL_ONLY, "without --model (analytic targets)")
+        return
+    _args.reject_unused(args, parser, ANALYTIC_ONLY, "with --model")
+    spec = args.model
+    if spec.startswith("zoo:"):
+        _deps.require("models", "safetensors", what="specoracle diffuse --model")
+        from specoracle.fastpath.models.diffusion_zoo import ZOO
+
+        entry = ZOO.get(spec[len("zoo:"):])
+        if entry is None:
+            raise _args.UsageError("--model", f"unknown model {spec!r}; known: "
+                                   + ", ".join(f"zoo:{n}" for n in ZOO) + " (or diffusers:DIR)")
+        if args.png and entry.dataset == "moons":  # the scatter plot draws the data (scikit-learn)
+            _deps.require("models", "sklearn", what="specoracle diffuse --png")
+    elif spec.startswith("diffusers:"):
+        _deps.require("models", "diffusers", "safetensors", what="specoracle diffuse --model")
+        folder = spec[len("diffusers:"):]
+        if not Path(folder).expanduser().is_dir():
+            raise _args.UsageError("--model", f"{folder}: no such directory (diffusers:DIR)")
+    else:
+        raise _args.UsageError("--model", f"expected zoo:NAME or diffusers:DIR, got {spec!r}")
+    _args.check_device("--device", args.device)
 
 
 def _floats(text, name):
@@ -174,7 +234,7 @@ def run(args) -> int:
     x = res.samples
     acc = res.acceptance_per_step
     stats = {
-        "config": {k: v for k, v in vars(args).items() if k != "func"},
+        "config": {k: v for k, v in vars(args).items() if k not in ("func", "check")},
         "seconds": seconds,
         "chain_steps": sampler.n_steps,
         "speculative_steps": sampler.n_speculative,

@@ -3,7 +3,10 @@ acceptance statistics and the speed-up over plain autoregressive decoding of the
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+
+from specoracle.cli import _args, _deps
 
 EPILOG = """examples:
   specoracle generate --target zoo:code-target --draft zoo:code-draft --prompt "def " \\
@@ -17,6 +20,13 @@ EPILOG = """examples:
   specoracle generate --target zoo:code-target --draft zoo:code-draft --prompt "def " \\
       --round device --static-cache     # warps, draws and verifier as torch tensors on the device
   specoracle generate --target zoo:smollm2-135m --draft zoo:smollm2-135m --prompt "Hello" --k 2
+
+Give --draft (an autoregressive draft model) or --drafter (dflash, d2sd), not both. Options the
+chosen mode would ignore are rejected: with --drafter, --k, --batch, --backend, --min-p,
+--static-cache, --cuda-graphs, --compile, --round, --round-dtype, --no-eos, --device; with --draft,
+the drafter options (--block-size, --branches, --dflash-mode, --dflash-path, --vp-path).
+--cuda-graphs and --compile need --static-cache; --round-dtype needs --round device.
+Needs the 'models' extra: pip install 'specoracle[models]'.
 """
 
 
@@ -32,21 +42,21 @@ def add_parser(subparsers) -> None:
     p.add_argument("--drafter", choices=["dflash", "d2sd"], default=None,
                    help="a block-diffusion drafter instead of --draft (specoracle/cli/zoo_dflash.py)")
     p.add_argument("--prompt", default="", help="prompt text (empty: the BOS/EOS token)")
-    p.add_argument("--max-new-tokens", type=int, default=100)
-    p.add_argument("--k", type=int, default=4, help="drafted tokens per round")
+    p.add_argument("--max-new-tokens", type=_args.positive_int, default=100)
+    p.add_argument("--k", type=_args.positive_int, default=4, help="drafted tokens per round (>= 1)")
     p.add_argument("--verify", choices=["chain", "block", "greedy"], default="chain")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--min-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0, help="request b uses seed + b")
-    p.add_argument("--batch", type=int, default=1, help="copies of the prompt decoded together")
+    p.add_argument("--temperature", type=_args.nonneg_float, default=1.0, help="(>= 0; 0 = greedy)")
+    p.add_argument("--top-k", type=_args.positive_int, default=None)
+    p.add_argument("--top-p", type=_args.unit_open_closed, default=None, help="in (0, 1]")
+    p.add_argument("--min-p", type=_args.unit_closed, default=None, help="in [0, 1]")
+    p.add_argument("--seed", type=_args.seed, default=0, help="request b uses seed + b (>= 0)")
+    p.add_argument("--batch", type=_args.positive_int, default=1, help="copies of the prompt decoded together")
     p.add_argument("--backend", choices=["numba", "reference"], default="numba",
                    help="verification kernels (reference: the float64 oracle, row by row)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the autoregressive run (no speed-up figure)")
     p.add_argument("--no-eos", action="store_true", help="do not stop at EOS")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=_args.positive_int, default=None, help="torch CPU threads")
     p.add_argument("--static-cache", action="store_true",
                    help="preallocated position-indexed KV buffers and fixed-shape model calls "
                         "(target k+1, draft 2 / 1 tokens): the CUDA-graph-ready path; same tokens")
@@ -65,13 +75,49 @@ def add_parser(subparsers) -> None:
     p.add_argument("--round-dtype", choices=["float64", "float32"], default="float64",
                    help="with --round device: compute dtype of warps and verifier (float64 gives "
                         "the host round's tokens; float32 is the fast GPU setting)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", type=_args.device, default="cpu", help="cpu (default), cuda or cuda:N")
     try:  # the DFlash / D2SD drafters' own options (another area's module), when present
         from specoracle.cli import zoo_dflash
         zoo_dflash.add_generate_arguments(p)
     except ImportError:
         pass
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, check=functools.partial(check, p))
+
+
+# options of the autoregressive-draft mode (--draft) and of the drafter mode (--drafter)
+DRAFT_ONLY = ("k", "batch", "backend", "min_p", "static_cache", "cuda_graphs", "compile",
+              "round_impl", "round_dtype", "no_eos", "device")
+DRAFTER_ONLY = ("block_size", "branches", "dflash_mode", "dflash_path", "vp_path")
+
+
+def check(parser, args) -> None:
+    """Before any work: extras, option combinations, device, models (exit 2 naming the flag)."""
+    _deps.require("models", *_deps.LLM, what="specoracle generate")
+    if args.drafter:
+        if args.draft:
+            raise _args.UsageError("--draft", "give either --draft (an autoregressive draft model) "
+                                              "or --drafter, not both")
+        _args.reject_unused(args, parser, DRAFT_ONLY, "with --drafter")
+        _args.reject_unused(args, parser, ("branches", "vp_path") if args.drafter == "dflash"
+                            else ("dflash_mode",), f"with --drafter {args.drafter}")
+        from specoracle.cli import zoo_dflash
+        zoo_dflash.check_drafter_paths(args)
+    else:
+        if not args.draft:
+            raise _args.UsageError("--draft", "required: a model sharing the target's tokenizer "
+                                              "(or --drafter dflash|d2sd)")
+        _args.reject_unused(args, parser, DRAFTER_ONLY, "without --drafter")
+        if args.cuda_graphs and not args.static_cache:
+            raise _args.UsageError("--cuda-graphs", "needs --static-cache")
+        if args.compile and not args.static_cache:
+            raise _args.UsageError("--compile", "needs --static-cache")
+        if args.cuda_graphs and not args.device.startswith("cuda"):
+            raise _args.UsageError("--cuda-graphs", "needs --device cuda")
+        if args.round_dtype != parser.get_default("round_dtype") and args.round_impl != "device":
+            raise _args.UsageError("--round-dtype", "only used with --round device")
+        _args.check_device("--device", args.device)
+    _args.check_model("--target", args.target)
+    _args.check_model("--draft", args.draft)
 
 
 def run(args) -> int:
@@ -87,17 +133,11 @@ def run(args) -> int:
     if getattr(args, "drafter", None):
         from specoracle.cli import zoo_dflash
         return zoo_dflash.run_generate(args)
-    if not args.draft:
-        print("error: --draft (a model sharing the target's tokenizer) or --drafter is required",
-              file=sys.stderr)
-        return 2
     if args.verify == "greedy" and args.temperature != 0:
         print("note: --verify greedy decodes at temperature 0", file=sys.stderr)
         args.temperature = 0.0
     try:
         warping = Warp(args.temperature, args.top_k, args.top_p, args.min_p)
-        if (args.cuda_graphs or args.compile) and not args.static_cache:
-            raise InvalidInput("cuda-graphs", "--cuda-graphs and --compile need --static-cache")
         target, draft, tok = load_pair(args.target, args.draft, device=args.device)
     except InvalidInput as e:
         print(f"error: {e}", file=sys.stderr)

@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from specoracle.cli import _args
+
 EPILOG = """examples:
   specoracle prove --quick                         # every theorem, quick sizes
   specoracle prove --json proofs.json              # full sizes, write the JSON certificate
@@ -20,7 +22,8 @@ def add_parser(sub):
                     "fractions, sympy case splits, numeric quadrature for the Gaussian ones), prints "
                     "a table (id, method, cases, status, seconds) and exits 1 if any proof fails.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", metavar="FILE", help="write the certificate (JSON) to FILE")
+    p.add_argument("--json", metavar="FILE", type=_args.output_file,
+                   help="write the certificate (JSON) to FILE (checked before the run)")
     p.add_argument("--quick", action="store_true",
                    help="quick sizes (small V and K; what CI runs) instead of the thorough ones")
     p.add_argument("--only", nargs="+", metavar="ID", help="run only these theorem ids")
@@ -65,8 +68,7 @@ def run(args) -> int:
     if args.only:
         unknown = [i for i in args.only if i not in known]
         if unknown:
-            print(f"unknown theorem id(s): {', '.join(unknown)} (see --list)", file=sys.stderr)
-            return 2
+            raise _args.UsageError("--only", f"unknown theorem id(s): {', '.join(unknown)} (see --list)")
     results = run_theorems(quick=args.quick, ids=args.only,
                            progress=not args.no_progress and sys.stderr.isatty())
     if not results:

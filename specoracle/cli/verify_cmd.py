@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from specoracle.cli import _args
+
 EPILOG = """examples:
   specoracle verify                       # everything, on the embedded defaults
   specoracle verify --json cert.json      # ... and write the certificate (JSON)
@@ -18,9 +20,11 @@ def add_parser(sub):
                     "reference samplers statistically, and checks every available fast-path backend "
                     "against the oracle under the same noise. Prints one table; exits 1 on any failure.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", metavar="FILE", help="write the certificate to FILE")
+    p.add_argument("--json", metavar="FILE", type=_args.output_file,
+                   help="write the certificate to FILE (checked before the run)")
     p.add_argument("--thorough", action="store_true", help="full proof sizes instead of the quick ones")
-    p.add_argument("--seed", type=int, default=0, help="seed of the statistical checks (default 0)")
+    p.add_argument("--seed", type=_args.seed, default=0,
+                   help="seed of the statistical checks (default 0; an integer >= 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from specoracle.cli import _args, _deps
+
 EPILOG = """examples:
   specoracle zoo list
   specoracle zoo install --from ../shared/zoo --link
@@ -21,7 +23,7 @@ def add_parser(subparsers) -> None:
     sub = p.add_subparsers(dest="zoo_command", metavar="ACTION")
     sub.add_parser("list", help="registered and installed models")
     ins = sub.add_parser("install", help="copy or link every model folder of DIR into the zoo")
-    ins.add_argument("--from", dest="source", required=True, metavar="DIR",
+    ins.add_argument("--from", dest="source", required=True, metavar="DIR", type=_args.input_dir,
                      help="a folder of model folders (or one model folder)")
     ins.add_argument("--link", action="store_true", help="symlink instead of copying")
     ins.add_argument("--force", action="store_true", help="replace entries that exist")
@@ -32,8 +34,22 @@ def add_parser(subparsers) -> None:
                                "--out zoo-new\n")
     from specoracle.fastpath.models.train import add_train_arguments
     add_train_arguments(tr)
+    # the recipe's options are defined in fastpath/models (which must not import the CLI)
+    _args.retype(tr, out=_args.output_dir, vocab=_args.positive_int, steps=_args.positive_int,
+                 seconds=_args.positive_float, lr_target=_args.positive_float,
+                 lr_draft=_args.positive_float, seed=_args.seed, threads=_args.positive_int,
+                 device=_args.device, corpus=_args.input_file)
+    tr.set_defaults(check=check_train_lm)
     _add_other_zoo_commands(sub)
     p.set_defaults(func=run, _zoo_parser=p)
+
+
+def check_train_lm(args) -> None:
+    """``train-lm`` before any work: the extra, the device, the tokenizer source."""
+    _deps.require("models", *_deps.LLM, what="specoracle zoo train-lm")
+    if args.device:
+        _args.check_device("--device", args.device)
+    _args.check_model("--tokenizer-from", args.tokenizer_from, folder_needs_weights=False)
 
 
 def _add_other_zoo_commands(sub) -> None:

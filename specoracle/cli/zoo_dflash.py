@@ -8,9 +8,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
+
+from specoracle.cli import _args, _deps
 
 SHIPPED = Path(__file__).resolve().parents[2] / "fastpath" / "models" / "dflash_weights"
 SHIPPED_DFLASH = SHIPPED / "cpu-dflash"   # block 16, serves 8 and 16
@@ -42,27 +45,37 @@ def add_parser(subparsers) -> None:
                     "metrics.json in --out.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default="zoo:code-target", help="zoo:NAME or a local HF folder")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, type=_args.output_dir, help="output folder")
     p.add_argument("--recipe", choices=["cpu", "gpu", "shipped-dflash", "shipped-vp"], default="cpu",
                    help="cpu: 1 layer, block 8, < 10 min on 2 cores; gpu: 5 layers, block 16; "
                         "shipped-dflash / shipped-vp: the recipes of the shipped drafters "
                         "(objective included; run with --threads 1 to reproduce them)")
     p.add_argument("--objective", choices=["dflash", "vp"], default="dflash")
-    p.add_argument("--prefix-beta", type=float, default=None, help="vp: prefix prior beta (required)")
-    p.add_argument("--prefix-tau", type=float, default=None, help="vp: loss decay tau (required)")
-    p.add_argument("--corpus", default=None, help="text file (.xz ok); default: the zoo corpus")
+    p.add_argument("--prefix-beta", type=_args.unit_open_closed, default=None, help="vp: prefix prior beta (required)")
+    p.add_argument("--prefix-tau", type=_args.positive_float, default=None, help="vp: loss decay tau (required)")
+    p.add_argument("--corpus", default=None, type=_args.input_file,
+                   help="text file (.xz ok); default: the zoo corpus")
     p.add_argument("--data", choices=["corpus", "regenerated"], default=None,
                    help="corpus windows, or target-regenerated continuations of corpus prompts "
                         "(half greedy, half T=1; cached in OUT/regenerated.pt)")
-    for name, typ in (("steps", int), ("block-size", int), ("num-layers", int), ("n-features", int),
-                      ("intermediate-size", int), ("seq-len", int), ("windows-per-step", int),
-                      ("anchors", int), ("lr", float), ("max-chars", int), ("max-seconds", float),
-                      ("gamma-decay", float), ("prompt-len", int), ("regen-windows", int)):
+    count, number = _args.positive_int, _args.positive_float
+    for name, typ in (("steps", count), ("block-size", count), ("num-layers", count),
+                      ("n-features", count), ("intermediate-size", count), ("seq-len", count),
+                      ("windows-per-step", count), ("anchors", count), ("lr", number),
+                      ("max-chars", count), ("max-seconds", number), ("gamma-decay", number),
+                      ("prompt-len", count), ("regen-windows", count)):
         p.add_argument(f"--{name}", type=typ, default=None, help="override the recipe")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.set_defaults(func=run)
+    p.add_argument("--seed", type=_args.seed, default=0)
+    p.add_argument("--device", type=_args.device, default="cpu")
+    p.add_argument("--threads", type=_args.positive_int, default=None, help="torch CPU threads")
+    p.set_defaults(func=run, check=check_train)
+
+
+def check_train(args) -> None:
+    """``train-dflash`` before any work: the extra, the device, the target model."""
+    _deps.require("models", *_deps.LLM, what="specoracle zoo train-dflash")
+    _args.check_device("--device", args.device)
+    _args.check_model("--target", args.target)
 
 
 def run(args) -> int:
@@ -121,11 +134,11 @@ def add_generate_arguments(parser) -> None:
 
     add("--target", default="zoo:code-target")
     add("--prompt", default="")
-    add("--max-new-tokens", type=int, default=100)
-    add("--temperature", type=float, default=0.0)
-    add("--top-k", type=int, default=None)
-    add("--top-p", type=float, default=None)
-    add("--seed", type=int, default=0)
+    add("--max-new-tokens", type=_args.positive_int, default=100)
+    add("--temperature", type=_args.nonneg_float, default=0.0)
+    add("--top-k", type=_args.positive_int, default=None)
+    add("--top-p", type=_args.unit_open_closed, default=None)
+    add("--seed", type=_args.seed, default=0)
     add("--verify", choices=["chain", "block", "greedy"], default="chain")
     add("--drafter", choices=["dflash", "d2sd"], default="dflash")
     add("--dflash-path", default=str(SHIPPED_DFLASH),
@@ -134,9 +147,20 @@ def add_generate_arguments(parser) -> None:
         help="D2SD VP drafter folder ('none': re-use the DFlash drafter)")
     add("--dflash-mode", choices=["greedy", "stochastic"], default="greedy",
         help="greedy: argmax drafts + sample-and-match; stochastic: sampled drafts + --verify")
-    add("--block-size", type=int, default=None, help="G (default: the drafter's)")
-    add("--branches", type=int, default=4, help="D2SD: K VP branches")
+    add("--block-size", type=_args.positive_int, default=None, help="G (default: the drafter's)")
+    add("--branches", type=_args.positive_int, default=4, help="D2SD: K VP branches")
     add("--no-baseline", action="store_true", help="skip the target-only run")
+
+
+def check_drafter_paths(args) -> None:
+    """UsageError unless --dflash-path (and, for d2sd, --vp-path) hold a trained drafter."""
+    paths = [("--dflash-path", args.dflash_path)]
+    if args.drafter == "d2sd" and str(args.vp_path).lower() != "none":
+        paths.append(("--vp-path", args.vp_path))
+    for flag, folder in paths:
+        if not (Path(folder).expanduser() / "dflash_config.json").is_file():
+            raise _args.UsageError(flag, f"{folder} holds no dflash_config.json (train a drafter "
+                                         "with `specoracle zoo train-dflash`)")
 
 
 def run_generate(args) -> int:

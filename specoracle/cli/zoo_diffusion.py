@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 
+from specoracle.cli import _args, _deps
+
 EPILOG = """examples:
   specoracle zoo train-diffusion moons                  # seconds; writes $SPECORACLE_ZOO/diffusion-moons
   specoracle zoo train-diffusion digits --out ./digits  # about two minutes on a CPU
@@ -27,13 +29,23 @@ def add_parser(zoo_subparsers):
                     "with the project's recipe (fixed seeds) and write weights + metrics.json.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", help="moons | digits")
-    p.add_argument("--out", default=None, help="output folder (default $SPECORACLE_ZOO/diffusion-NAME)")
-    p.add_argument("--scale-steps", type=float, default=1.0,
+    p.add_argument("--out", default=None, type=_args.output_dir, help="output folder (default $SPECORACLE_ZOO/diffusion-NAME)")
+    p.add_argument("--scale-steps", type=_args.positive_float, default=1.0,
                    help="multiply the training steps (1 = the shipped recipe)")
     p.add_argument("--no-quality", action="store_true",
                    help="skip the energy-distance sample-quality metric")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, check=check)
     return p
+
+
+def check(args) -> None:
+    """Before any work: the extra and the model name."""
+    _deps.require("models", "safetensors", "sklearn", what="specoracle zoo train-diffusion")
+    from specoracle.fastpath.models.diffusion_zoo import ZOO
+
+    if args.name.removeprefix("zoo:") not in ZOO:
+        raise _args.UsageError("name", f"unknown diffusion zoo model {args.name!r}; known: "
+                                       + ", ".join(ZOO))
 
 
 def run(args) -> int:
@@ -42,8 +54,6 @@ def run(args) -> int:
 
     try:
         e = entry(args.name)
-        if not args.scale_steps > 0:
-            raise InvalidInput("scale-steps", f"must be > 0, got {args.scale_steps}")
     except InvalidInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
