@@ -116,6 +116,7 @@ ROWS = [
     R(f"{GD} --min-p 0.1", "--min-p"),
     R(f"{GD} --block-size 0", "--block-size"),
     R(f"{GD} --block-size -3", "--block-size"),
+    R(f"{GD} --block-size 1", "--block-size"),
     R(f"{GD} --branches 0", "--branches"),
     R(f"{GD} --dflash-mode fast", "--dflash-mode"),
     R(f"{GD} --dflash-path {NOPE}", "--dflash-path"),

@@ -78,5 +78,7 @@ def test_bad_input():
         generate_dflash(t, d, [99], 3)
     with pytest.raises(InvalidInput, match="block_size"):
         generate_dflash(t, d, PROMPT, 3, block_size=1)
+    with pytest.raises(InvalidInput, match="block_size"):  # 0 is an error, not "the default"
+        generate_dflash(t, d, PROMPT, 3, block_size=0)
     with pytest.raises(InvalidInput, match="trained block"):
         generate_dflash(t, d, PROMPT, 3, block_size=d.block_size + 1)

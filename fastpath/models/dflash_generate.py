@@ -157,7 +157,7 @@ def check_run(target, drafters, prompt_ids, fault, faults, warp_args, block_size
         raise InvalidInput("fault", f"must be one of {faults}, got {fault!r}")
     for d in drafters:
         check_compatible(target, d)
-    g = int(block_size or drafters[0].block_size)
+    g = int(drafters[0].block_size if block_size is None else block_size)  # 0 is not "default"
     if g < 2:
         raise InvalidInput("block_size", f"must be >= 2, got {g}")
     trained = min(d.block_size for d in drafters)

@@ -19,7 +19,7 @@ import importlib
 import importlib.util
 import sys
 
-from specoracle.cli._args import Parser, UsageError, one_line
+from specoracle.cli._args import Parser, UsageError, report
 from specoracle.cli._deps import MissingExtra, from_import_error
 
 COMMANDS = ["verify", "prove", "certify", "bench", "generate", "diffuse", "zoo", "notebooks"]
@@ -57,11 +57,6 @@ def _prog(args) -> str:
     return " ".join(w for w in words if w)
 
 
-def _fail(prog: str, message) -> int:
-    print(f"{prog}: error: {one_line(message)}", file=sys.stderr)
-    return 2
-
-
 def main(argv=None) -> int:
     from specoracle.reference.types import InvalidInput
 
@@ -81,12 +76,12 @@ def main(argv=None) -> int:
             args.check(args)
         return int(args.func(args) or 0)
     except (UsageError, MissingExtra, InvalidInput) as exc:
-        return _fail(prog, exc)
-    except ModuleNotFoundError as exc:
-        missing = from_import_error(exc, prog)
+        return report(prog, exc)
+    except ModuleNotFoundError as exc:  # a missing extra that no check foresaw: still one line
+        missing = from_import_error(exc)
         if missing is None:
             raise
-        return _fail(prog, missing)
+        return report(prog, missing)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,14 +40,15 @@ class Parser(argparse.ArgumentParser):
         die(self.prog, message)
 
 
-def die(prog: str, message: str):
-    """Print ``PROG: error: MESSAGE`` (one line) on stderr and exit with status 2."""
-    print(f"{prog}: error: {one_line(message)}", file=sys.stderr)
-    sys.exit(2)
+def report(prog: str, message) -> int:
+    """Print ``PROG: error: MESSAGE`` as one line on stderr; return the exit status 2."""
+    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
 
 
-def one_line(message) -> str:
-    return " ".join(str(message).split())
+def die(prog: str, message):
+    """:func:`report`, then exit with status 2 (argparse's error hook)."""
+    sys.exit(report(prog, message))
 
 
 # ---------------------------------------------------------------- numbers

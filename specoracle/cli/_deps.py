@@ -1,6 +1,6 @@
 """Optional dependencies ("extras" of pyproject.toml) and the one-line error when one is missing.
 
-``require("models", "transformers", "safetensors", what="generate")`` raises
+``require("models", "transformers", "safetensors", what="--model")`` raises
 :class:`MissingExtra` naming the extra to install, before the command does any work;
 :func:`specoracle.cli.main` prints it as one line and exits with status 2. The same
 mapping turns a ``ModuleNotFoundError`` that escapes a command into that one line.
@@ -31,7 +31,7 @@ class MissingExtra(Exception):
     def __init__(self, extra: str, modules, what: str | None = None):
         self.extra = extra
         self.modules = tuple(modules)
-        need = f"{what} needs" if what else "needs"
+        need = f"{what} needs" if what else "needs"  # what: e.g. "--model", "--suite llm"
         super().__init__(f"{need} the optional dependencies of the '{extra}' extra "
                          f"(missing: {', '.join(self.modules)}); install them with: "
                          f"pip install 'specoracle[{extra}]'")
@@ -52,9 +52,9 @@ def require(extra: str, *modules: str, what: str | None = None) -> None:
         raise MissingExtra(extra, missing, what)
 
 
-def from_import_error(exc: ModuleNotFoundError, what: str | None = None) -> MissingExtra | None:
+def from_import_error(exc: ModuleNotFoundError) -> MissingExtra | None:
     """The :class:`MissingExtra` behind a ``ModuleNotFoundError``, or None if the module
     is not one of an extra's (a real bug, to be shown as it is)."""
     top = (exc.name or "").split(".")[0]
     extra = MODULE_EXTRA.get(top)
-    return MissingExtra(extra, [top], what) if extra else None
+    return MissingExtra(extra, [top]) if extra else None

@@ -69,7 +69,7 @@ def check(parser, args) -> None:
 def _require_models(names) -> None:
     wanted = sorted(NEEDS_MODELS & set(names))
     if wanted:
-        _deps.require("models", *_deps.LLM, what=f"specoracle bench --suite {wanted[0]}")
+        _deps.require("models", *_deps.LLM, what=f"--suite {wanted[0]}")
 
 
 def run(args) -> int:

@@ -122,7 +122,7 @@ def check(parser, args) -> None:
     _args.reject_unused(args, parser, ANALYTIC_ONLY, "with --model")
     spec = args.model
     if spec.startswith("zoo:"):
-        _deps.require("models", "safetensors", what="specoracle diffuse --model")
+        _deps.require("models", "safetensors", what="--model")
         from specoracle.fastpath.models.diffusion_zoo import ZOO
 
         entry = ZOO.get(spec[len("zoo:"):])
@@ -130,9 +130,9 @@ def check(parser, args) -> None:
             raise _args.UsageError("--model", f"unknown model {spec!r}; known: "
                                    + ", ".join(f"zoo:{n}" for n in ZOO) + " (or diffusers:DIR)")
         if args.png and entry.dataset == "moons":  # the scatter plot draws the data (scikit-learn)
-            _deps.require("models", "sklearn", what="specoracle diffuse --png")
+            _deps.require("models", "sklearn", what="--png")
     elif spec.startswith("diffusers:"):
-        _deps.require("models", "diffusers", "safetensors", what="specoracle diffuse --model")
+        _deps.require("models", "diffusers", "safetensors", what="--model")
         folder = spec[len("diffusers:"):]
         if not Path(folder).expanduser().is_dir():
             raise _args.UsageError("--model", f"{folder}: no such directory (diffusers:DIR)")

@@ -92,7 +92,7 @@ DRAFTER_ONLY = ("block_size", "branches", "dflash_mode", "dflash_path", "vp_path
 
 def check(parser, args) -> None:
     """Before any work: extras, option combinations, device, models (exit 2 naming the flag)."""
-    _deps.require("models", *_deps.LLM, what="specoracle generate")
+    _deps.require("models", *_deps.LLM)
     if args.drafter:
         if args.draft:
             raise _args.UsageError("--draft", "give either --draft (an autoregressive draft model) "

@@ -44,8 +44,7 @@ def check(parser, args) -> None:
                                          + ", ".join(known))
     if args.list:
         return
-    _deps.require("notebooks", *_deps.NOTEBOOKS, *(("nbconvert",) if args.render else ()),
-                  what="specoracle notebooks")
+    _deps.require("notebooks", *_deps.NOTEBOOKS, *(("nbconvert",) if args.render else ()))
 
 
 def run(args) -> int:

@@ -46,7 +46,7 @@ def add_parser(subparsers) -> None:
 
 def check_train_lm(args) -> None:
     """``train-lm`` before any work: the extra, the device, the tokenizer source."""
-    _deps.require("models", *_deps.LLM, what="specoracle zoo train-lm")
+    _deps.require("models", *_deps.LLM)
     if args.device:
         _args.check_device("--device", args.device)
     _args.check_model("--tokenizer-from", args.tokenizer_from, folder_needs_weights=False)

@@ -73,7 +73,7 @@ def add_parser(subparsers) -> None:
 
 def check_train(args) -> None:
     """``train-dflash`` before any work: the extra, the device, the target model."""
-    _deps.require("models", *_deps.LLM, what="specoracle zoo train-dflash")
+    _deps.require("models", *_deps.LLM)
     _args.check_device("--device", args.device)
     _args.check_model("--target", args.target)
 
@@ -147,7 +147,8 @@ def add_generate_arguments(parser) -> None:
         help="D2SD VP drafter folder ('none': re-use the DFlash drafter)")
     add("--dflash-mode", choices=["greedy", "stochastic"], default="greedy",
         help="greedy: argmax drafts + sample-and-match; stochastic: sampled drafts + --verify")
-    add("--block-size", type=_args.positive_int, default=None, help="G (default: the drafter's)")
+    add("--block-size", type=_args.int_at_least(2), default=None,
+        help="G >= 2, at most the drafter's trained block (default: the drafter's)")
     add("--branches", type=_args.positive_int, default=4, help="D2SD: K VP branches")
     add("--no-baseline", action="store_true", help="skip the target-only run")
 

@@ -40,7 +40,7 @@ def add_parser(zoo_subparsers):
 
 def check(args) -> None:
     """Before any work: the extra and the model name."""
-    _deps.require("models", "safetensors", "sklearn", what="specoracle zoo train-diffusion")
+    _deps.require("models", "safetensors", "sklearn")
     from specoracle.fastpath.models.diffusion_zoo import ZOO
 
     if args.name.removeprefix("zoo:") not in ZOO:
