@@ -13,7 +13,6 @@ survey (clean / traceback / unclear / slow), the before/after measure of issue 1
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -203,9 +202,10 @@ ROWS = [
     R(f"notebooks --render {UNDER_FILE}", "--render"),
 ]
 
-# rows also run as a real subprocess (the user's view: the console script's stderr)
-SUBPROCESS_ROWS = [r for r in ROWS if r.argv[:2] in {("verify", "--seed"), ("bench", "--device")}
-                   or r.flag in ("--schedule",)][:3] + [ROWS[[r.flag for r in ROWS].index("--batch")]]
+# rows also run as `python -m specoracle ...` (the user's view: what reaches the terminal)
+SUBPROCESS_ROWS = [R("verify --seed -1", "--seed"), R(f"{D} --schedule linear:0.5:2", "--schedule", "range"),
+                   R(f"{G} --batch 0", "--batch"), R(f"{GD} --static-cache", "--static-cache"),
+                   R("generate --target zoo:nonexistent --draft zoo:code-draft", "--target", "unknown model")]
 
 SECONDS = 20.0  # a row that takes longer did work before failing (2 shared cores; most take < 1 s)
 
@@ -255,17 +255,12 @@ def test_bad_input_row(row, prepared, capsys):
     assert not (prepared / "o").exists(), "an output folder was created for a failed command"
 
 
-def _subprocess(argv, env=None, prelude=""):
-    code = (f"import sys\n{prelude}\nfrom specoracle.cli import main\n"
-            f"sys.exit(main({argv!r}))")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **(env or {})})
-
-
 @pytest.mark.parametrize("row", SUBPROCESS_ROWS, ids=[r.id for r in SUBPROCESS_ROWS])
 def test_bad_input_subprocess(row, prepared):
-    res = _subprocess(_argv(row, prepared))
+    res = subprocess.run([sys.executable, "-m", "specoracle", *_argv(row, prepared)],
+                         capture_output=True, text=True, timeout=120)
     assert res.stdout == "", res.stdout
+    assert len(res.stderr.splitlines()) == 1, res.stderr       # one line, nothing else
     _check_output(row, res.stderr, res.returncode)
 
 
@@ -364,7 +359,8 @@ def extra_results(prepared):
     return _run_blocked(rows)
 
 
-@pytest.mark.parametrize("i", range(len(EXTRA_ROWS)), ids=[" ".join(r[0][:3]) + " -" + r[1] for r in EXTRA_ROWS])
+@pytest.mark.parametrize("i", range(len(EXTRA_ROWS)),
+                         ids=[" ".join(r[0][:3]) + " -" + r[1] for r in EXTRA_ROWS])
 def test_missing_extra_is_one_line(i, extra_results):
     argv, module, extra = EXTRA_ROWS[i]
     code, text = extra_results[i]
@@ -410,6 +406,27 @@ def test_output_path_helpers(tmp_path):
             _args.output_file(str(bad))
     with pytest.raises(argparse.ArgumentTypeError):
         _args.output_dir(str(tmp_path / "old.json" / "sub"))
+
+
+def test_library_errors_behind_the_rows(tmp_path, monkeypatch):
+    """The library functions behind two rows say the same thing to Python callers."""
+    from specoracle.fastpath.models import zoo
+    from specoracle.reference.targets_continuous import parse_schedule
+    from specoracle.reference.types import InvalidInput
+
+    with pytest.raises(InvalidInput, match="beta must lie in"):     # a range error, not the format
+        parse_schedule("linear:0.5:2", 10)
+    with pytest.raises(InvalidInput, match="beta must lie in"):
+        parse_schedule("const:0", 10)
+    for bad in ("cosine", "linear:a:b", "linear:0.1", "const:0.1:0.2"):
+        with pytest.raises(InvalidInput, match="expected 'linear:START:END'"):
+            parse_schedule(bad, 10)
+    assert parse_schedule("const:0.1", 3).n_steps == 3
+    monkeypatch.setenv("SPECORACLE_ZOO", str(tmp_path))
+    with pytest.raises(InvalidInput, match="unknown model 'zoo:nonexistent'; known: zoo:code-draft"):
+        zoo.resolve("zoo:nonexistent")
+    with pytest.raises(InvalidInput, match="known but not installed"):
+        zoo.resolve("zoo:code-target")
 
 
 # ---------------------------------------------------------------- the survey (script mode)

@@ -54,22 +54,24 @@ def check(parser, args) -> None:
     if args.list:
         return
     _args.check_device("--device", args.device)
-    _require_models(args.suite or ())          # before importing the suites (seconds)
+    _require_models(args.suite or (), True)    # before importing the suites (seconds)
     from specoracle.fastpath import bench
 
     available = bench.suites(args.device)
     names = args.suite or list(available)
     unknown = [n for n in names if n not in available]
     if unknown or not names:
-        raise _args.UsageError("--suite", f"no suite {', '.join(unknown) or ''} for device "
-                                          f"{args.device!r}; available: {', '.join(sorted(available)) or 'none'}")
-    _require_models(names)
+        have = ", ".join(sorted(available)) or "none"
+        raise _args.UsageError("--suite", f"no suite {', '.join(unknown)} for device "
+                                          f"{args.device!r}; available: {have}")
+    _require_models(names, bool(args.suite))
 
 
-def _require_models(names) -> None:
+def _require_models(names, chosen: bool) -> None:
     wanted = sorted(NEEDS_MODELS & set(names))
     if wanted:
-        _deps.require("models", *_deps.LLM, what=f"--suite {wanted[0]}")
+        what = f"--suite {wanted[0]}" if chosen else f"--suite (default: all, {wanted[0]} included)"
+        _deps.require("models", *_deps.LLM, what=what)
 
 
 def run(args) -> int:

@@ -33,7 +33,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=_args.seed, default=0, help="seed of the run (default 0)")
     p.add_argument("--samples", type=_args.int_at_least(10), default=None,  # certify's minimum
                    help="rounds per scenario (default: the smallest number reaching the stated power)")
-    p.add_argument("--alpha", type=_args.unit_open, default=1e-3, help="false-positive budget of the run (default 1e-3)")
+    p.add_argument("--alpha", type=_args.unit_open, default=1e-3,
+                   help="false-positive budget of the run (default 1e-3)")
     p.add_argument("--power", type=_args.unit_open, default=0.9, help="stated power (default 0.9)")
     p.add_argument("--tv", type=_args.unit_open_closed, default=0.05, dest="target_tv",
                    help="smallest effect (TV distance) to detect at that power (default 0.05)")

@@ -50,15 +50,18 @@ def add_parser(subparsers):
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=["gmm", "gaussian"], default="gmm",
                    help="analytic data law (default gmm)")
-    p.add_argument("--weights", default="0.3,0.7", type=_args.float_list(_args.positive_float), help="mixture weights, comma separated (gmm)")
+    p.add_argument("--weights", default="0.3,0.7", type=_args.float_list(_args.positive_float),
+                   help="mixture weights, comma separated (gmm)")
     p.add_argument("--means", default="-2,1.5", type=_args.float_list(_args.any_float),
                    help="component means: one value per component (broadcast over --dim) or "
                         "components x dim values row-major; gaussian: 1 or dim values")
-    p.add_argument("--stds", default="0.5,0.3", type=_args.float_list(_args.positive_float), help="component standard deviations (gaussian: one)")
+    p.add_argument("--stds", default="0.5,0.3", type=_args.float_list(_args.positive_float),
+                   help="component standard deviations (gaussian: one)")
     p.add_argument("--dim", type=_args.positive_int, default=1, help="data dimension d (default 1)")
     p.add_argument("--steps", type=_args.positive_int, default=50, help="diffusion steps T (default 50)")
     p.add_argument("--schedule", default="linear:1e-3:0.2", type=schedule,
-                   help="beta schedule: linear:START:END or const:BETA, betas in (0, 1) (default linear:1e-3:0.2)")
+                   help="beta schedule: linear:START:END or const:BETA, betas in (0, 1) "
+                        "(default linear:1e-3:0.2)")
     p.add_argument("--sampler", choices=["ddpm", "em"], default="ddpm",
                    help="ddpm ancestral or em (Euler-Maruyama of the reverse VP-SDE)")
     p.add_argument("--final-noise", action="store_true",
@@ -76,7 +79,8 @@ def add_parser(subparsers):
                    help="verification (default block); none = plain target chain")
     p.add_argument("--bonus", action="store_true",
                    help="draw the bonus step when a whole window is accepted (default off, §9)")
-    p.add_argument("--chains", type=_args.positive_int, default=100000, help="number of chains B (default 1e5)")
+    p.add_argument("--chains", type=_args.positive_int, default=100000,
+                   help="number of chains B (default 1e5)")
     p.add_argument("--seed", type=_args.seed, default=0, help="seed of numpy.random.default_rng")
     p.add_argument("--out", type=_args.output_file, help="write the final samples [B, d] to this .npy file")
     p.add_argument("--json", type=_args.output_file, help="write the statistics to this JSON file")

@@ -50,7 +50,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--top-p", type=_args.unit_open_closed, default=None, help="in (0, 1]")
     p.add_argument("--min-p", type=_args.unit_closed, default=None, help="in [0, 1]")
     p.add_argument("--seed", type=_args.seed, default=0, help="request b uses seed + b (>= 0)")
-    p.add_argument("--batch", type=_args.positive_int, default=1, help="copies of the prompt decoded together")
+    p.add_argument("--batch", type=_args.positive_int, default=1,
+                   help="copies of the prompt decoded together")
     p.add_argument("--backend", choices=["numba", "reference"], default="numba",
                    help="verification kernels (reference: the float64 oracle, row by row)")
     p.add_argument("--no-baseline", action="store_true",

@@ -23,7 +23,8 @@ def add_parser(sub):
                                    "(full size, or smoke mode as in CI) and writes HTML with figures.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--list", action="store_true", help="list the notebooks and exit")
-    p.add_argument("--render", metavar="DIR", type=_args.output_dir, help="execute fully and write DIR/<name>.html and figures")
+    p.add_argument("--render", metavar="DIR", type=_args.output_dir,
+                   help="execute fully and write DIR/<name>.html and figures")
     p.add_argument("--smoke", action="store_true", help="smoke mode (small sizes, as in CI)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="only these notebooks (file stems)")
     p.set_defaults(func=run, check=functools.partial(check, p))

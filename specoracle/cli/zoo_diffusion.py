@@ -29,7 +29,8 @@ def add_parser(zoo_subparsers):
                     "with the project's recipe (fixed seeds) and write weights + metrics.json.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", help="moons | digits")
-    p.add_argument("--out", default=None, type=_args.output_dir, help="output folder (default $SPECORACLE_ZOO/diffusion-NAME)")
+    p.add_argument("--out", default=None, type=_args.output_dir,
+                   help="output folder (default $SPECORACLE_ZOO/diffusion-NAME)")
     p.add_argument("--scale-steps", type=_args.positive_float, default=1.0,
                    help="multiply the training steps (1 = the shipped recipe)")
     p.add_argument("--no-quality", action="store_true",
