@@ -201,6 +201,7 @@ class Report:
                 "alpha": self.alpha, "power": self.power, "target_tv": self.target_tv, "seed": self.seed,
                 "multiplicity": f"Holm step-down over the {len(self.calibrated)} calibrated checks that ran "
                                 f"({self.planned} planned; FWER <= alpha)",
+                "checks_ran": len(self.calibrated), "checks_planned": self.planned,
                 "smallest_detectable": self.sensitivity(),
                 "seconds": round(self.seconds, 3), "notes": self.notes,
                 "checks": [c.as_json() for c in self.checks]}
@@ -490,12 +491,17 @@ def _takes_keywords(fn, names) -> bool:
 GOF_NULL = "simulated"   # categorical checks: Monte-Carlo null (proofs/stats.py, issue 20)
 
 
-def _mc_rng(rng, name: str) -> np.random.Generator:
-    """The null-simulation generator of one check: keyed on the run's seed (the entropy of
-    ``rng``) and the check's name, a stream separate from the one feeding the sampler."""
+def _keyed(rng, purpose: int, name: str) -> np.random.SeedSequence:
+    """A seed sequence keyed on the run's seed (the entropy of ``rng``, read without
+    advancing it), a purpose tag and a name: streams separate from the sampler's."""
     ss = getattr(rng.bit_generator, "seed_seq", None)
     entropy = ss.entropy if isinstance(getattr(ss, "entropy", None), int) else 0
-    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(0x6D63, zlib.crc32(name.encode()))))
+    return np.random.SeedSequence(entropy, spawn_key=(purpose, zlib.crc32(name.encode())))
+
+
+def _mc_rng(rng, name: str) -> np.random.Generator:
+    """The null-simulation generator of the check ``name`` (:func:`_keyed`)."""
+    return np.random.default_rng(_keyed(rng, 0x6D63, name))
 
 
 def _tick(bar, j: int) -> None:
@@ -538,11 +544,7 @@ def _run_markov(impl, sc, n, rng, bar):
         emitted[j] = sc.emitted_index(toks)
         _tick(bar, j)
     _tick_end(bar, n)
-    return joint, emitted, taus, 0
-
-
-def seq_index_safe(seq, V):
-    return scn.seq_index(seq, V)
+    return joint, emitted, taus
 
 
 def _counts(idx, size):
@@ -596,7 +598,7 @@ def _describe_emitted(sc):
 
 
 def _check_markov(impl, sc, n, rng, alpha_i, power, bar):
-    joint, emitted, taus, _ = _run_markov(impl, sc, n, rng, bar)
+    joint, emitted, taus = _run_markov(impl, sc, n, rng, bar)
     res = [_gof(f"{sc.name}/joint", joint, sc.joint_law(), alpha_i, power, rng,
                 lambda c: f"completed block {_tokens_of(c, sc.V, sc.K + 1)}")]
     if impl.law in LAWS:
@@ -613,9 +615,7 @@ def _check_rounds(impl, sc, n, rng, alpha_i, power, bar):
     """n requests of R rounds each, every request with its own generator (module doc)."""
     V, K, R = sc.V, sc.K, sc.R
     rounds = sc.rounds()
-    ss = getattr(rng.bit_generator, "seed_seq", None)
-    entropy = ss.entropy if isinstance(getattr(ss, "entropy", None), int) else 0
-    requests = np.random.SeedSequence(entropy, spawn_key=(0x7275, zlib.crc32(sc.name.encode()))).spawn(n)
+    requests = _keyed(rng, 0x7275, sc.name).spawn(n)   # one generator per request
     stream = np.empty(n, dtype=np.int64)
     taus = np.empty(n, dtype=np.int64)
     for j in range(n):
@@ -932,7 +932,7 @@ def certify(impl, *, samples: int | None = None, alpha: float = DEFAULT_ALPHA, p
     if progress:
         bar = _Progress(sum(sizes.values()), f"certify {spec.name}", tty=sys.stderr.isatty())
     results: list[st.TestResult] = []
-    stopped = None
+    stopped, ran = None, []
     try:
         for k, sc in enumerate(chosen):
             if bar is not None:
@@ -953,6 +953,7 @@ def certify(impl, *, samples: int | None = None, alpha: float = DEFAULT_ALPHA, p
                 notes.append(f"{sc.name}: the sampler raised {type(exc).__name__}: {exc}")
                 break
             results += got
+            ran.append(sc)
             decisive = [r for r in got if r.p_value <= alpha_i / DECISIVE]
             rest = [s.name for s in chosen[k + 1:]]
             if stop_early and decisive and rest:
@@ -968,7 +969,7 @@ def certify(impl, *, samples: int | None = None, alpha: float = DEFAULT_ALPHA, p
     if stopped is not None:
         rows.append(stopped)
     if spec.core is not None and spec.oracle is not None and spec.protocol == "probs" and stopped is None:
-        for sc in chosen:
+        for sc in ran:
             if isinstance(sc, scn.MarkovScenario):
                 row, _ = coupled_check(spec.core, spec.oracle, _coupled_cases(sc, rng), f"{sc.name}/coupled")
                 rows.append(row)
@@ -1020,7 +1021,9 @@ def _verdict(rows) -> str:
     if bad:
         worst = min(bad, key=lambda r: (r.p_value, -r.impossible))
         why = f" (impossible outcome emitted {worst.impossible} times)" if worst.impossible else ""
-        return f"not exact: {worst.name} p={worst.p_value:.3g}{why}"
+        p = "p<1e-300" if worst.p_value == 0 and not worst.impossible and worst.metric != "error" else \
+            f"p={worst.p_value:.3g}"
+        return f"not exact: {worst.name} {p}{why}"
     if any(r.verdict == "underpowered" for r in rows):
         return "underpowered"
     return "exact"
