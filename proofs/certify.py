@@ -73,6 +73,7 @@ checks only, and the report says so); a misspelt attribute or an unknown value i
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import inspect
@@ -561,7 +562,7 @@ def _gof(name, idx, law, alpha_i, power, rng=None, describe=None):
     mc = _mc_rng(rng if rng is not None else np.random.default_rng(0), name)
     r = st.chisquare_gof(counts, law / law.sum(), alpha=alpha_i, power=power, name=name, null=GOF_NULL, rng=mc)
     if r.impossible:
-        r = _with_detail(r, _impossible_detail(counts, law, describe))
+        r = dataclasses.replace(r, detail=_impossible_detail(counts, law, describe))
     return r
 
 
@@ -573,11 +574,6 @@ def _impossible_detail(counts, law, describe) -> str:
     more = f"; {total} impossible outputs in {len(bad)} cells" if len(bad) > 1 else ""
     return (f"impossible outcome emitted: {what} has probability 0 under the exact law, seen "
             f"{int(counts[worst])} times in {int(counts.sum())} rounds{more}")
-
-
-def _with_detail(r: st.TestResult, detail: str) -> st.TestResult:
-    return st.TestResult(r.name, r.statistic, r.p_value, r.n, r.df, r.alpha, r.power, r.detectable, r.metric,
-                         r.impossible, detail)
 
 
 def _tokens_of(index: int, V: int, length: int) -> tuple:
@@ -612,35 +608,68 @@ def _check_markov(impl, sc, n, rng, alpha_i, power, bar):
 
 
 def _check_rounds(impl, sc, n, rng, alpha_i, power, bar):
-    """n requests of R rounds each, every request with its own generator (module doc)."""
+    """n requests of R rounds each, every request with its own generator (module doc).
+    A batched kernel (``Impl.batch``: its noise comes from the certifier, there is no
+    sampler RNG to reuse) is called once per round for all requests instead."""
     V, K, R = sc.V, sc.K, sc.R
     rounds = sc.rounds()
-    requests = _keyed(rng, 0x7275, sc.name).spawn(n)   # one generator per request
-    stream = np.empty(n, dtype=np.int64)
-    taus = np.empty(n, dtype=np.int64)
-    for j in range(n):
-        own = np.random.default_rng(requests[j])
-        c, toks_all, hist = V, [], 0
-        for r in range(R):
-            draft, p, q = rounds[c].draw_drafts(1, rng)
-            out = impl.fn(p[0], q[0], draft[0], own)
-            try:
-                toks, tau = _block_output(out, V, K)
-            except OutputFormatError as exc:
-                raise OutputFormatError(f"request {j}, round {r}: {exc}") from None
-            toks_all += toks
-            hist = hist * (K + 1) + tau
-            c = toks[-1]
-        stream[j] = scn.seq_index(toks_all[:sc.M], V)
-        taus[j] = hist
-        _tick(bar, j)
-    _tick_end(bar, n)
+    run = _rounds_batched if impl.batch is not None and impl.protocol == "probs" else _rounds_per_request
+    toks, taus = run(impl, sc, rounds, n, rng, bar)          # emitted tokens per request, [n, R] taus
+    stream = np.array([scn.seq_index(t[:sc.M], V) for t in toks], dtype=np.int64)
+    hist = np.zeros(n, dtype=np.int64)
+    for r in range(R):
+        hist = hist * (K + 1) + taus[:, r]
     res = [_gof(f"{sc.name}/stream", stream, sc.stream_law(), alpha_i, power, rng,
                 lambda c: f"first tokens {_tokens_of(c, V, sc.M)}")]
     if impl.law in LAWS:
-        res.append(_gof(f"{sc.name}/taus", taus, sc.taus_law(impl.law), alpha_i, power, rng,
+        res.append(_gof(f"{sc.name}/taus", hist, sc.taus_law(impl.law), alpha_i, power, rng,
                         lambda c: f"taus {_tokens_of(c, K + 1, R)}"))
     return res
+
+
+def _round_output(out, V, K, j, r):
+    try:
+        return _block_output(out, V, K)
+    except OutputFormatError as exc:
+        raise OutputFormatError(f"request {j}, round {r}: {exc}") from None
+
+
+def _rounds_per_request(impl, sc, rounds, n, rng, bar):
+    requests = _keyed(rng, 0x7275, sc.name).spawn(n)   # one generator per request
+    toks_all = [[] for _ in range(n)]
+    taus = np.empty((n, sc.R), dtype=np.int64)
+    for j in range(n):
+        own = np.random.default_rng(requests[j])
+        c = sc.V
+        for r in range(sc.R):
+            draft, p, q = rounds[c].draw_drafts(1, rng)
+            toks, taus[j, r] = _round_output(impl.fn(p[0], q[0], draft[0], own), sc.V, sc.K, j, r)
+            toks_all[j] += toks
+            c = toks[-1]
+        _tick(bar, j)
+    _tick_end(bar, n)
+    return toks_all, taus
+
+
+def _rounds_batched(impl, sc, rounds, n, rng, bar):
+    V, K = sc.V, sc.K
+    toks_all = [[] for _ in range(n)]
+    taus = np.empty((n, sc.R), dtype=np.int64)
+    ctx = np.full(n, V)
+    for r in range(sc.R):
+        draft = np.empty((n, K), dtype=np.int64)
+        p, q = np.empty((n, K + 1, V)), np.empty((n, K, V))
+        for c in np.unique(ctx):
+            idx = np.flatnonzero(ctx == c)
+            draft[idx], p[idx], q[idx] = rounds[c].draw_drafts(len(idx), rng)
+        bv = impl.batch(p, q, draft, rng.random((n, K + 1)))
+        for j in range(n):
+            toks, taus[j, r] = _round_output(bv.verdict(j), V, K, j, r)
+            toks_all[j] += toks
+            ctx[j] = toks[-1]
+    if bar is not None:
+        bar.update(n)
+    return toks_all, taus
 
 
 def _check_multi(impl, sc, n, rng, alpha_i, power, bar):
@@ -728,8 +757,7 @@ def _check_gauss_step(impl, sc, n, rng, alpha_i, power, bar):
 
 
 def _named(r: st.TestResult, name: str) -> st.TestResult:
-    return st.TestResult(name, r.statistic, r.p_value, r.n, r.df, r.alpha, r.power, r.detectable, r.metric,
-                         r.impossible, r.detail)
+    return dataclasses.replace(r, name=name)
 
 
 def _check_gauss_residual(impl, sc, n, rng, alpha_i, power, bar):

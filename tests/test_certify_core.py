@@ -122,7 +122,7 @@ def test_numba_twin_is_coupled_to_the_oracle():
     pytest.importorskip("numba")
     if "numba.chain" not in C.list_impls():
         pytest.skip("numba fast path not present")
-    report = C.certify("numba.chain", scenarios=("t1", "markov"), **QUICK)
+    report = C.certify("numba.chain", scenarios=("t1", "markov", "rounds"), **QUICK)
     coupled = [r for r in report.checks if r.metric == "agreement"]
     assert coupled and all(r.statistic == 1.0 for r in coupled)
     assert report.verdict == "exact", report.format()
