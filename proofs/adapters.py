@@ -41,10 +41,9 @@ def _reference_impls():
     from specoracle.reference import categorical as cat
     from specoracle.reference.processing import process_logits
 
-    def chain_logits(lp, lq, draft, rng, temperature, top_p):
-        p = process_logits(lp, temperature=temperature, top_p=top_p)
-        q = process_logits(lq, temperature=temperature, top_p=top_p)
-        return cat.verify_chain_rng(p, q, draft, rng)
+    def chain_logits(lp, lq, draft, rng, temperature, top_p, top_k=None, min_p=None):
+        warp = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
+        return cat.verify_chain_rng(process_logits(lp, **warp), process_logits(lq, **warp), draft, rng)
 
     return {
         "reference.chain": lambda: _impl("reference.chain", "probs", cat.verify_chain_rng, "chain",

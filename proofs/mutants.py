@@ -206,6 +206,48 @@ def token0_fallback(p, q, draft, rng):
     return _chain(p, q, draft, rng, residual=res)
 
 
+# ---------------------------------------------------------------- noise reused across rounds
+# Exact in every single round; the rounds of one request are dependent. Only the
+# multi-round scenario (`rounds`: requests of R calls, each request with its own
+# generator) sees them.
+
+
+class _StaleBuffer:
+    """A preallocated buffer of acceptance uniforms refreshed on every OTHER call (a
+    kernel that fills its noise buffer once per two decoding steps)."""
+
+    def __init__(self):
+        self.calls = 0
+        self.u = np.zeros(0)
+
+    def __call__(self, p, q, draft, rng):
+        need = len(draft) + 1
+        if self.calls % 2 == 0 or len(self.u) < need:
+            self.u = rng.random(need)
+        self.calls += 1
+        # the acceptance tests reuse the buffer; the corrected / bonus token draws fresh noise
+        u = np.concatenate([self.u[:len(draft)], [rng.random()]])
+        return _chain(p, q, draft, rng, u=u)
+
+
+stale_buffer = mutant("stale_buffer", "acceptance uniforms refreshed only every other call (a stale noise buffer)",
+                      "noise buffer reused across decoding steps (exact per round, rounds dependent)",
+                      focus=("rounds",))(_StaleBuffer())
+
+
+@mutant("rng_keyed_on_position", "noise keyed on (request seed, position in the draft block), reused every round",
+        "counter-based RNG keyed on the block position instead of the absolute position", focus=("rounds",))
+def rng_keyed_on_position(p, q, draft, rng):
+    # The request's seed is read (not advanced) from its generator, and uniform i comes
+    # from the key (seed, i): a fresh request gets fresh noise, but every round of one
+    # request reuses the same uniforms.
+    ss = rng.bit_generator.seed_seq
+    k = len(draft)
+    u = np.array([np.random.default_rng(np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (i,)))
+                  .random() for i in range(k + 1)])
+    return _chain(p, q, draft, rng, u=u)
+
+
 # ---------------------------------------------------------------- block-verification bugs
 
 
@@ -228,34 +270,36 @@ def block_first_failure(p, q, draft, rng):
 
 
 # ---------------------------------------------------------------- logit-processor bugs
+# The logits protocol: fn(lp [K+1,V], lq [K,V], draft [K], rng, temperature, top_p,
+# top_k=None, min_p=None); every warp is reference/processing.py's, on both sides.
 
 
-def _warped(lp, lq, temperature, top_p):
-    return process_logits(lp, temperature=temperature, top_p=top_p), process_logits(lq, temperature=temperature,
-                                                                                      top_p=top_p)
+def _warp(t, top_p, top_k, min_p, **override):
+    """process_logits keywords of the scenario's warp, with ``override`` replacing some."""
+    return {**dict(temperature=t, top_k=top_k, top_p=top_p, min_p=min_p), **override}
 
 
 @mutant("temperature_target_only", "temperature applied to the target rows only (q left at T = 1)",
         "temperature not applied to the draft", protocol="logits", focus=("warped",))
-def temperature_target_only(lp, lq, draft, rng, temperature, top_p):
-    p = process_logits(lp, temperature=temperature, top_p=top_p)
-    q = process_logits(lq, temperature=1.0, top_p=top_p)
+def temperature_target_only(lp, lq, draft, rng, temperature, top_p, top_k=None, min_p=None):
+    p = process_logits(lp, **_warp(temperature, top_p, top_k, min_p))
+    q = process_logits(lq, **_warp(temperature, top_p, top_k, min_p, temperature=1.0))
     return _chain(p, q, draft, rng)
 
 
 @mutant("q_before_processors", "q taken from the raw draft logits, before the logit processors",
         "transformers #47932", protocol="logits", focus=("warped",))
-def q_before_processors(lp, lq, draft, rng, temperature, top_p):
-    p = process_logits(lp, temperature=temperature, top_p=top_p)
+def q_before_processors(lp, lq, draft, rng, temperature, top_p, top_k=None, min_p=None):
+    p = process_logits(lp, **_warp(temperature, top_p, top_k, min_p))
     q = process_logits(lq, temperature=1.0)
     return _chain(p, q, draft, rng)
 
 
 @mutant("top_p_after_verification", "verification on temperature-only rows; top-p applied to the final draw only",
         "top-p applied after verification", protocol="logits", focus=("warped",))
-def top_p_after_verification(lp, lq, draft, rng, temperature, top_p):
-    p = process_logits(lp, temperature=temperature)
-    q = process_logits(lq, temperature=temperature)
+def top_p_after_verification(lp, lq, draft, rng, temperature, top_p, top_k=None, min_p=None):
+    p = process_logits(lp, **_warp(temperature, None, top_k, min_p))
+    q = process_logits(lq, **_warp(temperature, None, top_k, min_p))
 
     def top(w):
         w = w / w.sum()
@@ -263,6 +307,47 @@ def top_p_after_verification(lp, lq, draft, rng, temperature, top_p):
 
     return _chain(p, q, draft, rng, residual=lambda p, q, i: top(np.maximum(p[i] - q[i], 0)),
                   bonus_row=lambda p, k: top(p[k]))
+
+
+@mutant("top_k_draft_only", "top-k applied to the draft rows only (the target keeps its full row)",
+        "a warper list applied to the draft model alone", protocol="logits", focus=("topk",))
+def top_k_draft_only(lp, lq, draft, rng, temperature, top_p, top_k=None, min_p=None):
+    p = process_logits(lp, **_warp(temperature, top_p, None, min_p))
+    q = process_logits(lq, **_warp(temperature, top_p, top_k, min_p))
+    return _chain(p, q, draft, rng)
+
+
+@mutant("min_p_absolute", "min-p as an absolute threshold p(x) >= min_p instead of min_p * max p",
+        "min-p threshold not scaled by the top probability", protocol="logits", focus=("minp",))
+def min_p_absolute(lp, lq, draft, rng, temperature, top_p, top_k=None, min_p=None):
+    def warp(logits):
+        p = process_logits(logits, **_warp(temperature, top_p, top_k, None))
+        if min_p is not None:
+            keep = (p >= min_p) | (p == p.max(axis=-1, keepdims=True))
+            p = np.where(keep, p, 0.0)
+            p = p / p.sum(axis=-1, keepdims=True)
+        return p
+    return _chain(warp(lp), warp(lq), draft, rng)
+
+
+@mutant("logits_not_normalised", "acceptance ratio exp(l_p(x) - l_q(x)) of warped logits never log-softmaxed",
+        "a ratio of raw logits (off by the row normalisers Z_p / Z_q)", protocol="logits", focus=("offsets",))
+def logits_not_normalised(lp, lq, draft, rng, temperature, top_p, top_k=None, min_p=None):
+    # p = exp(l_p / T - log Z_p) on the kept tokens: the ratio of the scaled, masked raw
+    # logits is (p / q) * (Z_p / Z_q). Correct whenever the two rows share a normaliser
+    # (the `warped` scenario: TV ~0.005), far off when their offsets differ (`offsets`).
+    warp = _warp(temperature, top_p, top_k, min_p)
+    p, q = process_logits(lp, **warp), process_logits(lq, **warp)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sp = np.where(p > 0, np.asarray(lp, float) / temperature, -np.inf)
+        sq = np.where(q > 0, np.asarray(lq, float) / temperature, -np.inf)
+    k = len(draft)
+    u = rng.random(k + 1)
+    for i in range(k):
+        x = int(draft[i])
+        if not u[i] < np.exp(sp[i, x] - sq[i, x]):  # BUG: should be u q(x) < p(x)
+            return [int(t) for t in draft[:i]] + [_draw(np.maximum(p[i] - q[i], 0), u[k])]
+    return [int(t) for t in draft] + [_draw(p[k], u[k])]
 
 
 # ---------------------------------------------------------------- multi-draft / tree bugs

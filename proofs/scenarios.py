@@ -252,17 +252,135 @@ def greedy_scenarios() -> dict:
                               onehot, Q)}
 
 
-def logits_scenarios() -> dict:
-    """Logits-level scenarios: the law is that of the warped (temperature, top-p) rows."""
-    rng = np.random.default_rng(5)
-    V, K = 5, 2
+def _logits_scenario(name, description, seed, V, K, warp, offset_sd=0.0) -> MarkovScenario:
+    """Context-dependent target logits LP [K+1, V+1, V] ~ N(0, 1.5^2) and draft logits
+    LQ = LP[:K] + N(0, 1) noise, warped by ``warp`` on both sides. ``offset_sd`` adds a
+    random constant to every row of LP and LQ (N(0, offset_sd^2), drawn independently
+    per row): the warped laws do not change (softmax is shift-invariant), but the raw
+    logits look like a model's, whose rows are never normalised (a sampler that takes
+    a ratio of raw logits is then far off; ``mutant.logits_not_normalised``)."""
+    rng = np.random.default_rng(seed)
     LP = rng.normal(0, 1.5, size=(K + 1, V + 1, V))
     LQ = LP[:K] + rng.normal(0, 1.0, size=(K, V + 1, V))
-    warp = {"temperature": 0.6, "top_p": 0.8}
+    if offset_sd:
+        LP = LP + rng.normal(0, offset_sd, size=(K + 1, V + 1, 1))
+        LQ = LQ + rng.normal(0, offset_sd, size=(K, V + 1, 1))
     P = process_logits(LP, **warp)
     Q = process_logits(LQ, **warp)
-    return {"warped": MarkovScenario("warped", "V=5, K=2, logits with temperature 0.6 and top-p 0.8",
-                                     P, Q, logits=(LP, LQ), warp=warp)}
+    return MarkovScenario(name, description, P, Q, logits=(LP, LQ), warp=dict(warp))
+
+
+def logits_scenarios() -> dict:
+    """Logits-level scenarios: the law is that of the warped rows (temperature, top-k,
+    top-p, min-p; reference/processing.py), over several vocabularies and temperatures."""
+    out = {}
+    out["warped"] = _logits_scenario("warped", "V=5, K=2, logits with temperature 0.6 and top-p 0.8", 5, 5, 2,
+                                     {"temperature": 0.6, "top_p": 0.8})
+    out["topk"] = _logits_scenario("topk", "V=6, K=2, temperature 1.3 and top-k 3, raw row offsets", 6, 6, 2,
+                                   {"temperature": 1.3, "top_k": 3}, offset_sd=2.0)
+    out["minp"] = _logits_scenario("minp", "V=8, K=1, temperature 0.9 and min-p 0.1, raw row offsets", 7, 8, 1,
+                                   {"temperature": 0.9, "min_p": 0.1}, offset_sd=2.0)
+    out["offsets"] = _logits_scenario("offsets", "V=4, K=2, temperature 1, no truncation, raw row offsets "
+                                      "(sd 2): a ratio of unnormalised logits is far off", 8, 4, 2,
+                                      {"temperature": 1.0}, offset_sd=2.0)
+    return out
+
+
+# ---------------------------------------------------------------- multi-round requests
+
+
+@dataclass
+class RoundsScenario:
+    """The multi-round protocol (issue 20): a request advances through positions over
+    ``R`` consecutive rounds, every round verified by a call of the sampler with the
+    request's OWN generator (the same Generator object for all rounds of a request).
+
+    The target is a stationary Markov chain ``T[prev]`` [V+1, V] (row V: no previous
+    token), the draft ``D[prev]`` [V+1, V]. A round drafts K tokens from D after the
+    request's last token c, hands the sampler the rows along the draft (as
+    :class:`MarkovScenario` from context c, :meth:`round`) and the request continues
+    after the last emitted token. A correct sampler uses fresh noise every round, so
+    given its context each round follows its exact law independently of the earlier
+    rounds:
+
+    ``stream``  the first ``M`` tokens of the request (M <= R, so always emitted): under
+                any lossless sampler they follow the target chain, prod T[x_{i-1}](x_i);
+    ``taus``    (chain / block law) the joint law of (tau_1, ..., tau_R), by a forward
+                recursion over the context with each round's exact law (the product of
+                the per-round laws along the request): noise reused across rounds
+                (a stale buffer, an RNG keyed on the position in the block) shows here.
+    """
+
+    name: str
+    description: str
+    T: np.ndarray  # [V+1, V]
+    D: np.ndarray  # [V+1, V]
+    K: int
+    R: int
+    M: int
+
+    @property
+    def V(self) -> int:
+        return self.T.shape[1]
+
+    def round(self, c: int) -> MarkovScenario:
+        """The round from context c as a MarkovScenario (P [K+1, V+1, V], its row V = T[c])."""
+        V, K = self.V, self.K
+        T = self.T.copy()
+        D = self.D.copy()
+        T[V], D[V] = self.T[c], self.D[c]
+        return MarkovScenario(f"{self.name}@{c}", "", np.repeat(T[None], K + 1, 0), np.repeat(D[None], K, 0))
+
+    def rounds(self) -> list:
+        """One MarkovScenario per context c = 0..V (c = V: the request's first round)."""
+        return [self.round(c) for c in range(self.V + 1)]
+
+    def stream_law(self) -> np.ndarray:
+        """Law of the first M tokens [V^M] (base-V index, first token most significant)."""
+        out = np.zeros(self.V ** self.M)
+        for idx, seq in enumerate(np.ndindex(*(self.V,) * self.M)):
+            pr, prev = 1.0, self.V
+            for x in seq:
+                pr *= self.T[prev, x]
+                prev = x
+            out[idx] = pr
+        return out
+
+    def taus_law(self, law: str) -> np.ndarray:
+        """Law of (tau_1..tau_R) [(K+1)^R] (base-(K+1) index, round 1 most significant)."""
+        V, K = self.V, self.K
+        # per context c: P(tau = t, last emitted token = y) [K+1, V]
+        per = []
+        for sc in self.rounds():
+            em = sc.chain_law() if law == "chain" else sc.block_law()
+            off = sc.emitted_offsets()
+            m = np.zeros((K + 1, V))
+            for t in range(K + 1):
+                m[t] = em[off[t]:off[t + 1]].reshape(-1, V).sum(axis=0)
+            per.append(m)
+        state = np.zeros((1, V + 1))  # [histories, context]
+        state[0, V] = 1.0
+        for _ in range(self.R):
+            nxt = np.zeros((state.shape[0] * (K + 1), V + 1))
+            for h in range(state.shape[0]):
+                for c in range(V + 1):
+                    if state[h, c] > 0:
+                        nxt[h * (K + 1):(h + 1) * (K + 1), :V] += state[h, c] * per[c]
+            state = nxt
+        return state.sum(axis=1)
+
+
+def rounds_scenarios() -> dict:
+    """The multi-round battery (probs protocol). Rows are permutations (one per context)
+    of p = (.25, .25, .5), q = (.45, .45, .1): p/q = 0.56 on the tokens q drafts 90% of
+    the time, so a round's acceptance depends little on which tokens were drafted and
+    noise shared by two rounds shows as strongly correlated acceptances."""
+    perms = [(0, 1, 2), (1, 2, 0), (2, 0, 1), (0, 2, 1)]  # contexts 0, 1, 2 and the start (3)
+    p, q = np.array([0.25, 0.25, 0.5]), np.array([0.45, 0.45, 0.1])
+    T = np.stack([p[list(pm)] for pm in perms])
+    D = np.stack([q[list(pm)] for pm in perms])
+    return {"rounds": RoundsScenario("rounds", "requests of R=3 rounds (K=2, V=3, stationary Markov target), "
+                                     "each request with its own generator", T, D, K=2, R=3, M=3)}
 
 
 # ---------------------------------------------------------------- multi-draft (one node)

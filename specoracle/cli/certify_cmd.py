@@ -14,10 +14,16 @@ EPILOG = """examples:
   specoracle certify mypkg.sampler:verify --samples 20000 --alpha 1e-4 --seed 3
   specoracle certify --list                           # every built-in name, one per line
 
-module:function adapters take (p [K+1,V], q [K,V], draft [K], rng) and return the
-emitted tokens (see `python -c "import specoracle.proofs.certify as c; help(c)"`).
-exit status: 0 exact, 1 not exact, 2 underpowered or not available.
+module:function adapters take (p [K+1,V] float64, q [K,V] float64, draft [K] int64, rng)
+and return the emitted token ids (n_accepted + 1 integers; see docs/CERTIFICATION.md or
+`python -c "import specoracle.proofs.certify as c; help(c)"`). The current directory is
+on the import path, as with `python -m`.
+exit status: 0 exact, 1 not exact, 2 underpowered or bad usage, 3 IMPL not loadable
+(missing module, function or package), 4 output format error (the adapter's output
+breaks the protocol).
 """
+
+EXIT_EXACT, EXIT_NOT_EXACT, EXIT_UNDERPOWERED, EXIT_NOT_LOADABLE, EXIT_FORMAT = 0, 1, 2, 3, 4
 
 
 def add_parser(subparsers) -> None:
@@ -39,12 +45,26 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tv", type=_args.unit_open_closed, default=0.05, dest="target_tv",
                    help="smallest effect (TV distance) to detect at that power (default 0.05)")
     p.add_argument("--scenarios", default=None, help="comma-separated subset of the battery")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress (default: a bar on a terminal, plain lines on stderr otherwise)")
+    p.add_argument("--no-early-stop", action="store_true",
+                   help="run the whole battery even after a decisive rejection")
     p.set_defaults(func=run, check=_args.required("impl", "IMPL", unless="list"))
 
 
+def _not_loadable(impl: str, exc: Exception) -> str:
+    """One line saying why IMPL cannot be loaded."""
+    if isinstance(exc, ModuleNotFoundError) and ":" in impl and exc.name == impl.partition(":")[0]:
+        return (f"specoracle certify: {impl}: not loadable: no module named {exc.name!r} "
+                f"(searched the current directory and sys.path)")
+    return f"specoracle certify: {impl}: not loadable: {type(exc).__name__}: {exc}"
+
+
 def run(args) -> int:
+    import os
+
     from specoracle.proofs import certify as c
+    from specoracle.reference.types import InvalidInput
 
     if args.list:
         for name in c.list_impls():
@@ -52,19 +72,31 @@ def run(args) -> int:
         return 0
     if not args.impl:
         print("specoracle certify: give IMPL (or --list)", file=sys.stderr)
-        return 2
+        return EXIT_UNDERPOWERED
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: a module:function in the current directory loads
     try:
         spec = c.resolve_impl(args.impl)
+    except InvalidInput as exc:
+        print(f"specoracle certify: {exc}", file=sys.stderr)
+        return EXIT_UNDERPOWERED
     except (ImportError, AttributeError, OSError, RuntimeError) as exc:
-        print(f"{args.impl}: not available: {type(exc).__name__}: {exc}")
-        return 2
+        print(_not_loadable(args.impl, exc), file=sys.stderr)
+        return EXIT_NOT_LOADABLE
     scen = tuple(s for s in args.scenarios.split(",") if s) if args.scenarios else None
-    report = c.certify(spec, samples=args.samples, alpha=args.alpha, power=args.power, target_tv=args.target_tv,
-                       seed=args.seed, scenarios=scen, progress=not args.no_progress and sys.stderr.isatty())
+    try:
+        report = c.certify(spec, samples=args.samples, alpha=args.alpha, power=args.power,
+                           target_tv=args.target_tv, seed=args.seed, scenarios=scen,
+                           progress=not args.no_progress, stop_early=not args.no_early_stop)
+    except InvalidInput as exc:
+        print(f"specoracle certify: {exc}", file=sys.stderr)
+        return EXIT_UNDERPOWERED
     print(report.format())
     if args.json:
         report.to_json(args.json)
         print(f"wrote {args.json}")
     if report.verdict == "exact":
-        return 0
-    return 1 if report.verdict.startswith("not exact") else 2
+        return EXIT_EXACT
+    if report.verdict.startswith("format error"):
+        return EXIT_FORMAT
+    return EXIT_NOT_EXACT if report.verdict.startswith("not exact") else EXIT_UNDERPOWERED
