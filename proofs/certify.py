@@ -39,6 +39,9 @@ Adapter protocols (``Impl.protocol``); every call gets a ``numpy.random.Generato
   "gauss_step"     fn(m_p [d], m_q [d], s, z [d], rng) -> GaussianStep or (y [d], accepted)
   "gauss_residual" fn(m_p [d], m_q [d], s, c, rng) -> y [d]
   "gauss_block"    fn(m_p [L+1, d], m_q [L, d], s [L+1], z [L, d], rng) -> states [tau+1, d]
+  "batch"          fn(target_probs [N+B, V], draft_probs [N, V], draft_token_ids [N],
+                      cu_num_draft_tokens [B], temperature [B], generators [B]) -> ids [B, max K+1]
+                   (B ragged requests, vLLM V1 layout; checked by :mod:`specoracle.proofs.batch`)
 "Emitted tokens" may be a Verdict, a sequence of ids, or (ids, n_accepted); for
 "probs"/"logits"/"tree" tau = len(ids) - 1 unless n_accepted is given.
 A ``module:function`` target may set attributes ``specoracle_protocol`` (default
@@ -61,7 +64,7 @@ from specoracle.reference.types import InvalidInput, InvalidTest
 from . import scenarios as scn
 from . import stats as st
 
-PROTOCOLS = ("probs", "logits", "mss", "kseq", "tree", "gauss_step", "gauss_residual", "gauss_block")
+PROTOCOLS = ("probs", "logits", "mss", "kseq", "tree", "gauss_step", "gauss_residual", "gauss_block", "batch")
 
 DEFAULT_SCENARIOS = {
     "probs": ("t1", "zeros", "scaled", "markov", "spread"),
@@ -178,9 +181,10 @@ def _discover() -> None:
     if _DISCOVERED:
         return
     _DISCOVERED = True
-    from . import adapters, mutants  # noqa: F401  (they register themselves)
+    from . import adapters, batch, mutants  # noqa: F401  (they register themselves)
     adapters.register_all(register_impl)
     mutants.register_all(register_impl)
+    batch.register_all(register_impl)
 
 
 def list_impls() -> list[str]:
@@ -584,6 +588,10 @@ def certify(impl, *, samples: int | None = None, alpha: float = DEFAULT_ALPHA, p
     spec = resolve_impl(impl)
     if spec.protocol not in PROTOCOLS:
         raise InvalidInput("impl", f"unknown protocol {spec.protocol!r}")
+    if spec.protocol == "batch":  # B ragged requests per call: proofs/batch.py
+        from .batch import certify_batch
+        return certify_batch(spec, samples=samples, alpha=alpha, power=power, target_tv=target_tv, seed=seed,
+                             scenarios=scenarios, progress=progress)
     pool = _all_scenarios()
     names = tuple(scenarios or spec.scenarios or DEFAULT_SCENARIOS[spec.protocol])
     for nm in names:
