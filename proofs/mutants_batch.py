@@ -31,7 +31,7 @@ def _correct(i, p, q, d, t, gen, B):
 
 @mutant("batch_size_corruption", "with more than 2 requests per batch at T > 0, the recovered token is drawn from "
         "the target row instead of the residual", "1Cat-vLLM #656 (text corrupted only when more than 2 requests "
-        "share a batch at T > 0)", protocol="batch", focus=("t1", "markov"))
+        "share a batch at T > 0)", protocol="batch", focus=("t1",))
 def batch_size_corruption(target, qs, ids, cu, temp, gens):
     """1Cat-vLLM #656: output was corrupted only when more than two requests shared a
     batch at temperature > 0. Modelled as a batched kernel path (taken for B > 2) whose
@@ -47,7 +47,7 @@ def batch_size_corruption(target, qs, ids, cu, temp, gens):
 @mutant("wrong_logits_slice", "request i verified against target rows starting at cu[i-1] (the bonus rows of the "
         "requests before it forgotten): the neighbouring request's / position's rows",
         "TensorRT-LLM #15098 (verification against the wrong logits slice)", protocol="batch",
-        focus=("t1", "markov"))
+        focus=("t1",))
 def wrong_logits_slice(target, qs, ids, cu, temp, gens):
     """TensorRT-LLM #15098: drafts verified against the logits of the wrong slice. Here
     the target offset of request i is computed as cu[i-1] instead of cu[i-1] + i (the
@@ -60,7 +60,7 @@ def wrong_logits_slice(target, qs, ids, cu, temp, gens):
 
 @mutant("batch_argmax_draft_soft_q", "sampled requests: the draft is the argmax of q but verification uses the full "
         "softmax q", "alibaba/rtp-llm #1311 (argmax draft verified with the soft q; the probs-protocol twin is "
-        "greedy_draft_soft_q)", protocol="batch", focus=("t1", "markov"))
+        "greedy_draft_soft_q)", protocol="batch", focus=("t1",))
 def batch_argmax_draft_soft_q(target, qs, ids, cu, temp, gens):
     """alibaba/rtp-llm #1311: the drafter proposed argmax tokens but the verifier used the
     drafter's full softmax as q. A deterministic draft has a one-hot q; verifying it with
@@ -116,7 +116,7 @@ def shared_generator(target, qs, ids, cu, temp, gens):
 @mutant("batch_switches_algorithm", "token-level verification alone or in pairs, block verification for more than "
         "2 requests: lossless either way, but a request's law depends on its batch",
         "a verification path chosen by batch size (the batch invariance asked for in vllm #52522)",
-        protocol="batch", law=None, focus=("scaled", "markov"))
+        protocol="batch", law=None, focus=("scaled",))
 def batch_switches_algorithm(target, qs, ids, cu, temp, gens):
     """A verification path chosen by batch size: chain verification for B <= 2, block
     verification (Sun et al.) for larger batches. Both are lossless, so the joint checks
