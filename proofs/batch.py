@@ -439,8 +439,57 @@ def reference_batch(target_probs, draft_probs, draft_token_ids, cu_num_draft_tok
     return pad_outputs(outs, max(ds.stop - ds.start for ds, _ in slices) + 1 if slices else 0)
 
 
+# ---------------------------------------------------------------- padded batched kernels (fast paths)
+
+
+def padded_adapter(verify_chain, verify_greedy):
+    """A "batch" sampler over a PADDED batched kernel pair, the fast paths' layout
+    ``verify_chain(p [B, Kmax+1, V], q [B, Kmax, V], draft [B, Kmax], u [B, Kmax+1],
+    num_draft=[B]) -> BatchVerdict`` and ``verify_greedy(p, draft, num_draft=)``: the
+    flattened requests are scattered into padded arrays (draft padding -1, padding rows
+    uniform and never read), request b's noise is ``generators[b].random(K_b + 1)`` (the
+    oracle's layout, so the tokens equal :func:`reference_batch`'s), greedy and sampled
+    requests go to their own kernel call."""
+    def fn(target_probs, draft_probs, draft_token_ids, cu_num_draft_tokens, temperature, generators):
+        slices = request_slices(cu_num_draft_tokens)
+        B, V = len(slices), target_probs.shape[1]
+        n = np.array([ds.stop - ds.start for ds, _ in slices], dtype=np.int64)
+        kmax = int(n.max()) if B else 0
+        p, q = np.full((B, kmax + 1, V), 1.0 / V), np.full((B, kmax, V), 1.0 / V)
+        d, u = np.full((B, kmax), -1, dtype=np.int64), np.zeros((B, kmax + 1))
+        greedy = np.asarray(temperature, dtype=np.float64) == 0.0
+        for b, (ds, ts) in enumerate(slices):
+            p[b, :n[b] + 1], q[b, :n[b]], d[b, :n[b]] = target_probs[ts], draft_probs[ds], draft_token_ids[ds]
+            if not greedy[b]:
+                u[b, :n[b] + 1] = generators[b].random(n[b] + 1)
+        out = np.full((B, kmax + 1), -1, dtype=np.int64)
+        for rows, run in ((np.flatnonzero(~greedy), lambda r: verify_chain(p[r], q[r], d[r], u[r], num_draft=n[r])),
+                          (np.flatnonzero(greedy), lambda r: verify_greedy(p[r], d[r], num_draft=n[r]))):
+            if rows.size:
+                bv = run(rows)
+                for j, b in enumerate(rows):
+                    toks = bv.verdict(j).tokens
+                    out[b, :len(toks)] = toks
+        return out
+    return fn
+
+
+def _fastpath_factory(backend):
+    def factory():
+        from .adapters import FASTPATH_BACKENDS
+        from .certify import Impl
+        import importlib
+        mod = importlib.import_module(FASTPATH_BACKENDS[backend])
+        return Impl(f"{backend}.batch", "batch", padded_adapter(mod.verify_chain, mod.verify_greedy), "chain",
+                    f"{FASTPATH_BACKENDS[backend]}.verify_chain / verify_greedy with num_draft (ragged, padded)")
+    return factory
+
+
 def register_all(register) -> None:
+    from .adapters import _fastpath_impls
     from .certify import Impl
     register("reference.batch", lambda: Impl("reference.batch", "batch", reference_batch, "chain",
                                              "the oracle batched: ragged drafts, greedy and sampled rows, "
                                              "per-request generators"))
+    for backend in sorted({name.split(".")[0] for name in _fastpath_impls()}):
+        register(f"{backend}.batch", _fastpath_factory(backend))
