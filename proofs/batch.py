@@ -54,6 +54,7 @@ zeros), ``markov_k0`` (the same rows, K = 0: bonus only) and ``greedy`` (the sof
 """
 from __future__ import annotations
 
+import importlib
 import math
 import time
 from dataclasses import dataclass
@@ -439,6 +440,10 @@ def reference_batch(target_probs, draft_probs, draft_token_ids, cu_num_draft_tok
     return pad_outputs(outs, max(ds.stop - ds.start for ds, _ in slices) + 1 if slices else 0)
 
 
+reference_batch.specoracle_protocol = "batch"   # `specoracle certify specoracle.proofs.batch:reference_batch`
+reference_batch.specoracle_law = "chain"
+
+
 # ---------------------------------------------------------------- padded batched kernels (fast paths)
 
 
@@ -478,7 +483,6 @@ def _fastpath_factory(backend):
     def factory():
         from .adapters import FASTPATH_BACKENDS
         from .certify import Impl
-        import importlib
         mod = importlib.import_module(FASTPATH_BACKENDS[backend])
         return Impl(f"{backend}.batch", "batch", padded_adapter(mod.verify_chain, mod.verify_greedy), "chain",
                     f"{FASTPATH_BACKENDS[backend]}.verify_chain / verify_greedy with num_draft (ragged, padded)")
