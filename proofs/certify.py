@@ -53,6 +53,9 @@ Adapter protocols (``Impl.protocol``); every call gets a ``numpy.random.Generato
   "gauss_step"     fn(m_p [d], m_q [d], s, z [d], rng) -> GaussianStep or (y [d], accepted)
   "gauss_residual" fn(m_p [d], m_q [d], s, c, rng) -> y [d]
   "gauss_block"    fn(m_p [L+1, d], m_q [L, d], s [L+1], z [L, d], rng) -> states [tau+1, d]
+  "batch"          fn(target_probs [N+B, V], draft_probs [N, V], draft_token_ids [N],
+                      cu_num_draft_tokens [B], temperature [B], generators [B]) -> ids [B, max K+1]
+                   (B ragged requests, vLLM V1 layout; checked by :mod:`specoracle.proofs.batch`)
 Inputs: probability rows are float64 C-contiguous arrays that sum to 1 and CONTAIN EXACT
 ZEROS (tokens of probability 0: take logs with care, log 0 = -inf); logits are float64
 (-inf never occurs; rows carry arbitrary per-row offsets, as a model's logits do); draft
@@ -60,8 +63,8 @@ ids, children, candidates, tree tokens and parents are int64; ``rng`` is a
 ``numpy.random.Generator`` (single-round scenarios share one for the scenario; in the
 ``rounds`` scenario every request has its own, passed to each of its rounds).
 Outputs: "emitted tokens" may be a Verdict, a 1-D sequence of integer ids, or
-``(ids, n_accepted)``. ``n_accepted`` (tau) is the number of ACCEPTED DRAFT tokens,
-0..K; the emitted block is those tau draft tokens followed by ONE corrected or bonus
+``(ids, n_accepted)`` (for "batch": see :mod:`specoracle.proofs.batch`).
+``n_accepted`` (tau) is the number of ACCEPTED DRAFT tokens, 0..K; the emitted block is those tau draft tokens followed by ONE corrected or bonus
 token, so ``len(ids) == n_accepted + 1`` (1..K+1 ids, each in [0, V), no padding).
 Without ``n_accepted``, tau = len(ids) - 1. An output that breaks these rules (a float
 dtype, -1 padding, n_accepted counting the bonus token, a wrong length, an id out of
@@ -93,7 +96,7 @@ from specoracle.reference.types import InvalidInput, InvalidTest
 from . import scenarios as scn
 from . import stats as st
 
-PROTOCOLS = ("probs", "logits", "mss", "kseq", "tree", "gauss_step", "gauss_residual", "gauss_block")
+PROTOCOLS = ("probs", "logits", "mss", "kseq", "tree", "gauss_step", "gauss_residual", "gauss_block", "batch")
 LAWS = ("chain", "block")   # values of Impl.law / fn.specoracle_law (None: algorithm-agnostic)
 ADAPTER_ATTRIBUTES = ("specoracle_protocol", "specoracle_law")
 
@@ -254,9 +257,10 @@ def _discover() -> None:
     if _DISCOVERED:
         return
     _DISCOVERED = True
-    from . import adapters, mutants  # noqa: F401  (they register themselves)
+    from . import adapters, batch, mutants  # noqa: F401  (they register themselves)
     adapters.register_all(register_impl)
     mutants.register_all(register_impl)
+    batch.register_all(register_impl)
 
 
 def list_impls() -> list[str]:
@@ -937,6 +941,10 @@ def certify(impl, *, samples: int | None = None, alpha: float = DEFAULT_ALPHA, p
     spec = resolve_impl(impl)
     if spec.protocol not in PROTOCOLS:
         raise InvalidInput("impl", f"unknown protocol {spec.protocol!r}")
+    if spec.protocol == "batch":  # B ragged requests per call: proofs/batch.py
+        from .batch import certify_batch
+        return certify_batch(spec, samples=samples, alpha=alpha, power=power, target_tv=target_tv, seed=seed,
+                             scenarios=scenarios, progress=progress)
     pool = _all_scenarios()
     names = tuple(scenarios or spec.scenarios or DEFAULT_SCENARIOS[spec.protocol])
     for nm in names:

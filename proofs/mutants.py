@@ -154,7 +154,8 @@ def shared_noise(p, q, draft, rng):
 
 
 @mutant("greedy_draft_soft_q", "drafts greedily (argmax q) but verifies with the soft q",
-        "transformers #32867 (forced-greedy assistant with soft q)", focus=("t1",))
+        "transformers #32867 (forced-greedy assistant with soft q); alibaba/rtp-llm #1311 is the same bug",
+        focus=("t1",))
 def greedy_draft_soft_q(p, q, draft, rng):
     greedy = np.argmax(np.asarray(q), axis=1)
     return _chain(p, q, greedy, rng)
@@ -454,6 +455,11 @@ def gauss_residual_cdf_difference(m_p, m_q, s, c, rng):
     S = _cdf_difference_quantile(rng.random(), c, norm / s)
     z = rng.standard_normal(len(m_p))
     return m_q + s * (S * e + z - (e @ z) * e)
+
+
+# ---------------------------------------------------------------- batched mutants (issue 17)
+
+from . import mutants_batch  # noqa: E402,F401  (registers the protocol-"batch" mutants in MUTANTS)
 
 
 # ---------------------------------------------------------------- registration

@@ -24,6 +24,11 @@ settings.load_profile(_profile)
 
 THOROUGH = _profile == "thorough"
 
+# The `lossless` / `specoracle_alpha` fixtures and the suite-wide false-positive budget
+# (--specoracle-alpha / ini specoracle_alpha). Installed, the pytest11 entry point of the
+# same name loads it already and this line is a no-op; it keeps a stale install working.
+pytest_plugins = ["specoracle.pytest_plugin"]
+
 
 def _has_cuda() -> bool:
     try:

@@ -10,6 +10,7 @@ from specoracle.cli import _args
 EPILOG = """examples:
   specoracle certify reference.chain                  # the oracle itself: expect "exact"
   specoracle certify mutant.shared_noise              # a known-wrong sampler: expect "not exact"
+  specoracle certify reference.batch                  # B ragged requests per call (vLLM V1 layout)
   specoracle certify transformers.speculative_sampling --json hf.json
   specoracle certify mypkg.sampler:verify --samples 20000 --alpha 1e-4 --seed 3
   specoracle certify --list                           # every built-in name, one per line

@@ -1,0 +1,117 @@
+"""specoracle's pytest plugin and specoracle.testing (issue 17): the example test file
+that lives outside the package's tests (examples/test_my_sampler.py) is run by pytest in
+a subprocess: the exact samplers pass, the wrong one fails with the report, the summary
+prints the suite budget. Statistical runs inside: fixed seeds, power 0.9 at TV 0.1."""
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from specoracle.testing import NotLossless, assert_lossless
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "test_my_sampler.py"
+# Once specoracle is installed the entry point loads the plugin; a source checkout whose
+# metadata predates it needs -p (same name: never registered twice).
+INSTALLED = any(e.name == "specoracle.pytest_plugin" for e in entry_points(group="pytest11"))
+PLUGIN = [] if INSTALLED else ["-p", "specoracle.pytest_plugin"]
+
+
+def test_entry_point_is_declared():
+    import tomllib
+    eps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
+    assert eps == {"specoracle.pytest_plugin": "specoracle.pytest_plugin"}
+
+
+@pytest.mark.statistical
+def test_example_file_runs_under_the_suite_budget(pytester):
+    """alpha: a 1e-3 budget split over the example's 3 tests."""
+    pytester.makepyfile(test_my_sampler=EXAMPLE.read_text())
+    res = pytester.runpytest_subprocess(*PLUGIN, "-W", "error", "--specoracle-alpha", "1e-3", "-p",
+                                        "no:cacheprovider")
+    res.assert_outcomes(passed=2, xfailed=1)
+    res.stdout.fnmatch_lines([
+        "*specoracle false-positive budget*",
+        "budget alpha = 0.001 over 3 statistical tests (Bonferroni): alpha = 0.000333 each*",
+        "*exact*alpha=0.000333*test_my_sampler_is_lossless",
+        "*not exact: *alpha=0.000333*test_my_wrong_sampler_is_caught",
+        "*exact*alpha=0.000333*test_my_batched_sampler_is_lossless_and_batch_invariant",
+    ])
+
+
+@pytest.mark.statistical
+def test_wrong_sampler_fails_with_the_report(pytester):
+    """Without its xfail mark the wrong sampler's test fails, and the failure is the report."""
+    pytester.makepyfile(test_my_sampler=EXAMPLE.read_text())
+    res = pytester.runpytest_subprocess(*PLUGIN, "--runxfail", "-k", "wrong", "-p", "no:cacheprovider")
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines(["*my_wrong_verify is not lossless (not exact: *",
+                              "*check*statistic*p-value*alpha_i*",
+                              "*verdict: not exact*",
+                              "budget alpha = 0.01 over 1 statistical tests*"])
+
+
+def test_ini_budget_and_fixture_share(pytester):
+    pytester.makeini("[pytest]\nspecoracle_alpha = 0.02\n")
+    pytester.makepyfile("""
+        def test_a(specoracle_alpha):
+            assert specoracle_alpha == 0.02 / 3
+        def test_b(specoracle_alpha):
+            assert specoracle_alpha == 0.02 / 3
+        def test_c(lossless):
+            import pytest
+            with pytest.raises(TypeError, match="alpha is set by the suite budget"):
+                lossless("reference.chain", alpha=0.5)
+        def test_not_statistical():
+            pass
+    """)
+    res = pytester.runpytest(*PLUGIN)
+    res.assert_outcomes(passed=4)
+    res.stdout.fnmatch_lines(["budget alpha = 0.02 over 3 statistical tests*",
+                              "*3 more used the budget without a recorded verdict*"])
+    res = pytester.runpytest(*PLUGIN, "-k", "test_a")  # deselected tests take no share
+    res.stdout.fnmatch_lines(["budget alpha = 0.02 over 1 statistical tests*"])
+
+
+def test_bad_budget_is_a_usage_error(pytester):
+    pytester.makepyfile("def test_x():\n    pass\n")
+    res = pytester.runpytest(*PLUGIN, "--specoracle-alpha", "2")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines(["*--specoracle-alpha: must lie in (0, 1), got 2*"])
+
+
+def test_silent_in_suites_that_do_not_use_it(pytester):
+    pytester.makepyfile("def test_x():\n    pass\n")
+    res = pytester.runpytest(*PLUGIN)
+    res.assert_outcomes(passed=1)
+    assert "false-positive budget" not in res.stdout.str()
+
+
+def test_assert_lossless_underpowered_and_not_exact():
+    with pytest.raises(NotLossless, match="underpowered: with samples=50") as err:
+        assert_lossless("reference.chain", scenarios=("t1",), samples=50)
+    assert err.value.report.verdict == "underpowered" and isinstance(err.value, AssertionError)
+    with pytest.raises(NotLossless, match=r"(?s)mutant.accept_always is not lossless.*verdict: not exact"):
+        assert_lossless("mutant.accept_always", scenarios=("t1",), tv=0.2)
+    from specoracle.reference.categorical import verify_chain_rng
+    report = assert_lossless(verify_chain_rng, "probs", law="chain", scenarios=("t1",), tv=0.2, seed=1)
+    assert report.exact and report.impl == "verify_chain_rng" and len(report.checks) == 4
+    with pytest.raises(ValueError, match="protocol: unknown protocol 'nope'"):
+        assert_lossless(verify_chain_rng, "nope")
+    with pytest.raises(ValueError, match="speaks 'probs', not 'batch'"):
+        assert_lossless("reference.chain", "batch")
+
+
+def test_plugin_module_is_light():
+    """Loading the plugin (every pytest run where specoracle is installed) imports no
+    statistics machinery until a fixture is used."""
+    import subprocess
+    code = ("import sys, specoracle.pytest_plugin; "
+            "print(any(m.startswith(('specoracle.proofs', 'scipy')) for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
