@@ -563,6 +563,16 @@ def _short(case):
 # ---------------------------------------------------------------- certify
 
 
+def check_run_args(alpha, target_tv, samples) -> None:
+    """InvalidInput for a bad alpha, target TV or sample count (certify and sweeps)."""
+    if not (0 < alpha < 1):
+        raise InvalidInput("alpha", f"must lie in (0, 1), got {alpha}")
+    if not (0 < target_tv <= 1):
+        raise InvalidInput("target_tv", f"must lie in (0, 1], got {target_tv}")
+    if samples is not None and int(samples) < 10:
+        raise InvalidInput("samples", f"needs at least 10 samples per scenario, got {samples}")
+
+
 def certify(impl, *, samples: int | None = None, alpha: float = DEFAULT_ALPHA, power: float = DEFAULT_POWER,
             target_tv: float = DEFAULT_TARGET_TV, seed: int = 0, scenarios=None,
             progress: bool = False) -> Report:
@@ -575,12 +585,7 @@ def certify(impl, *, samples: int | None = None, alpha: float = DEFAULT_ALPHA, p
     or ``underpowered``.
     """
     t0 = time.perf_counter()
-    if not (0 < alpha < 1):
-        raise InvalidInput("alpha", f"must lie in (0, 1), got {alpha}")
-    if not (0 < target_tv <= 1):
-        raise InvalidInput("target_tv", f"must lie in (0, 1], got {target_tv}")
-    if samples is not None and int(samples) < 10:
-        raise InvalidInput("samples", f"needs at least 10 samples per scenario, got {samples}")
+    check_run_args(alpha, target_tv, samples)
     spec = resolve_impl(impl)
     if spec.protocol not in PROTOCOLS:
         raise InvalidInput("impl", f"unknown protocol {spec.protocol!r}")

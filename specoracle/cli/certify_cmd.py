@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import certify_sweep
+
 EPILOG = """examples:
   specoracle certify reference.chain                  # the oracle itself: expect "exact"
   specoracle certify mutant.shared_noise              # a known-wrong sampler: expect "not exact"
@@ -14,7 +16,7 @@ EPILOG = """examples:
 
 module:function adapters take (p [K+1,V], q [K,V], draft [K], rng) and return the
 emitted tokens (see `python -c "import specoracle.proofs.certify as c; help(c)"`).
-exit status: 0 exact, 1 not exact, 2 underpowered or not available.
+exit status: 0 exact, 1 not exact, 2 underpowered, incomplete or not available.
 """
 
 
@@ -24,7 +26,7 @@ def add_parser(subparsers) -> None:
         description="Certify a speculative sampler: joint law of the emitted block, law given the accepted "
                     "length, acceptance counts, with a stated false-positive rate (Holm over all checks) "
                     "and power (the smallest TV distance detected).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG + certify_sweep.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("impl", nargs="?", help="built-in name (see --list) or module:function")
     p.add_argument("--list", action="store_true", help="print every built-in name, one per line, and exit")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON")
@@ -37,6 +39,7 @@ def add_parser(subparsers) -> None:
                    help="smallest effect (TV distance) to detect at that power (default 0.05)")
     p.add_argument("--scenarios", default=None, help="comma-separated subset of the battery")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    certify_sweep.add_arguments(p)   # --sweep, --executor, --workers, --results, ... (issue 18)
     p.set_defaults(func=run)
 
 
@@ -50,18 +53,28 @@ def run(args) -> int:
     if not args.impl:
         print("specoracle certify: give IMPL (or --list)", file=sys.stderr)
         return 2
+    if certify_sweep.wanted(args) and (bad := certify_sweep.check(args)):
+        print(f"specoracle certify: {bad}", file=sys.stderr)
+        return 2
     try:
         spec = c.resolve_impl(args.impl)
     except (ImportError, AttributeError, OSError, RuntimeError) as exc:
         print(f"{args.impl}: not available: {type(exc).__name__}: {exc}")
         return 2
     scen = tuple(s for s in args.scenarios.split(",") if s) if args.scenarios else None
+    if certify_sweep.wanted(args):
+        return certify_sweep.run(args, scen)
     report = c.certify(spec, samples=args.samples, alpha=args.alpha, power=args.power, target_tv=args.target_tv,
                        seed=args.seed, scenarios=scen, progress=not args.no_progress and sys.stderr.isatty())
+    return finish(report, args.json)
+
+
+def finish(report, json_path) -> int:
+    """Print ``report`` (certify's or a sweep's), write it as JSON if asked; the exit status."""
     print(report.format())
-    if args.json:
-        report.to_json(args.json)
-        print(f"wrote {args.json}")
+    if json_path:
+        report.to_json(json_path)
+        print(f"wrote {json_path}")
     if report.verdict == "exact":
         return 0
     return 1 if report.verdict.startswith("not exact") else 2
