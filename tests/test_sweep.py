@@ -20,6 +20,8 @@ from specoracle.proofs.sweep import ResultsFile, partition, random_scenario, run
 from specoracle.proofs.sweep.scenarios import RowScenario
 from specoracle.reference.types import InvalidInput
 
+from _sweep_helpers import StopAfter
+
 SMALL = dict(samples=1200, seed=3, scenarios=("t1", "markov"))  # 3 blocks of 500 rounds (the last short)
 
 
@@ -90,15 +92,8 @@ def test_counts_do_not_depend_on_the_split():
 def test_interrupted_sweep_resumes_without_repeating(tmp_path):
     path = str(tmp_path / "s.jsonl")
     whole = sweep("reference.chain", 1, chunk=1, **SMALL)
-    seen = []
-
-    def stop_after_three(rec):
-        seen.append(rec)
-        if len(seen) == 3:
-            raise KeyboardInterrupt  # a kill between two tasks
-
-    with pytest.raises(KeyboardInterrupt):
-        sweep("reference.chain", 1, chunk=1, results=path, on_task=stop_after_three, **SMALL)
+    with pytest.raises(KeyboardInterrupt):  # a kill between two tasks
+        sweep("reference.chain", 1, chunk=1, results=path, on_task=StopAfter(3), **SMALL)
     with open(path, "a") as fh:
         fh.write('{"s": 0, "blocks": [')  # a torn line: the kill came during a write
     ran = []

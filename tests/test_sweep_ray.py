@@ -23,6 +23,8 @@ from specoracle.proofs.mutants import MUTANTS  # noqa: E402
 from specoracle.proofs.sweep import sweep  # noqa: E402
 from specoracle.proofs.sweep.counts import SWEPT_PROTOCOLS  # noqa: E402
 
+from _sweep_helpers import StopAfter  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SMALL = dict(samples=1200, seed=5, scenarios=("t1", "markov"))
 
@@ -49,15 +51,9 @@ def test_ray_sweep_counts_equal_inprocess_for_1_and_2_workers(local_ray):
 def test_ray_sweep_resumes(local_ray, tmp_path):
     path = str(tmp_path / "ray.jsonl")
     whole = sweep("reference.chain", 1, chunk=1, **SMALL)
-    seen = []
-
-    def stop(rec):
-        seen.append(rec)
-        if len(seen) == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        sweep("reference.chain", 1, chunk=1, executor="ray", workers=2, results=path, on_task=stop, **SMALL)
+        sweep("reference.chain", 1, chunk=1, executor="ray", workers=2, results=path, on_task=StopAfter(2),
+              **SMALL)
     rep = sweep("reference.chain", 1, chunk=1, executor="ray", workers=2, results=path, **SMALL)
     assert rep.resumed == 2 and rep.tasks == whole.tasks - 2
     assert rep.counts == whole.counts
