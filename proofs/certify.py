@@ -410,7 +410,8 @@ def _finite_rows(y, d):
     return y if y.shape == (d,) and np.all(np.isfinite(y)) else None
 
 
-def _check_gauss_step(impl, sc, n, rng, alpha_i, power, bar):
+def _sample_gauss_step(impl, sc, n, rng, bar):
+    """Whitened outputs w [n, d] (basis coordinates; 1e6 for malformed ones), accepted [n], bad."""
     d = len(sc.m_p)
     basis = sc.basis()
     w = np.empty((n, d))
@@ -431,6 +432,12 @@ def _check_gauss_step(impl, sc, n, rng, alpha_i, power, bar):
             bar.update(256)
     if bar is not None:
         bar.update(n % 256)
+    return w, acc, bad
+
+
+def _check_gauss_step(impl, sc, n, rng, alpha_i, power, bar):
+    d = len(sc.m_p)
+    w, acc, bad = _sample_gauss_step(impl, sc, n, rng, bar)
     res = [_named(st.ks_normal(w[:, 0], alpha=alpha_i, power=power), f"{sc.name}/e ks"),
            _named(st.anderson_normal(w[:, 0], alpha=alpha_i, power=power), f"{sc.name}/e ad")]
     res += [_named(st.anderson_normal(w[:, j], alpha=alpha_i, power=power), f"{sc.name}/orth{j} ad")
@@ -449,7 +456,8 @@ def _named(r: st.TestResult, name: str) -> st.TestResult:
                          r.impossible, r.detail)
 
 
-def _check_gauss_residual(impl, sc, n, rng, alpha_i, power, bar):
+def _sample_gauss_residual(impl, sc, n, rng, bar):
+    """zS [n] (S through the exact residual law, then to N(0, 1)) and W [n, d-1]; 1e6 if malformed."""
     d = len(sc.m_p)
     basis = sc.basis()
     S = np.empty(n)
@@ -471,6 +479,12 @@ def _check_gauss_residual(impl, sc, n, rng, alpha_i, power, bar):
     bad = ~np.isfinite(S) | (S < sc.s_star())
     zS = np.where(bad | ~np.isfinite(zS), 1e6, zS)
     W = np.where(np.isfinite(W), W, 1e6)
+    return zS, W
+
+
+def _check_gauss_residual(impl, sc, n, rng, alpha_i, power, bar):
+    d = len(sc.m_p)
+    zS, W = _sample_gauss_residual(impl, sc, n, rng, bar)
     res = [_named(st.ks_normal(zS, alpha=alpha_i, power=power), f"{sc.name}/S ks"),
            _named(st.anderson_normal(zS, alpha=alpha_i, power=power), f"{sc.name}/S ad")]
     res += [_named(st.anderson_normal(W[:, j - 1], alpha=alpha_i, power=power), f"{sc.name}/W{j} ad")
@@ -478,7 +492,8 @@ def _check_gauss_residual(impl, sc, n, rng, alpha_i, power, bar):
     return res
 
 
-def _check_gauss_block(impl, sc, n, rng, alpha_i, power, bar):
+def _sample_gauss_block(impl, sc, n, rng, bar):
+    """Innovations xi [n, L+1, d] of the completed trajectories (1e6 if malformed), tau [n] (-1)."""
     d, L = len(sc.x0), sc.L
     xi = np.empty((n, L + 1, d))
     taus = np.empty(n, dtype=np.int64)
@@ -507,6 +522,12 @@ def _check_gauss_block(impl, sc, n, rng, alpha_i, power, bar):
             bar.update(256)
     if bar is not None:
         bar.update(n % 256)
+    return xi, taus
+
+
+def _check_gauss_block(impl, sc, n, rng, alpha_i, power, bar):
+    d, L = len(sc.x0), sc.L
+    xi, taus = _sample_gauss_block(impl, sc, n, rng, bar)
     res = [_named(st.anderson_normal(xi[:, i - 1, jj], alpha=alpha_i, power=power), f"{sc.name}/xi{i}[{jj}] ad")
            for i in range(1, L + 2) for jj in range(d)]
     res.append(_named(st.energy_normal(xi[:ENERGY_MAX_N].reshape(min(n, ENERGY_MAX_N), -1), alpha=alpha_i,

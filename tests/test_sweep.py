@@ -141,9 +141,7 @@ def test_a_sampler_that_raises_is_rejected_not_retried():
     assert any(r.name.endswith("/run") and "boom" in r.detail for r in rep.report.checks)
 
 
-def test_unsweepable_protocol_and_bad_arguments():
-    with pytest.raises(InvalidInput, match="impl"):
-        sweep("reference.gaussian_gamma", 0, samples=100)
+def test_bad_arguments():
     with pytest.raises(InvalidInput, match="executor"):
         sweep("reference.chain", 0, samples=100, executor="spark")
     with pytest.raises(InvalidInput, match="sweep"):
@@ -167,6 +165,16 @@ def test_random_scenarios_pass_the_reference_and_kill_mutants(name):
         assert verdict == "exact"
     else:
         assert verdict.startswith("not exact"), verdict
+
+
+@pytest.mark.statistical
+def test_gaussian_sweep_bins_pass_the_reference_and_kill_the_mutant():
+    """Binned whitened projections (20 equiprobable N(0,1) bins, chi-square) and the exact
+    acceptance binomial: alpha = 1e-3 per sweep, power 0.9 at TV 0.05 per check."""
+    from specoracle.proofs.sweep.counts import gauss_cells
+    assert list(gauss_cells([-10.0, 0.0, 10.0, np.nan, 1e6])) == [0, 10, 19, -1, -1]
+    assert sweep("reference.gaussian_reflection", 0, seed=0).verdict == "exact"
+    assert sweep("mutant.gauss_reflection_wrong_sign", 0, seed=0).verdict.startswith("not exact")
 
 
 def test_cli_sweep(tmp_path, capsys):

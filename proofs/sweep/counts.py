@@ -8,23 +8,30 @@ tasks. A check is either a chi-square goodness of fit of (a projection of) a tab
 against its exact law, or an exact binomial test of a set of cells.
 
 Scenario types supported by sweeps: the fixed battery's Markov scenarios (probs and
-logits protocols), one-node multi-draft scenarios (mss, kseq), deterministic trees, and
-the random :class:`~specoracle.proofs.sweep.scenarios.RowScenario`. The Gaussian
-protocols are not count-based (KS / AD / energy statistics of continuous outputs do not
-merge exactly) and are not swept.
+logits protocols), one-node multi-draft scenarios (mss, kseq), deterministic trees, the
+random :class:`~specoracle.proofs.sweep.scenarios.RowScenario`, and the Gaussian
+scenarios. Continuous outputs are made countable the same way certify whitens them
+(projections that are N(0, 1) under the null), then binned into ``GAUSS_BINS``
+equiprobable bins of N(0, 1) (cell = floor(Phi(w) * GAUSS_BINS)): a chi-square test
+against the uniform law per projection replaces KS / AD (whose statistics do not merge
+exactly), and the energy test is not run. Malformed outputs (certify marks them with the
+value 1e6) go to the malformed cell.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats as sps
 
 from .. import certify as cf
 from .. import scenarios as scn
 from .. import stats as st
 from .scenarios import RowScenario
 
-SWEPT_PROTOCOLS = ("probs", "logits", "mss", "kseq", "tree")
+SWEPT_PROTOCOLS = ("probs", "logits", "mss", "kseq", "tree", "gauss_step", "gauss_residual", "gauss_block")
+GAUSS_BINS = 20
+_MALFORMED = 1e4   # |whitened value| beyond this is certify's malformed marker (1e6), never N(0, 1)
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,35 @@ def checks(impl, sc) -> list:
     if isinstance(sc, scn.TreeScenario):
         return [Check(f"{sc.name}/joint", "joint", "gof", sc.joint_law()),
                 Check(f"{sc.name}/tau", "tau", "gof", sc.length_law())]
-    raise TypeError(f"scenario type {type(sc).__name__} is not swept (not count-based)")
+    uniform = np.full(GAUSS_BINS, 1.0 / GAUSS_BINS)
+    names = _gauss_tables(sc)
+    out = [Check(f"{sc.name}/{t} bins", t, "gof", uniform) for t in names]
+    if isinstance(sc, scn.GaussBlockScenario):
+        p0 = float(2 * sps.norm.cdf(-sc.delta1 / 2))
+        return out + [Check(f"{sc.name}/accept1", "accept", "binom", success=np.array([False, True]), p0=p0)]
+    if isinstance(sc, scn.GaussResidualScenario):
+        return out
+    p0 = float(2 * sps.norm.cdf(-sc.delta / 2))
+    return out + [Check(f"{sc.name}/accept", "accept", "binom", success=np.array([False, True]), p0=p0)]
+
+
+def _gauss_tables(sc) -> list:
+    """Names of the binned projections of a Gaussian scenario (certify's whitening)."""
+    if isinstance(sc, scn.GaussBlockScenario):
+        return [f"xi{i}[{j}]" for i in range(1, sc.L + 2) for j in range(len(sc.x0))]
+    if isinstance(sc, scn.GaussResidualScenario):
+        return ["S"] + [f"W{j}" for j in range(1, len(sc.m_p))]
+    if isinstance(sc, scn.GaussStepScenario):
+        return ["e"] + [f"orth{j}" for j in range(1, len(sc.m_p))]
+    raise TypeError(f"scenario type {type(sc).__name__} is not swept")
+
+
+def gauss_cells(w) -> np.ndarray:
+    """Equiprobable N(0, 1) bin of each value (-1: non-finite or certify's malformed marker)."""
+    w = np.asarray(w, dtype=np.float64)
+    ok = np.isfinite(w) & (np.abs(w) < _MALFORMED)
+    cells = np.minimum((sps.norm.cdf(np.where(ok, w, 0.0)) * GAUSS_BINS).astype(np.int64), GAUSS_BINS - 1)
+    return np.where(ok, cells, -1)
 
 
 def table_sizes(sc) -> dict:
@@ -97,7 +132,10 @@ def table_sizes(sc) -> dict:
         return {"cells": 2 * sc.V}
     if isinstance(sc, scn.TreeScenario):
         return {"joint": sc.V ** (sc.D + 1), "tau": sc.D + 1}
-    raise TypeError(f"scenario type {type(sc).__name__} is not swept (not count-based)")
+    sizes = {t: GAUSS_BINS for t in _gauss_tables(sc)}
+    if not isinstance(sc, scn.GaussResidualScenario):
+        sizes["accept"] = 2
+    return sizes
 
 
 def _table(idx, size) -> list:
@@ -122,8 +160,27 @@ def count_rounds(impl, sc, n: int, rng, sizes: dict) -> dict:
         joint, taus = _run_tree(impl, sc, n, rng)
         idx = {"joint": joint, "tau": taus}
     else:
-        raise TypeError(type(sc).__name__)
+        idx = _run_gauss(impl, sc, n, rng)
     return {name: _table(idx[name], size) for name, size in sizes.items()}
+
+
+def _run_gauss(impl, sc, n, rng) -> dict:
+    """Cell indices per table of n Gaussian rounds (certify's samplers, then binned)."""
+    names = _gauss_tables(sc)
+    if isinstance(sc, scn.GaussBlockScenario):
+        xi, taus = cf._sample_gauss_block(impl, sc, n, rng, None)
+        cols = xi.reshape(n, -1)
+        acc = np.where(taus >= 0, (taus >= 1).astype(np.int64), -1)
+    elif isinstance(sc, scn.GaussResidualScenario):
+        zS, W = cf._sample_gauss_residual(impl, sc, n, rng, None)
+        cols, acc = np.column_stack([zS, W]), None
+    else:
+        cols, accepted, _ = cf._sample_gauss_step(impl, sc, n, rng, None)
+        acc = np.where(np.all(np.abs(cols) < _MALFORMED, axis=1), accepted.astype(np.int64), -1)
+    out = {t: gauss_cells(cols[:, j]) for j, t in enumerate(names)}
+    if acc is not None:
+        out["accept"] = acc
+    return out
 
 
 def _batch_rows(sc: RowScenario) -> int:

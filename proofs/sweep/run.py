@@ -257,7 +257,7 @@ class SweepReport:
         lines = [f"sweep: {len(self.scenarios)} scenarios, {self.total_rounds} rounds, {self.tasks} tasks "
                  f"({self.resumed} from the results file, {len(self.failed)} failed), executor {self.executor}, "
                  f"{self.workers_used} worker(s), {self.task_seconds:.1f} s in tasks",
-                 f"{'scenario':10s} {'V':>6s} {'K':>2s} {'rounds':>9s} {'detectable TV':>14s}  description"]
+                 f"{'scenario':10s} {'V|d':>6s} {'K':>2s} {'rounds':>9s} {'detectable TV':>14s}  description"]
         for s in self.scenarios:
             det = "-" if s["detectable_tv"] is None else f"{s['detectable_tv']:.4f}"
             lines.append(f"{s['name']:10s} {s['V']:6d} {s['K']:2d} {s['rounds_done']:9d} {det:>14s}  "
@@ -358,6 +358,15 @@ def merge_records(planned, records) -> tuple[dict, dict, dict]:
     return tables, rounds, errors
 
 
+def _shape(sc) -> tuple:
+    """(V or the Gaussian dimension d, K / tree depth / window L / children k) of a scenario."""
+    if hasattr(sc, "V"):
+        return sc.V, getattr(sc, "K", None) or getattr(sc, "D", None) or getattr(sc, "k", 1)
+    if hasattr(sc, "x0"):
+        return len(sc.x0), sc.L
+    return len(sc.m_p), 1
+
+
 def _decide(spec, planned, records, failed, *, alpha, power, target_tv, seed, executor, n_tasks, resumed,
             workers, task_secs, t0) -> SweepReport:
     tables, rounds, errors = merge_records(planned, records)
@@ -375,8 +384,10 @@ def _decide(spec, planned, records, failed, *, alpha, power, target_tv, seed, ex
                     dets.append(r.detectable)
             else:
                 missing.append(c.name)
-        scen.append({"name": p.name, "description": p.scenario.description, "V": int(p.scenario.V),
-                     "K": int(getattr(p.scenario, "K", getattr(p.scenario, "D", 1))), "rounds": p.rounds,
+        sc = p.scenario
+        size, depth = _shape(sc)
+        scen.append({"name": p.name, "description": sc.description, "V": int(size), "K": int(depth),
+                     "rounds": p.rounds,
                      "rounds_done": rounds[p.s], "checks": len(p.checks),
                      "detectable_tv": max(dets) if dets else None})
     # checks that could not run keep their share of alpha: Holm over the planned m
