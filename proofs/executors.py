@@ -116,8 +116,8 @@ class _RaySession:
             kw = dict(log_to_driver=False, configure_logging=False)
             if self.runtime_env:
                 kw["runtime_env"] = self.runtime_env
-            if self.address is None:  # a local Ray sized to the request: no dashboard, small store
-                kw.update(num_cpus=int(self.workers or os.cpu_count() or 1), include_dashboard=False,
+            if self.address is None:  # a NEW local Ray ("local": never another user's cluster), small
+                kw.update(address="local", num_cpus=int(self.workers or os.cpu_count() or 1), include_dashboard=False,
                           object_store_memory=LOCAL_OBJECT_STORE)
                 ray.init(**kw)
             else:

@@ -33,7 +33,7 @@ SMALL = dict(samples=1200, seed=5, scenarios=("t1", "markov"))
 def local_ray():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     path = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              object_store_memory=ex.LOCAL_OBJECT_STORE, runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield ray
     ray.shutdown()

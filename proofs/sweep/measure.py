@@ -16,10 +16,15 @@ import time
 
 from .. import certify as cf
 from .. import stats as st
-from ..executors import LOCAL_OBJECT_STORE, require_ray
+from ..executors import LOCAL_OBJECT_STORE, map_tasks, require_ray
 from .run import plan, sweep
 
 ROUNDS = (10 ** 3, 10 ** 4, 10 ** 5, 10 ** 6, 10 ** 7)
+EMPTY_TASKS = 200
+
+
+def _identity(x):
+    return x
 
 
 def detectable_table(impl, n_random, seed, alpha, power, rounds=ROUNDS) -> list:
@@ -57,11 +62,15 @@ def main(argv=None) -> int:
     ray = require_ray()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     t = time.perf_counter()
-    ray.init(num_cpus=a.workers, include_dashboard=False, log_to_driver=False, configure_logging=False,
+    ray.init(address="local", num_cpus=a.workers, include_dashboard=False, log_to_driver=False, configure_logging=False,
              object_store_memory=LOCAL_OBJECT_STORE)
     out["ray_start_s"] = time.perf_counter() - t
     try:
         sweep(a.impl, 0, samples=10, seed=a.seed, executor="ray", workers=a.workers, scenarios=None)  # warm workers
+        for kind in ("inprocess", "ray"):   # the executor's own cost: tasks that do nothing
+            t = time.perf_counter()
+            list(map_tasks(_identity, [(i, i) for i in range(EMPTY_TASKS)], kind, a.workers))
+            out[f"empty_task_{kind}_ms"] = 1e3 * (time.perf_counter() - t) / EMPTY_TASKS
         for w in range(1, a.workers + 1):
             t = time.perf_counter()
             rep = sweep(a.impl, a.sweep, executor="ray", workers=w, **kw)
