@@ -187,3 +187,12 @@ def test_cli_sweep(tmp_path, capsys):
     assert rep["sweep"]["total_rounds"] == 1200 and rep["verdict"] == "underpowered"
     assert main(["certify", "reference.chain", "--sweep", "-1"]) == 2
     assert "--sweep" in capsys.readouterr().err
+
+
+def test_cli_executor_ray_without_ray_names_the_extra(monkeypatch, capsys):
+    from specoracle.cli import certify_sweep, main
+    real = certify_sweep.importlib.util.find_spec
+    monkeypatch.setattr(certify_sweep.importlib.util, "find_spec", lambda n, *a: None if n == "ray" else real(n, *a))
+    assert main(["certify", "reference.chain", "--sweep", "2", "--executor", "ray"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'pip install "specoracle[ray]"' in err[0] and "--executor" in err[0]
