@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-EPILOG = """sweeps (battery + N random scenarios; tasks merged exactly; resumable):
+EPILOG = """
+sweeps (battery + N random scenarios; tasks merged exactly; resumable):
   specoracle certify reference.chain --sweep 20 --samples 4000
   specoracle certify reference.chain --sweep 100 --executor ray --workers 2 --results sweep.jsonl
   specoracle certify mutant.shared_noise --sweep 10 --executor ray://head:10001 --json s.json
