@@ -728,7 +728,8 @@ def _finite_rows(y, d):
     return y if y.shape == (d,) and np.all(np.isfinite(y)) else None
 
 
-def _check_gauss_step(impl, sc, n, rng, alpha_i, power, bar):
+def _sample_gauss_step(impl, sc, n, rng, bar):
+    """Whitened outputs w [n, d] (basis coordinates; 1e6 for malformed ones), accepted [n], bad."""
     d = len(sc.m_p)
     basis = sc.basis()
     w = np.empty((n, d))
@@ -747,6 +748,12 @@ def _check_gauss_step(impl, sc, n, rng, alpha_i, power, bar):
         acc[j] = bool(a)
         _tick(bar, j)
     _tick_end(bar, n)
+    return w, acc, bad
+
+
+def _check_gauss_step(impl, sc, n, rng, alpha_i, power, bar):
+    d = len(sc.m_p)
+    w, acc, bad = _sample_gauss_step(impl, sc, n, rng, bar)
     res = [_named(st.ks_normal(w[:, 0], alpha=alpha_i, power=power), f"{sc.name}/e ks"),
            _named(st.anderson_normal(w[:, 0], alpha=alpha_i, power=power), f"{sc.name}/e ad")]
     res += [_named(st.anderson_normal(w[:, j], alpha=alpha_i, power=power), f"{sc.name}/orth{j} ad")
@@ -764,7 +771,8 @@ def _named(r: st.TestResult, name: str) -> st.TestResult:
     return dataclasses.replace(r, name=name)
 
 
-def _check_gauss_residual(impl, sc, n, rng, alpha_i, power, bar):
+def _sample_gauss_residual(impl, sc, n, rng, bar):
+    """zS [n] (S through the exact residual law, then to N(0, 1)) and W [n, d-1]; 1e6 if malformed."""
     d = len(sc.m_p)
     basis = sc.basis()
     S = np.empty(n)
@@ -784,6 +792,12 @@ def _check_gauss_residual(impl, sc, n, rng, alpha_i, power, bar):
     bad = ~np.isfinite(S) | (S < sc.s_star())
     zS = np.where(bad | ~np.isfinite(zS), 1e6, zS)
     W = np.where(np.isfinite(W), W, 1e6)
+    return zS, W
+
+
+def _check_gauss_residual(impl, sc, n, rng, alpha_i, power, bar):
+    d = len(sc.m_p)
+    zS, W = _sample_gauss_residual(impl, sc, n, rng, bar)
     res = [_named(st.ks_normal(zS, alpha=alpha_i, power=power), f"{sc.name}/S ks"),
            _named(st.anderson_normal(zS, alpha=alpha_i, power=power), f"{sc.name}/S ad")]
     res += [_named(st.anderson_normal(W[:, j - 1], alpha=alpha_i, power=power), f"{sc.name}/W{j} ad")
@@ -791,7 +805,8 @@ def _check_gauss_residual(impl, sc, n, rng, alpha_i, power, bar):
     return res
 
 
-def _check_gauss_block(impl, sc, n, rng, alpha_i, power, bar):
+def _sample_gauss_block(impl, sc, n, rng, bar):
+    """Innovations xi [n, L+1, d] of the completed trajectories (1e6 if malformed), tau [n] (-1)."""
     d, L = len(sc.x0), sc.L
     xi = np.empty((n, L + 1, d))
     taus = np.empty(n, dtype=np.int64)
@@ -818,6 +833,12 @@ def _check_gauss_block(impl, sc, n, rng, alpha_i, power, bar):
             xi[j, i - 1] = (traj[i] - sc.m_p(traj[i - 1])) / sc.s
         _tick(bar, j)
     _tick_end(bar, n)
+    return xi, taus
+
+
+def _check_gauss_block(impl, sc, n, rng, alpha_i, power, bar):
+    d, L = len(sc.x0), sc.L
+    xi, taus = _sample_gauss_block(impl, sc, n, rng, bar)
     res = [_named(st.anderson_normal(xi[:, i - 1, jj], alpha=alpha_i, power=power), f"{sc.name}/xi{i}[{jj}] ad")
            for i in range(1, L + 2) for jj in range(d)]
     res.append(_named(st.energy_normal(xi[:ENERGY_MAX_N].reshape(min(n, ENERGY_MAX_N), -1), alpha=alpha_i,
@@ -915,6 +936,18 @@ class _Progress:
 # ---------------------------------------------------------------- certify
 
 
+def check_run_args(alpha, target_tv, samples, *, power=None) -> None:
+    """InvalidInput for a bad alpha, power, target TV or sample count (certify and sweeps)."""
+    if not (0 < alpha < 1):
+        raise InvalidInput("alpha", f"must lie in (0, 1), got {alpha}")
+    if power is not None and not (0 < power < 1):
+        raise InvalidInput("power", f"must lie in (0, 1), got {power}")
+    if not (0 < target_tv <= 1):
+        raise InvalidInput("target_tv", f"must lie in (0, 1], got {target_tv}")
+    if samples is not None and int(samples) < 10:
+        raise InvalidInput("samples", f"needs at least 10 samples per scenario, got {samples}")
+
+
 def certify(impl, *, samples: int | None = None, alpha: float = DEFAULT_ALPHA, power: float = DEFAULT_POWER,
             target_tv: float = DEFAULT_TARGET_TV, seed: int = 0, scenarios=None,
             progress: bool = False, stop_early: bool = True) -> Report:
@@ -930,14 +963,7 @@ def certify(impl, *, samples: int | None = None, alpha: float = DEFAULT_ALPHA, p
     breaks the adapter protocol), or ``underpowered``.
     """
     t0 = time.perf_counter()
-    if not (0 < alpha < 1):
-        raise InvalidInput("alpha", f"must lie in (0, 1), got {alpha}")
-    if not (0 < power < 1):
-        raise InvalidInput("power", f"must lie in (0, 1), got {power}")
-    if not (0 < target_tv <= 1):
-        raise InvalidInput("target_tv", f"must lie in (0, 1], got {target_tv}")
-    if samples is not None and int(samples) < 10:
-        raise InvalidInput("samples", f"needs at least 10 samples per scenario, got {samples}")
+    check_run_args(alpha, target_tv, samples, power=power)
     spec = resolve_impl(impl)
     if spec.protocol not in PROTOCOLS:
         raise InvalidInput("impl", f"unknown protocol {spec.protocol!r}")

@@ -33,3 +33,32 @@ def tiny_pair_one_thread():
         yield tiny_llama(1, 64, 2, 4, 2), tiny_llama(2, 32, 1, 2, 1)
     finally:
         torch.set_num_threads(threads)
+
+
+PROMPT = [3, 17, 42]
+
+
+class TinyPairFactory:
+    """Picklable engine factory for proofs.executors.map_actors / engine_counts: builds the
+    tiny (target, draft) pair of :func:`tiny_pair_one_thread` (one engine per actor)."""
+
+    def __call__(self):
+        return tiny_llama(1, 64, 2, 4, 2), tiny_llama(2, 32, 1, 2, 1)
+
+
+def sample_tiny_prefixes(engine, first: int, count: int, seed: int):
+    """Counter of the first 2 tokens of requests first..first+count-1 (request r has seed
+    seed + r) under chain speculative decoding (k = 2, T = 8, top-k 3, reference verifier),
+    with torch on one thread (restored). T = 8 undoes most of the head sharpening: the law
+    has 9 cells, the largest 0.32."""
+    from specoracle.fastpath.models.lossless import sample_prefixes
+    from specoracle.fastpath.models.processing import Warp
+
+    target, draft = engine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return sample_prefixes(target, draft, PROMPT, n=2, n_samples=count, batch=count, method="chain", k=2,
+                               warping=Warp(8.0, top_k=3), seed=seed + first, backend="reference")
+    finally:
+        torch.set_num_threads(threads)

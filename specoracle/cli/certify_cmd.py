@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from specoracle.cli import _args
+from . import certify_sweep
 
 EPILOG = """examples:
   specoracle certify reference.chain                  # the oracle itself: expect "exact"
@@ -19,7 +20,7 @@ module:function adapters take (p [K+1,V] float64, q [K,V] float64, draft [K] int
 and return the emitted token ids (n_accepted + 1 integers; see docs/CERTIFICATION.md or
 `python -c "import specoracle.proofs.certify as c; help(c)"`). The current directory is
 on the import path, as with `python -m`.
-exit status: 0 exact, 1 not exact, 2 underpowered or bad usage, 3 IMPL not loadable
+exit status: 0 exact, 1 not exact, 2 underpowered, incomplete (sweep) or bad usage, 3 IMPL not loadable
 (missing module, function or package), 4 output format error (the adapter's output
 breaks the protocol).
 """
@@ -33,7 +34,7 @@ def add_parser(subparsers) -> None:
         description="Certify a speculative sampler: joint law of the emitted block, law given the accepted "
                     "length, acceptance counts, with a stated false-positive rate (Holm over all checks) "
                     "and power (the smallest TV distance detected).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG + certify_sweep.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("impl", nargs="?", help="built-in name (see --list) or module:function")
     p.add_argument("--list", action="store_true", help="print every built-in name, one per line, and exit")
     p.add_argument("--json", metavar="FILE", type=_args.output_file, help="write the report as JSON")
@@ -50,6 +51,7 @@ def add_parser(subparsers) -> None:
                    help="no progress (default: a bar on a terminal, plain lines on stderr otherwise)")
     p.add_argument("--no-early-stop", action="store_true",
                    help="run the whole battery even after a decisive rejection")
+    certify_sweep.add_arguments(p)   # --sweep, --executor, --workers, --results, ...
     p.set_defaults(func=run, check=_args.required("impl", "IMPL", unless="list"))
 
 
@@ -76,6 +78,9 @@ def run(args) -> int:
         return EXIT_UNDERPOWERED
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: a module:function in the current directory loads
+    if certify_sweep.wanted(args) and (bad := certify_sweep.check(args)):
+        print(f"specoracle certify: {bad}", file=sys.stderr)
+        return EXIT_UNDERPOWERED
     try:
         spec = c.resolve_impl(args.impl)
     except InvalidInput as exc:
@@ -85,6 +90,8 @@ def run(args) -> int:
         print(_not_loadable(args.impl, exc), file=sys.stderr)
         return EXIT_NOT_LOADABLE
     scen = tuple(s for s in args.scenarios.split(",") if s) if args.scenarios else None
+    if certify_sweep.wanted(args):
+        return certify_sweep.run(args, scen)
     try:
         report = c.certify(spec, samples=args.samples, alpha=args.alpha, power=args.power,
                            target_tv=args.target_tv, seed=args.seed, scenarios=scen,
@@ -92,10 +99,15 @@ def run(args) -> int:
     except InvalidInput as exc:
         print(f"specoracle certify: {exc}", file=sys.stderr)
         return EXIT_UNDERPOWERED
+    return finish(report, args.json)
+
+
+def finish(report, json_path) -> int:
+    """Print ``report`` (certify's or a sweep's), write it as JSON if asked; the exit status."""
     print(report.format())
-    if args.json:
-        report.to_json(args.json)
-        print(f"wrote {args.json}")
+    if json_path:
+        report.to_json(json_path)
+        print(f"wrote {json_path}")
     if report.verdict == "exact":
         return EXIT_EXACT
     if report.verdict.startswith("format error"):
