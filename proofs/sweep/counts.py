@@ -124,6 +124,12 @@ def gauss_cells(w) -> np.ndarray:
     return np.where(ok, cells, -1)
 
 
+def sweepable(sc) -> bool:
+    """Whether sweeps count ``sc`` (the multi-round ``rounds`` scenario runs in certify only)."""
+    return isinstance(sc, (RowScenario, scn.MarkovScenario, scn.MultiScenario, scn.TreeScenario,
+                           scn.GaussStepScenario, scn.GaussResidualScenario, scn.GaussBlockScenario))
+
+
 def table_sizes(sc) -> dict:
     """Cells per count table of ``sc`` (without the malformed-output cell)."""
     if isinstance(sc, (RowScenario, scn.MarkovScenario)):
@@ -140,7 +146,8 @@ def table_sizes(sc) -> dict:
 
 def _table(idx, size) -> list:
     """Counts [size + 1] of cell indices (-1 -> the malformed cell), as Python ints."""
-    return [int(v) for v in cf._counts(idx, size)]
+    idx = np.asarray(idx)
+    return [int(v) for v in np.bincount(idx[idx >= 0], minlength=size)] + [int(np.sum(idx < 0))]
 
 
 # ---------------------------------------------------------------- sampling rounds
@@ -152,7 +159,7 @@ def count_rounds(impl, sc, n: int, rng, sizes: dict) -> dict:
         joint, emitted, taus = _run_rows(impl, sc, n, rng)
         idx = {"joint": joint, "emitted": emitted, "tau": taus}
     elif isinstance(sc, scn.MarkovScenario):
-        joint, emitted, taus, _ = cf._run_markov(impl, sc, n, rng, None)
+        joint, emitted, taus = cf._run_markov(impl, sc, n, rng, None)  # OutputFormatError: the task fails
         idx = {"joint": joint, "emitted": emitted, "tau": taus}
     elif isinstance(sc, scn.MultiScenario):
         idx = {"cells": _run_multi(impl, sc, n, rng)}

@@ -142,6 +142,9 @@ def plan(spec, n_random, *, seed, samples, alpha, power, target_tv, battery=True
     for nm in names:
         if nm not in pool:
             raise InvalidInput("scenarios", f"unknown scenario {nm!r} (one of {', '.join(sorted(pool))})")
+        if scenarios and not ct.sweepable(pool[nm]):
+            raise InvalidInput("scenarios", f"scenario {nm!r} is not count-based per round; certify it without --sweep")
+    names = [nm for nm in names if ct.sweepable(pool[nm])]   # the default battery's `rounds` runs in certify only
     out = []
     for s, nm in enumerate(names):
         out.append(Planned(s, ("battery", nm), pool[nm], ct.checks(spec, pool[nm]), 0))
