@@ -77,15 +77,19 @@ def test_ray_retries_failed_tasks(local_ray):
 def test_reference_and_every_mutant_agree_inprocess_and_on_ray(local_ray):
     """Each mutant on its focus scenarios (plus one random scenario for probs/logits) at 600
     rounds per scenario: identical counts and verdicts on both executors."""
-    assert all(m.protocol in SWEPT_PROTOCOLS for m in MUTANTS.values())
+    # Sweeps count single rounds: the batch protocol's mutants (B requests per call) and the
+    # multi-round `rounds` scenario stay with certify; the exclusion is listed, not silent.
+    unswept = sorted(k for k, m in MUTANTS.items() if m.protocol not in SWEPT_PROTOCOLS)
+    assert all(MUTANTS[k].protocol == "batch" for k in unswept)
     refs = ["reference.chain", "reference.block", "reference.chain_logits", "reference.mss", "reference.kseq",
             "reference.tree_deterministic", "reference.gaussian_gamma", "reference.gaussian_residual",
             "reference.gaussian_block"]
-    names = refs + sorted(f"mutant.{m}" for m in MUTANTS)
+    names = refs + sorted(f"mutant.{m}" for m in MUTANTS if m not in unswept)
     for name in names:
         spec = cf.resolve_impl(name)
         m = MUTANTS.get(name.partition(".")[2])
-        kw = dict(samples=600, seed=1, scenarios=m.focus if m else None,
+        focus = tuple(s for s in m.focus if s != "rounds") or ("t1",) if m else None
+        kw = dict(samples=600, seed=1, scenarios=focus,
                   n_random=1 if spec.protocol in ("probs", "logits") else 0)
         a = sweep(name, **kw)
         b = sweep(name, executor="ray", workers=2, **kw)
