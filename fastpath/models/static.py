@@ -84,6 +84,9 @@ def slot_cache(model, batch: int, max_len: int):
         def get_max_length(self):
             return self.keys.shape[2] - 1
 
+        # the same under its older name (abstract, so required, in transformers 5.0)
+        get_max_cache_shape = get_max_length
+
     class SlotCache(Cache):
         def __init__(self):
             n_layers, kv_heads, head_dim = _kv_shape(model.config)
