@@ -12,7 +12,7 @@ import torch
 from specoracle.fastpath.models.cascade import (cascade_attention, hf_cascade_attention,
                                                 masked_attention, use_cascade)
 from specoracle.fastpath.models.d2sd import generate_d2sd, node_depths, tree_attention
-from specoracle.fastpath.models.kv import new_cache
+from specoracle.fastpath.models.kv import forward_cached, new_cache
 
 from _dflash_zoo import tiny_drafter, tiny_target
 
@@ -77,9 +77,9 @@ def test_hf_tree_pass_and_d2sd_equal_sdpa(monkeypatch):
 
     def tree_pass():
         c = new_cache(t)
-        t(input_ids=ids, past_key_values=c, use_cache=True)
-        return t(input_ids=x, past_key_values=c, use_cache=True, position_ids=pos,
-                 attention_mask=tree_attention(PARENTS, start)).logits
+        forward_cached(t, c, input_ids=ids)
+        return forward_cached(t, c, input_ids=x, position_ids=pos,
+                              attention_mask=tree_attention(PARENTS, start)).logits
 
     plain = tree_pass()
     runs = {}

@@ -103,7 +103,7 @@ def tree_pass_rows(target, prefix_lens=(128, 384), n_nodes: int = 40, reps: int 
 
     from .cascade import use_cascade
     from .d2sd import node_depths, tree_attention
-    from .kv import new_cache
+    from .kv import forward_cached, new_cache
 
     clock = clock or time.perf_counter
     parents = [-1]                 # a shared first node, then 4 chains of m nodes under it
@@ -121,7 +121,7 @@ def tree_pass_rows(target, prefix_lens=(128, 384), n_nodes: int = 40, reps: int 
         ids = torch.randint(1, v, (1, p), generator=gen)
         base_cache = new_cache(target)
         with torch.inference_mode():
-            target(input_ids=ids, past_key_values=base_cache, use_cache=True)
+            forward_cached(target, base_cache, input_ids=ids)
         x = torch.randint(1, v, (1, n_nodes + 1), generator=gen)
         pos = torch.tensor([[p] + [p + d for d in depth]])
         mask = tree_attention(parents, p)
@@ -134,8 +134,8 @@ def tree_pass_rows(target, prefix_lens=(128, 384), n_nodes: int = 40, reps: int 
                     c = copy.deepcopy(base_cache)
                     t0 = clock()
                     with torch.inference_mode():
-                        target(input_ids=x, past_key_values=c, use_cache=True, position_ids=pos,
-                               attention_mask=mask)
+                        forward_cached(target, c, input_ids=x, position_ids=pos,
+                                       attention_mask=mask)
                     best.append(clock() - t0)
             finally:
                 target.set_attn_implementation(prev if prev in ("sdpa", "eager") else "sdpa")

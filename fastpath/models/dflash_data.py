@@ -85,7 +85,7 @@ def regenerate(target, prompts: torch.Tensor, new_tokens: int, temperatures=(0.0
     """Continue each prompt [N, P] by ``new_tokens`` target tokens (KV cache, batches of
     ``batch`` rows, batch b at temperature ``temperatures[b % len]``).
     Returns (tokens [N, P + new_tokens], temperature per row [N])."""
-    from .kv import new_cache
+    from .kv import forward_cached, new_cache
 
     if new_tokens < 1:
         raise InvalidInput("new_tokens", f"must be >= 1, got {new_tokens}")
@@ -100,14 +100,13 @@ def regenerate(target, prompts: torch.Tensor, new_tokens: int, temperatures=(0.0
         temp = float(temperatures[b % len(temperatures)])
         x = prompts[i: i + batch].to(dev)
         cache = new_cache(target)
-        logits = target(input_ids=x, past_key_values=cache, use_cache=True).logits[:, -1].float()
+        logits = forward_cached(target, cache, input_ids=x).logits[:, -1].float()
         rows = [x]
         for s in range(new_tokens):
             nxt = _pick(logits.cpu(), temp, gen).to(dev)
             rows.append(nxt[:, None])
             if s + 1 < new_tokens:
-                logits = target(input_ids=nxt[:, None], past_key_values=cache,
-                                use_cache=True).logits[:, -1].float()
+                logits = forward_cached(target, cache, input_ids=nxt[:, None]).logits[:, -1].float()
         outs.append(torch.cat(rows, 1).cpu())
         temps += [temp] * len(x)
         if bar is not None:

@@ -47,6 +47,7 @@ import torch
 from specoracle.reference.types import InvalidInput
 
 from .dflash import DFlashDrafter, DraftCache, check_compatible, draft_logits
+from .kv import forward_cached, new_cache
 from .processing import Warp, warp
 from .verify import sample_rows
 
@@ -80,7 +81,6 @@ class TargetSession:
     """The target's KV cache for one sequence, with hidden states for the drafters."""
 
     def __init__(self, target):
-        from .kv import new_cache
         self.target = target
         self.cache = new_cache(target)
         self.length = 0
@@ -95,8 +95,7 @@ class TargetSession:
             kw["position_ids"] = torch.as_tensor(positions, dtype=torch.long)[None]
         if mask is not None:
             kw["attention_mask"] = mask
-        out = self.target(input_ids=x, past_key_values=self.cache, use_cache=True,
-                          output_hidden_states=True, **kw)
+        out = forward_cached(self.target, self.cache, input_ids=x, output_hidden_states=True, **kw)
         self.calls += 1
         return out.logits[0].float(), out.hidden_states
 

@@ -22,6 +22,32 @@ from __future__ import annotations
 import torch
 
 
+_CACHE_KWARG: dict = {}
+
+
+def cache_kwarg(model) -> str:
+    """The keyword under which ``model``'s forward takes its KV cache: ``"cache"``
+    (transformers >= 5.24, where ``past_key_values`` is a deprecated alias that warns) or
+    ``"past_key_values"`` (older releases). Read from the forward signature once per
+    model class and remembered, so the per-call cost is one dict lookup."""
+    cls = type(model)
+    kw = _CACHE_KWARG.get(cls)
+    if kw is None:
+        import inspect
+        params = inspect.signature(cls.forward).parameters
+        kw = "cache" if "cache" in params else "past_key_values"
+        _CACHE_KWARG[cls] = kw
+    return kw
+
+
+def forward_cached(model, cache, **kwargs):
+    """``model(**kwargs)`` with ``cache`` passed under :func:`cache_kwarg` and
+    ``use_cache=True``; the cache object is updated in place (read it, not the output's
+    cache attribute, whose name also changed in transformers 5.24)."""
+    kwargs[cache_kwarg(model)] = cache
+    return model(use_cache=True, **kwargs)
+
+
 def new_cache(model):
     from transformers import DynamicCache
     try:
@@ -67,8 +93,8 @@ class KVState:
         attn = torch.cat([self.mask, new_mask], dim=1)
         # no hole and no padding (always so at batch 1): let the model take its causal fast path
         dense = bool(attn.all())
-        out = self.model(input_ids=ids, attention_mask=None if dense else attn, position_ids=pos,
-                         past_key_values=self.cache, use_cache=True)
+        out = forward_cached(self.model, self.cache, input_ids=ids,
+                             attention_mask=None if dense else attn, position_ids=pos)
         self.calls += 1
         self.mask = attn
         self.count = self.count + lens

@@ -40,6 +40,8 @@ import torch
 
 from specoracle.reference.types import InvalidInput
 
+from .kv import cache_kwarg
+
 
 def _kv_shape(config):
     heads = int(config.num_attention_heads)
@@ -82,6 +84,9 @@ def slot_cache(model, batch: int, max_len: int):
         def get_max_length(self):
             return self.keys.shape[2] - 1
 
+        # the same under its older name (abstract, so required, in transformers 5.0)
+        get_max_cache_shape = get_max_length
+
     class SlotCache(Cache):
         def __init__(self):
             n_layers, kv_heads, head_dim = _kv_shape(model.config)
@@ -120,12 +125,13 @@ class StaticStep:
         self.boolean = impl == "sdpa"
         self.dtype = next(model.parameters()).dtype
         self.cache = slot_cache(model, batch, max_len)
+        self.cache_kw = cache_kwarg(model)   # resolved here, outside any compiled region
 
     def __call__(self, ids, pos, slot):
         self.cache.slots = slot
         mask = build_mask(pos, slot, self.max_len, self.dtype, self.boolean)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos,
-                         past_key_values=self.cache, use_cache=True)
+                         use_cache=True, **{self.cache_kw: self.cache})
         return out.logits
 
 

@@ -236,7 +236,7 @@ def draft_and_score(target, draft, contexts, warping, k: int, u_draft: np.ndarra
     """
     import torch
 
-    from .kv import new_cache
+    from .kv import forward_cached, new_cache
     from .processing import warp
     from .verify import sample_rows
 
@@ -249,7 +249,7 @@ def draft_and_score(target, draft, contexts, warping, k: int, u_draft: np.ndarra
         feed = contexts
         pos = torch.arange(length)[None, :].expand(n, -1)
         for j in range(k):
-            out = draft(input_ids=feed, position_ids=pos, past_key_values=cache, use_cache=True)
+            out = forward_cached(draft, cache, input_ids=feed, position_ids=pos)
             qj = warp(out.logits[:, -1].float(), warping).numpy()            # [N, V]
             xj = np.argmax(qj, axis=-1) if warping.greedy else sample_rows(qj, u_draft[:, j])
             q[:, j], drafts[:, j] = qj, xj
