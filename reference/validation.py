@@ -32,6 +32,7 @@ def as_probs(x, name: str, ndim: int, normalised: bool = True) -> np.ndarray:
     ``normalised``) that every row along the last axis sums to 1.
     """
     arr = np.asarray(x)
+    src_dtype = arr.dtype
     exact = arr.dtype == object or any(isinstance(v, Fraction) for v in arr.flat[:1])
     if exact:
         arr = np.asarray(x, dtype=object)
@@ -56,9 +57,8 @@ def as_probs(x, name: str, ndim: int, normalised: bool = True) -> np.ndarray:
             if off.any():
                 where = tuple(np.argwhere(off)[0]) if off.ndim else None
                 val = sums[where] if where else sums
-                raise InvalidInput(
-                    name, f"row sums to {float(val):.9g}, not 1 (tolerance {ROW_SUM_ATOL})",
-                    index=where)
+                raise InvalidInput(name, f"row sums to {float(val):.9g}, not 1 "
+                                   f"{_tolerance_note(src_dtype)}", index=where)
     else:
         for idx in np.ndindex(arr.shape):
             v = arr[idx]
@@ -73,6 +73,15 @@ def as_probs(x, name: str, ndim: int, normalised: bool = True) -> np.ndarray:
                 if s != 1:
                     raise InvalidInput(name, f"row sums to {s}, not 1", index=idx or None)
     return arr
+
+
+def _tolerance_note(dtype) -> str:
+    """The tolerance used and the input dtype, with a hint when the dtype cannot meet it."""
+    note = f"(tolerance {ROW_SUM_ATOL}, input dtype {dtype}"
+    if dtype.kind == "f" and np.finfo(dtype).eps > ROW_SUM_ATOL:
+        note += (f": {dtype} rounds each entry by up to {np.finfo(dtype).eps / 2:.3g}, "
+                 "normalise in float32 or float64 before passing")
+    return note + ")"
 
 
 def as_tokens(x, name: str, vocab: int, length: int | None = None) -> np.ndarray:
