@@ -27,7 +27,7 @@ import numpy as np
 
 from .types import InvalidInput, Verdict
 from .validation import (as_probs, as_tokens, as_uniforms, check_generator,
-                         check_same_vocab)
+                         check_same_vocab, check_uniform)
 
 # ---------------------------------------------------------------- primitives
 
@@ -47,8 +47,7 @@ def sample_categorical(weights, u):
     A non-numeric ``u`` (the proofs' traced uniforms) is not range-checked: comparing
     it would fork the proof.
     """
-    if isinstance(u, Real) and not 0 <= u < 1:
-        raise InvalidInput("u", f"uniform must lie in [0, 1), got {u!r}")
+    check_uniform(u, "u")
     total = 0
     for i, w in enumerate(weights):
         if isinstance(w, Real) and not w >= 0:
@@ -277,6 +276,8 @@ def maximal_coupling(p, q, x, u_accept, u_residual):
     x = int(as_tokens([x], "x", vocab=p.shape[0])[0])
     if not q[x] > 0:
         raise InvalidInput("x", f"token {x} has q = 0: the draft could not have produced it")
+    check_uniform(u_accept, "u_accept")
+    check_uniform(u_residual, "u_residual")
     if u_accept * q[x] < p[x]:
         return x, True
     fallbacks: list = []

@@ -11,7 +11,7 @@ Fraction rows must sum to exactly 1.
 from __future__ import annotations
 
 from fractions import Fraction
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 
@@ -119,6 +119,14 @@ def as_uniforms(x, name: str, length: int) -> np.ndarray:
         if bad.any():
             raise InvalidInput(name, "uniforms must lie in [0, 1)", index=int(np.argmax(bad)))
     return arr
+
+
+def check_uniform(u, name: str):
+    """A scalar uniform must lie in [0, 1) (NaN rejected). Non-numeric ``u`` (the proofs'
+    traced uniforms) passes unchecked: comparing it would fork the proof."""
+    if isinstance(u, Real) and not 0 <= u < 1:
+        raise InvalidInput(name, f"uniform must lie in [0, 1), got {u!r}")
+    return u
 
 
 def check_same_vocab(p: np.ndarray, q: np.ndarray, pname: str = "p", qname: str = "q") -> None:

@@ -142,6 +142,9 @@ def test_maximal_coupling_bad_input():
     raises("x", lambda: maximal_coupling(P, [0.5, 0.5, 0.0], 2, 0.1, 0.1))
     raises("x", lambda: maximal_coupling(P, Q, 7, 0.1, 0.1), (0,))
     raises("q", lambda: maximal_coupling(P, [0.5, 0.5], 0, 0.1, 0.1))
+    raises("u_accept", lambda: maximal_coupling(P, Q, 2, 1.0, 0.1))
+    raises("u_accept", lambda: maximal_coupling(P, Q, 2, NAN, 0.1))
+    raises("u_residual", lambda: maximal_coupling(P, Q, 2, 0.1, -0.5))
 
 
 # ---------------------------------------------------------------- process_logits
