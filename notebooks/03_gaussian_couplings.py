@@ -51,7 +51,10 @@ for ax, (name, step) in zip(axes, (("reflection", G.reflection_coupling_rng),
     ax.plot(*m_p, "k*", ms=12, label="m_p (target mean)")
     ax.set_title(f"{name}: accepted {acc.mean():.3f} (theory {G.acceptance_rate(np.linalg.norm(m_p - m_q) / s):.3f})")
     ax.set_aspect("equal")
+    ax.set_xlabel("x_1 (first coordinate of the state)")
+axes[0].set_ylabel("x_2 (second coordinate of the state)")
 axes[0].legend(fontsize=7, loc="lower left")
+fig.suptitle(f"one Gaussian step, {N} draws: draft N(m_q, s^2 I), target N(m_p, s^2 I), s = {s:g}")
 plt.show()
 
 # %% [markdown]

@@ -19,7 +19,10 @@
 # detectable TV against the number of samples (worst case over alternatives; noncentral
 # chi-square, proofs/stats.py). The second runs the certification on the reference and on
 # the mutant zoo (known-wrong samplers modelled on real engine bugs): every mutant must be
-# rejected, the reference must not.
+# rejected, the reference must not. Its bars are -log10 of each run's smallest p-value on a
+# log axis (a passing reference sits near 1, a rejected mutant beyond the alpha line), each
+# labelled with its p-value; p = 0 with an infinite statistic means the sampler emitted an
+# output that has probability 0 under the target.
 
 # %% tags=["parameters"]
 SMOKE = False
@@ -53,21 +56,33 @@ impls = ["reference.chain", "reference.block"] + names
 results = {}
 for name in impls:
     rep = cert.certify(name, seed=SEED, samples=2000 if SMOKE else None)
-    finite = [c.p_value for c in rep.checks if np.isfinite(c.p_value)]
-    results[name] = (rep.verdict, min(finite) if finite else np.nan)
+    finite = [c for c in rep.checks if np.isfinite(c.p_value)]
+    worst = min(finite, key=lambda c: c.p_value) if finite else None
+    results[name] = (rep.verdict, worst.p_value if worst else np.nan,
+                     worst is not None and worst.p_value == 0 and np.isinf(worst.statistic))
     print(f"{name:40s} {rep.verdict}")
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 0.3 * len(impls) + 1.5))
+fig, ax = plt.subplots(figsize=(7.5, 0.3 * len(impls) + 1.5))
 y = np.arange(len(impls))
-pvals = np.array([max(results[n][1], 1e-300) for n in impls])
+pvals = np.array([results[n][1] for n in impls])
+score = -np.log10(np.clip(pvals, 1e-300, 1.0))            # p = 0 (an impossible output) -> 300
+floor = 1e-2                                               # log axis: bars start at 0.01
 colors = ["C2" if results[n][0] == "exact" else "C3" for n in impls]
-ax.barh(y, -np.log10(pvals), color=colors)
+ax.barh(y, np.maximum(score, floor) - floor, left=floor, color=colors)
+for yi, name, p, sc in zip(y, impls, pvals, score):
+    if results[name][2]:       # statistic inf: an output the target law gives probability 0
+        text = "p = 0: an impossible output was emitted"
+    else:
+        text = "p < 1e-300 (underflow)" if p < 1e-300 else f"p = {p:.2g}"
+    ax.annotate(text, (max(sc, floor), yi), textcoords="offset points", xytext=(3, -3), fontsize=7)
 ax.axvline(-np.log10(cert.DEFAULT_ALPHA), color="k", ls="--", lw=1,
-           label=f"alpha = {cert.DEFAULT_ALPHA:g} (whole run)")
+           label=f"alpha = {cert.DEFAULT_ALPHA:g} (whole run): rejected to the right")
+ax.set_xscale("log")
+ax.set_xlim(floor, 3e4)
 ax.set_yticks(y)
 ax.set_yticklabels(impls, fontsize=8)
-ax.set_xlabel("-log10 (smallest p-value of the run)")
+ax.set_xlabel("-log10 (smallest p-value of the run), log scale")
 ax.set_title("Reference (green) passes; every mutant (red) is rejected")
-ax.legend(fontsize=8)
+ax.legend(fontsize=8, loc="lower right")
 plt.show()

@@ -208,13 +208,13 @@ def _window(x1, x2):
 
 
 def _thresholds(x1, x2):
-    """(t_1, t_2, p_1) from the code's block_quantities: index 1 passes iff eta_1 < t_1
+    """(t_1, t_2, p_1) from the code's gaussian_block_quantities: index 1 passes iff eta_1 < t_1
     (t_1 = h_1 = R_1 / (R_1 + 1 - p_1)), index 2 iff eta_2 < t_2 = p_2."""
     from specoracle.reference import gaussian as g
 
     m_p, m_q, z = _window(x1, x2)
     ell, delta = g._window_log_ratios(m_p, m_q, np.full(2, SIG), z)
-    log_p, mass = g.block_quantities(ell, delta)
+    log_p, mass = g.gaussian_block_quantities(ell, delta)
     p1, p2 = math.exp(log_p[1]), math.exp(log_p[2])
     den = mass[1] + 1 - p1
     return (mass[1] / den if den > 0 else 0.0), p2, p1, float(mass[1])

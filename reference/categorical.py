@@ -11,7 +11,8 @@ Shapes (one sequence, K drafted tokens, vocabulary V):
     u      [K+1]     uniform noise in [0, 1): u[0..K-1] for the K accept tests
                      (eta_i for block verification), u[K] for the final draw
                      (residual or bonus), by :func:`sample_categorical`.
-K = 0 is legal: the round is the bonus token drawn from p[0] with u[0].
+K = 0 is legal: the round is the bonus token drawn from p[0] with u[0]; q may then
+be ``None`` or any empty array (the numba and torch twins do the same, parity-tested).
 
 The categorical sampling primitive everywhere in specoracle is the inverse CDF
 with one uniform per draw (:func:`sample_categorical`), accumulating weights
@@ -20,11 +21,13 @@ so a fast kernel fed the same ``u`` must emit the same tokens.
 """
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 
 from .types import InvalidInput, Verdict
 from .validation import (as_probs, as_tokens, as_uniforms, check_generator,
-                         check_same_vocab)
+                         check_same_vocab, check_uniform)
 
 # ---------------------------------------------------------------- primitives
 
@@ -37,11 +40,21 @@ def sample_categorical(weights, u):
     in the same order. A category of weight 0 is never returned. If rounding makes
     ``u * total`` reach the total (u is within ~1e-16 of 1) no index qualifies; the
     last index of positive weight is returned and ``fallback`` is ``"cdf_rounding"``
-    (never in exact arithmetic). ``total`` must be positive (callers check).
+    (never in exact arithmetic).
+
+    Raises InvalidInput for a negative or NaN weight (``weights[i]``), a total mass
+    that is not positive (nothing to draw), and a numeric ``u`` outside [0, 1) or NaN.
+    A non-numeric ``u`` (the proofs' traced uniforms) is not range-checked: comparing
+    it would fork the proof.
     """
+    check_uniform(u, "u")
     total = 0
-    for w in weights:
+    for i, w in enumerate(weights):
+        if isinstance(w, Real) and not w >= 0:
+            raise InvalidInput("weights", f"weights must be >= 0, got {w!r}", index=i)
         total = total + w
+    if isinstance(total, Real) and not total > 0:
+        raise InvalidInput("weights", f"total mass is {total!r}: no category can be drawn")
     threshold = u * total
     running = 0
     last_positive = -1
@@ -80,22 +93,41 @@ def _draw_target(p_row, u, fallbacks):
     return token
 
 
+def _draft_rows(q, v, dtype):
+    """q [K, V]; ``None`` (or any empty array) is the absent draft of a K = 0 round."""
+    if q is None or np.size(q) == 0:
+        return np.zeros((0, v), dtype=dtype)
+    return as_probs(q, "q", ndim=2)
+
+
 def _validate(p, q, draft, u=None):
+    """Validate one round's inputs; K is the number of drafted tokens (module docstring).
+
+    When the three sizes disagree, the argument that disagrees with the other two is
+    blamed: p must have K+1 rows, q K rows and draft K ids.
+    """
     p = as_probs(p, "p", ndim=2)
-    k = p.shape[0] - 1
-    if k < 0:
-        raise InvalidInput("p", "needs K+1 >= 1 target rows")
-    q = as_probs(q, "q", ndim=2) if k > 0 else np.asarray(q, dtype=p.dtype).reshape(0, p.shape[1])
-    if q.shape[0] != k:
-        raise InvalidInput("q", f"expected K = {k} draft rows (one fewer than p's {k + 1}), got {q.shape[0]}")
+    v = p.shape[1]
+    draft = as_tokens(draft, "draft", vocab=v)
+    kd = draft.shape[0]
+    q = _draft_rows(q, v, p.dtype)
+    kp, kq = p.shape[0] - 1, q.shape[0]
+    if kq == kd != kp:
+        raise InvalidInput("p", f"expected K+1 = {kd + 1} target rows (K = {kd} drafted tokens "
+                           f"and draft rows), got shape {p.shape}")
+    if kp == kq != kd:
+        raise InvalidInput("draft", f"expected K = {kp} token ids (p has K+1 = {kp + 1} rows), "
+                           f"got {kd}")
+    if kq != kp:
+        raise InvalidInput("q", f"expected K = {kp} draft rows (one fewer than p's {kp + 1}), "
+                           f"got shape {q.shape}")
     check_same_vocab(p, q)
-    draft = as_tokens(draft, "draft", vocab=p.shape[1], length=k)
     for i, x in enumerate(draft):
         if not q[i, x] > 0:
             raise InvalidInput("draft", f"token {int(x)} has q = 0 at position {i}: the draft "
                                "could not have produced it", index=i)
     if u is not None:
-        u = as_uniforms(u, "u", length=k + 1)
+        u = as_uniforms(u, "u", length=kp + 1)
     return p, q, draft, u
 
 
@@ -244,6 +276,8 @@ def maximal_coupling(p, q, x, u_accept, u_residual):
     x = int(as_tokens([x], "x", vocab=p.shape[0])[0])
     if not q[x] > 0:
         raise InvalidInput("x", f"token {x} has q = 0: the draft could not have produced it")
+    check_uniform(u_accept, "u_accept")
+    check_uniform(u_residual, "u_residual")
     if u_accept * q[x] < p[x]:
         return x, True
     fallbacks: list = []

@@ -285,7 +285,7 @@ def _plain_chain(target, x, rng, res, k_spec, progress):
     steps = range(k_spec)
     if progress:
         from tqdm import tqdm
-        steps = tqdm(steps, desc="target chain", unit="step", leave=False)
+        steps = tqdm(steps, desc="target chain", unit="step")  # close() redraws the final count
     for k in steps:
         kk = np.full(big_b, k)
         z = rng.standard_normal((big_b, d))
@@ -305,7 +305,7 @@ def _speculative_rounds(target, drafter, x, rng, res, big_l, verify, bonus, reus
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=big_b * k_spec, desc=f"speculative ({verify})", unit="step", leave=False)
+        bar = tqdm(total=big_b * k_spec, desc=f"speculative ({verify})", unit="step")  # as above
     while True:
         rows = np.flatnonzero(pos < k_spec)
         if rows.size == 0:

@@ -8,7 +8,9 @@ loop and tested against these functions.
 Algorithms (ALGORITHMS.md):
   - closed forms (§2.1, §2.4, T6): ``acceptance_rate``, ``total_variation``,
     ``mahalanobis``, ``residual_threshold`` (s*), ``residual_mass`` (R(c, delta)),
-    ``residual_cdf`` (F(s)), ``residual_mean`` (E[S | residual]);
+    ``residual_log_mass`` (log R, no underflow), ``residual_cdf`` (F(s)),
+    ``residual_mean`` (E[S | residual]); every residual function takes (c, delta) in
+    that order (after s or u where there is one);
   - reflection maximal coupling (A10, §2.3; De Bortoli et al. 2025, arXiv 2501.05370);
   - ``residual_gauss`` (A11, §2.4): exact fixed-cost sampler of (c p - q)_+ by the
     rank-1 decomposition (§2.2) and a 1-D inverse CDF evaluated in log-survival
@@ -253,7 +255,10 @@ def _log_tail_quadrature(a, gap_s, log_c, delta):
 def _log_mass(log_c, delta):
     """log R(c, delta) (c = exp(log_c) <= 1, delta > 0); R(1, delta) = erf(delta / 2 sqrt 2)."""
     if log_c == 0.0:
-        return math.log(special.erf(delta / (2 * _SQRT2)))
+        x = delta / (2 * _SQRT2)
+        if x < 1e-100:  # erf(x) = 2x/sqrt(pi) (1 - x^2/3 + ...): no underflow of x itself
+            return math.log(delta) - math.log(_SQRT2 * math.sqrt(math.pi))
+        return math.log(special.erf(x))
     s_star = _s_star(log_c, delta)
     return log_tail(s_star, log_c, delta, s_star)
 
@@ -263,12 +268,30 @@ def residual_mass(c, delta) -> float:
 
     For two Gaussians N(m_p, s^2 I), N(m_q, s^2 I) with delta = |m_p - m_q|/s this is the
     mass of (c p - q)_+. R(1, delta) = TV. R(c, 0) = 0 for c <= 1. Evaluated in
-    log-survival space (see ``log_tail``), never as a difference of CDFs.
+    log-survival space (see ``log_tail``), never as a difference of CDFs. Underflows to
+    0 where R < ~1e-308 (small c with small delta): use :func:`residual_log_mass` there.
     """
     c, delta = _scale(c), _delta(delta)
     if delta == 0:
         return 0.0
     return math.exp(_log_mass(math.log(c), delta))
+
+
+def residual_log_mass(c, delta) -> float:
+    """log R(c, delta), finite wherever R > 0, also where :func:`residual_mass` underflows.
+
+    R(c, delta) = c Phibar(s* - delta) - Phibar(s*), s* = delta/2 - ln(c)/delta (§2.4), so
+    log R = ln c + log Phibar(s* - delta) + log(1 - Phibar(s*) / (c Phibar(s* - delta))),
+    evaluated by ``log_tail`` at s = s* (log_ndtr and erfcx Mills ratios, or Gauss-Legendre
+    on the cancellation-free density when the bracket is small); c = 1:
+    log erf(delta / (2 sqrt 2)) (log(delta / sqrt(2 pi)) below delta ~ 1e-100).
+    -inf for delta = 0 (the residual of two equal Gaussians is empty).
+    Example: R(1e-3, 0.01) ~ exp(-2.39e5), far below the smallest float64.
+    """
+    c, delta = _scale(c), _delta(delta)
+    if delta == 0:
+        return -math.inf
+    return float(_log_mass(math.log(c), delta))
 
 
 def residual_cdf(s, c, delta) -> float:
@@ -287,9 +310,10 @@ def residual_cdf(s, c, delta) -> float:
     return float(-math.expm1(log_tail(s, log_c, delta, s_star) - _log_mass(log_c, delta)))
 
 
-def residual_mean(delta, c=1.0) -> float:
+def residual_mean(c, delta) -> float:
     """E[S | residual] of the 1-D residual (S measured from m_q along e, §2.4, T6).
 
+    Arguments in the order of every residual function: (c, delta).
     c = 1: delta Phi(delta/2) / (2 Phi(delta/2) - 1). General c:
     (c (delta Phibar(s* - delta) + phi(s* - delta)) - phi(s*)) / R(c, delta).
     """
@@ -616,7 +640,7 @@ def verify_gaussian_chain(m_p, m_q, s, z, eta, u_res, z_orth, *, coupling="gamma
     return GaussianBlockVerdict(tau, states, bonus, corrected, ell, log_surv, mass, fb)
 
 
-def block_quantities(log_ratio, delta):
+def gaussian_block_quantities(log_ratio, delta):
     """log p_i [L+1] and R_i [L] of Gaussian block verification (§2.5).
 
     log p_0 = 0, log p_i = min(log p_{i-1} + log r_i, 0); R_i = R(p_i, delta_{i+1}) for
@@ -638,7 +662,7 @@ def verify_gaussian_block(m_p, m_q, s, z, eta, u_res, z_orth) -> GaussianBlockVe
     Algorithm 2 of Sun et al. arXiv 2403.10444 with closed-form Gaussian quantities).
 
     Shapes and noise as :func:`verify_gaussian_chain`. With log p_i and R_i from
-    :func:`block_quantities`, index i < L passes iff eta_i (R_i + 1 - p_i) < R_i and
+    :func:`gaussian_block_quantities`, index i < L passes iff eta_i (R_i + 1 - p_i) < R_i and
     index L passes iff eta_L < p_L (division-free, §0.3); tau is the LARGEST passing
     index (0 if none). If tau < L the correction is ResidualGauss(m_p[tau], m_q[tau],
     s[tau], c = p_tau) with u_res and FRESH orthogonal noise z_orth (re-using the
@@ -649,7 +673,7 @@ def verify_gaussian_block(m_p, m_q, s, z, eta, u_res, z_orth) -> GaussianBlockVe
     big_l = m_q.shape[0]
     drafts = m_q + s[:big_l, None] * z
     ell, delta = _window_log_ratios(m_p, m_q, s, z)
-    log_p, mass = block_quantities(ell, delta)
+    log_p, mass = gaussian_block_quantities(ell, delta)
     surv = np.exp(log_p)
     tau = 0
     for i in range(big_l, 0, -1):  # the first passing index from the end is the largest

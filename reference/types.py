@@ -40,16 +40,16 @@ class InvalidTest(SpecOracleError):
 
 @dataclass(frozen=True)
 class Verdict:
-    """Outcome of one verification round of one sequence.
+    """Outcome of one verification round (or one tree-node step) of one sequence.
 
     Attributes
     ----------
     n_accepted:
         tau, the number of accepted draft tokens (0..K). For tree verifiers, the
-        depth of the accepted path.
+        depth of the accepted path; for the one-node steps (below) 0 or 1.
     tokens:
-        The emitted tokens: the ``n_accepted`` accepted drafts followed by exactly
-        one correction (residual) or bonus token; ``len(tokens) == n_accepted + 1``.
+        The emitted tokens: the ``n_accepted`` accepted drafts, followed by one
+        correction (residual) or bonus token when the round ends here.
     bonus:
         True when the last token was drawn from the target row after the last
         draft (every draft accepted), False when it came from a residual.
@@ -60,6 +60,20 @@ class Verdict:
         rounded up to the total; the last category with positive weight is taken).
     path:
         Tree verifiers only: the node indices of the accepted path (root excluded).
+
+    Invariant on ``len(tokens)``, by verifier family (tested for every verifier of
+    reference/ in tests/test_discrete_properties.py):
+
+    * whole rounds, ``verify_chain``, ``verify_block``, ``verify_greedy``,
+      ``verify_mss_tree``, ``verify_tree_deterministic``:
+      ``len(tokens) == n_accepted + 1`` always (the round ends with exactly one
+      correction or bonus token).
+    * one-node steps, ``verify_mss``, ``verify_kseq``: ``n_accepted`` is 0 or 1.
+      A child accepted: ``n_accepted == 1``, ``tokens == (child,)``,
+      ``len(tokens) == n_accepted``, ``bonus`` False: the round is not over, the
+      caller continues into that child (its subtree, or the bonus after a leaf) and
+      the final uniform is not consumed. None accepted (or no children):
+      ``len(tokens) == n_accepted + 1 == 1``, the round ends with that token.
     """
 
     n_accepted: int
@@ -70,5 +84,6 @@ class Verdict:
 
     @property
     def n_emitted(self) -> int:
-        """Committed tokens this round, bonus/correction included (tau + 1)."""
+        """Committed tokens, bonus/correction included: tau + 1 for a whole round, 1 for a
+        one-node step (see the class docstring)."""
         return len(self.tokens)

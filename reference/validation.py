@@ -11,7 +11,7 @@ Fraction rows must sum to exactly 1.
 from __future__ import annotations
 
 from fractions import Fraction
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 
@@ -32,6 +32,7 @@ def as_probs(x, name: str, ndim: int, normalised: bool = True) -> np.ndarray:
     ``normalised``) that every row along the last axis sums to 1.
     """
     arr = np.asarray(x)
+    src_dtype = arr.dtype
     exact = arr.dtype == object or any(isinstance(v, Fraction) for v in arr.flat[:1])
     if exact:
         arr = np.asarray(x, dtype=object)
@@ -56,9 +57,8 @@ def as_probs(x, name: str, ndim: int, normalised: bool = True) -> np.ndarray:
             if off.any():
                 where = tuple(np.argwhere(off)[0]) if off.ndim else None
                 val = sums[where] if where else sums
-                raise InvalidInput(
-                    name, f"row sums to {float(val):.9g}, not 1 (tolerance {ROW_SUM_ATOL})",
-                    index=where)
+                raise InvalidInput(name, f"row sums to {float(val):.9g}, not 1 "
+                                   f"{_tolerance_note(src_dtype)}", index=where)
     else:
         for idx in np.ndindex(arr.shape):
             v = arr[idx]
@@ -73,6 +73,15 @@ def as_probs(x, name: str, ndim: int, normalised: bool = True) -> np.ndarray:
                 if s != 1:
                     raise InvalidInput(name, f"row sums to {s}, not 1", index=idx or None)
     return arr
+
+
+def _tolerance_note(dtype) -> str:
+    """The tolerance used and the input dtype, with a hint when the dtype cannot meet it."""
+    note = f"(tolerance {ROW_SUM_ATOL}, input dtype {dtype}"
+    if dtype.kind == "f" and np.finfo(dtype).eps > ROW_SUM_ATOL:
+        note += (f": {dtype} rounds each entry by up to {np.finfo(dtype).eps / 2:.3g}, "
+                 "normalise in float32 or float64 before passing")
+    return note + ")"
 
 
 def as_tokens(x, name: str, vocab: int, length: int | None = None) -> np.ndarray:
@@ -110,6 +119,14 @@ def as_uniforms(x, name: str, length: int) -> np.ndarray:
         if bad.any():
             raise InvalidInput(name, "uniforms must lie in [0, 1)", index=int(np.argmax(bad)))
     return arr
+
+
+def check_uniform(u, name: str):
+    """A scalar uniform must lie in [0, 1) (NaN rejected). Non-numeric ``u`` (the proofs'
+    traced uniforms) passes unchecked: comparing it would fork the proof."""
+    if isinstance(u, Real) and not 0 <= u < 1:
+        raise InvalidInput(name, f"uniform must lie in [0, 1), got {u!r}")
+    return u
 
 
 def check_same_vocab(p: np.ndarray, q: np.ndarray, pname: str = "p", qname: str = "q") -> None:

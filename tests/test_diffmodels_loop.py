@@ -155,3 +155,47 @@ def test_bad_input():
         GaussianChain(net_time=np.ones(3), std=np.array([1.0, 0.0, 1.0]), x_coef=np.ones(3), out_coef=np.ones(3))
     with pytest.raises(InvalidInput, match="steps"):
         ddpm_chain(0)
+
+
+class _Terminal:
+    """A stand-in stderr that says it is a terminal and keeps everything written to it."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+    def last_bar(self):
+        frames = [f for f in self.text.replace("\n", "\r").split("\r") if "|" in f]
+        return frames[-1] if frames else ""
+
+
+@pytest.mark.parametrize("loop", ["fastpath", "reference"])
+def test_progress_bar_ends_at_its_total(loop, monkeypatch):
+    """Issue 15: `diffuse --model zoo:digits` showed 255956/256000 at the end. The bar's
+    count reaches B * K_g (every chain advances to K_g) and the last frame drawn shows it:
+    the bar is redrawn on close instead of keeping its last rate-limited frame (with the
+    old leave=False this test saw '3882/5800' as the last frame)."""
+    term = _Terminal()
+    monkeypatch.setattr("sys.stderr", term)
+    sampler, den, dden = _setup("eps", False)
+    b = 200
+    x0 = np.random.default_rng(5).standard_normal((b, 2))
+    if loop == "fastpath":
+        chain = chain_from_reference(sampler, "eps")
+        sample_speculative_rng(NumpyDenoiser(den, 2), chain, b, np.random.default_rng(7),
+                               SpecConfig(window=8), x_init=x0, progress=True)
+        total = b * chain.n_gaussian
+    else:
+        tm = rd.TargetModel(sampler, den, "eps")
+        rd.speculative_sample(tm, rd.make_drafter("free", tm), x0, np.random.default_rng(7),
+                              window=8, verify="block", progress=True)
+        total = b * sampler.n_speculative
+    assert f" {total}/{total} " in term.last_bar(), term.last_bar()

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from specoracle.reference import decoding, targets, tree
-from specoracle.reference.categorical import (maximal_coupling, verify_block, verify_chain,
-                                              verify_greedy)
+from specoracle.reference.categorical import (maximal_coupling, sample_categorical, verify_block,
+                                              verify_chain, verify_greedy)
 from specoracle.reference.processing import process_logits
 from specoracle.reference.types import InvalidInput
 
@@ -70,6 +70,56 @@ def test_chain_and_block_bad_input(verifier, case):
     raises(argument, lambda: verifier(*make()), index)
 
 
+@pytest.mark.parametrize("verifier", [verify_chain, verify_block])
+@pytest.mark.parametrize("q", [None, [], np.zeros((0, 3))])
+def test_k0_round_is_the_bonus_from_p0(verifier, q):
+    """K = 0 (no draft): the round is one bonus token drawn from p[0] with u[0]; the
+    absent draft rows may be None or empty (docs/DECISIONS.md)."""
+    p0 = np.array([[0.2, 0.5, 0.3]])
+    for u, token in [(0.1, 0), (0.2, 1), (0.69, 1), (0.7, 2), (0.99, 2)]:
+        v = verifier(p0, q, [], [u])
+        assert (v.n_accepted, v.tokens, v.bonus) == (0, (token,), True)
+    raises("u", lambda: verifier(p0, q, [], [0.1, 0.2]))
+
+
+@pytest.mark.parametrize("verifier", [verify_chain, verify_block])
+def test_wrong_row_count_blames_the_odd_argument(verifier):
+    """p, q and draft each imply K; the one that disagrees with the other two is named."""
+    e = raises("p", lambda: verifier(P[None, :], Q1, [2], [0.1, 0.2]))   # p has K rows
+    assert "K+1 = 2 target rows" in str(e) and "(1, 3)" in str(e)
+    raises("p", lambda: verifier(P2, None, [], [0.1]))                    # K = 0 needs one p row
+    raises("q", lambda: verifier(P2, None, [2], [0.1, 0.2]))              # q missing for K = 1
+    raises("draft", lambda: verifier(np.stack([P] * 3), np.stack([Q] * 2), [2], [0.1, 0.2, 0.3]))
+
+
+def test_row_sum_error_names_dtype_and_tolerance():
+    p16 = np.array([[0.5, 0.5], [0.5, 0.5]], dtype=np.float16) * np.float16(1.001)
+    e = raises("p", lambda: verify_chain(p16, [[0.5, 0.5]], [0], [0.1, 0.2]), (0,))
+    assert "float16" in str(e) and "tolerance 1e-05" in str(e)
+    e = raises("q", lambda: verify_chain(P2, [[0.5, 0.6, 0.0]], [0], [0.1, 0.2]), (0,))
+    assert "float64" in str(e) and "tolerance 1e-05" in str(e)
+
+
+@pytest.mark.parametrize("weights, u, argument, index", [
+    ([0, 0], 0.5, "weights", None),           # zero total mass: nothing to draw (was -1)
+    ([0.0, 0.0, 0.0], 0.0, "weights", None),
+    ([0.5, -0.1, 0.6], 0.5, "weights", (1,)),
+    ([0.5, NAN], 0.5, "weights", (1,)),
+    ([0.5, 0.5], 1.0, "u", None),
+    ([0.5, 0.5], -0.1, "u", None),
+    ([0.5, 0.5], NAN, "u", None),
+    ([0.5, 0.5], F(1), "u", None),
+])
+def test_sample_categorical_bad_input(weights, u, argument, index):
+    raises(argument, lambda: sample_categorical(weights, u), index)
+
+
+def test_sample_categorical_good_input_edges():
+    assert sample_categorical([0, 0.5, 0.5], 0.0) == (1, None)
+    assert sample_categorical([F(1, 3), F(2, 3)], F(1, 3)) == (1, None)
+    assert sample_categorical([1, 0], 1 - 2.0 ** -53) == (0, None)
+
+
 @pytest.mark.parametrize("case, argument, index, p, draft", [
     ("nan", "p", (0, 1), [[0.5, NAN]], []),
     ("shape", "p", None, [0.5, 0.5], []),
@@ -92,6 +142,9 @@ def test_maximal_coupling_bad_input():
     raises("x", lambda: maximal_coupling(P, [0.5, 0.5, 0.0], 2, 0.1, 0.1))
     raises("x", lambda: maximal_coupling(P, Q, 7, 0.1, 0.1), (0,))
     raises("q", lambda: maximal_coupling(P, [0.5, 0.5], 0, 0.1, 0.1))
+    raises("u_accept", lambda: maximal_coupling(P, Q, 2, 1.0, 0.1))
+    raises("u_accept", lambda: maximal_coupling(P, Q, 2, NAN, 0.1))
+    raises("u_residual", lambda: maximal_coupling(P, Q, 2, 0.1, -0.5))
 
 
 # ---------------------------------------------------------------- process_logits

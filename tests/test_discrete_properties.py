@@ -421,3 +421,62 @@ def test_float64_and_exact_runs_agree(pair, seed):
     for fn in pairs:
         a, b = fn(u, pf, qf), fn(ue, p, q)
         assert (a.n_accepted, a.tokens, a.bonus, a.path) == (b.n_accepted, b.tokens, b.bonus, b.path)
+
+
+# ---------------------------------------------------------------- the Verdict length invariant
+
+ROUND_VERIFIERS = ("verify_chain", "verify_block", "verify_greedy", "verify_mss_tree",
+                   "verify_tree_deterministic")
+NODE_STEP_VERIFIERS = ("verify_mss", "verify_kseq")
+
+
+def test_every_verifier_has_a_documented_length_invariant():
+    """Every ``verify_*`` core of reference/ belongs to one family of the Verdict docstring
+    (a new verifier must be classified there and in the property test below)."""
+    from specoracle.reference import categorical
+    found = {name for mod in (categorical, tree) for name in dir(mod)
+             if name.startswith("verify_") and not name.endswith("_rng")}
+    assert found == set(ROUND_VERIFIERS) | set(NODE_STEP_VERIFIERS)
+
+
+@budget(60)
+@given(st.integers(2, 4).flatmap(weight_pair), st.integers(0, 3), small_tree(max_nodes=5),
+       st.integers(0, 2 ** 32 - 1))
+@example(([1, 1], [1, 1]), 2, [-1, 0], 0)      # p == q: everything accepted
+@example(([1, 0], [0, 1]), 2, [-1, -1], 0)     # disjoint: nothing accepted
+def test_verdict_length_invariant_every_verifier(pair, k, parents, seed):
+    """Verdict's documented invariant, per family (reference/types.py): whole rounds end
+    with exactly one correction/bonus token, len(tokens) == n_accepted + 1; the one-node
+    steps (MSS, K-SEQ) return the accepted child alone (len == n_accepted == 1, the round
+    continues) or the round's last token (len == n_accepted + 1 == 1)."""
+    p, q = _floats(normalise_weights(pair[0])), _floats(normalise_weights(pair[1]))
+    rng = np.random.default_rng(seed)
+    support_q = [x for x in range(len(p)) if q[x] > 0]
+    draft = [int(rng.choice(support_q)) for _ in range(k)]
+    n = len(parents)
+    toks = [int(rng.choice(support_q)) for _ in range(n)]
+    rows = {name: [] for name in ROUND_VERIFIERS + NODE_STEP_VERIFIERS}
+    rows["verify_chain"].append(verify_chain(np.stack([p] * (k + 1)), np.stack([q] * k) if k else None,
+                                             draft, rng.random(k + 1)))
+    rows["verify_block"].append(verify_block(np.stack([p] * (k + 1)), np.stack([q] * k) if k else None,
+                                             draft, rng.random(k + 1)))
+    rows["verify_greedy"].append(verify_greedy(np.stack([p] * (k + 1)), draft))
+    rows["verify_mss_tree"].append(tree.verify_mss_tree(np.stack([p] * (n + 1)), np.stack([q] * (n + 1)),
+                                                        toks, parents, rng.random(n + 1)))
+    rows["verify_tree_deterministic"].append(tree.verify_tree_deterministic(
+        np.stack([p] * (n + 1)), toks, parents, rng.random(tree.tree_depth(parents) + 1)))
+    rows["verify_mss"].append(tree.verify_mss(p, np.stack([q] * k) if k else [], draft, rng.random(k + 1)))
+    rows["verify_kseq"].append(tree.verify_kseq(p, q, draft, rng.random(k + 1)))
+    for name in ROUND_VERIFIERS:
+        for v in rows[name]:
+            assert len(v.tokens) == v.n_accepted + 1 == v.n_emitted, (name, v)
+            if name in ("verify_mss_tree", "verify_tree_deterministic"):
+                assert len(v.path) == v.n_accepted, (name, v)
+    for name in NODE_STEP_VERIFIERS:
+        for v in rows[name]:
+            assert v.n_accepted in (0, 1), (name, v)
+            if v.n_accepted:
+                assert len(v.tokens) == v.n_accepted == 1 and not v.bonus, (name, v)
+                assert v.tokens == (draft[v.path[0]],) and len(v.path) == 1, (name, v)
+            else:
+                assert len(v.tokens) == 1 and v.path == () and v.bonus == (k == 0), (name, v)

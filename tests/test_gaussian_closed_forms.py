@@ -26,7 +26,7 @@ T6 = [  # delta, acceptance, E[S | residual, c=1], R(0.5, delta)
 @pytest.mark.parametrize("delta,acc,mean_s,r_half", T6)
 def test_t6_table(delta, acc, mean_s, r_half):
     assert round(g.acceptance_rate(delta), 6) == acc
-    assert round(g.residual_mean(delta), 6) == mean_s
+    assert round(g.residual_mean(1.0, delta), 6) == mean_s
     assert round(g.residual_mass(0.5, delta), 6) == r_half
     assert g.residual_mass(1.0, delta) == pytest.approx(g.total_variation(delta), rel=1e-14)
     assert g.acceptance_rate(delta) + g.total_variation(delta) == pytest.approx(1.0, abs=1e-15)
@@ -93,7 +93,42 @@ def test_residual_mean_general_c_by_quadrature(c, delta):
     mass = integrate.quad(dens, s_star, np.inf, epsabs=0, epsrel=1e-12)[0]
     mean = integrate.quad(lambda s: s * dens(s), s_star, np.inf, epsabs=0, epsrel=1e-12)[0] / mass
     assert g.residual_mass(c, delta) == pytest.approx(mass, rel=1e-9)
-    assert g.residual_mean(delta, c) == pytest.approx(mean, rel=1e-9)
+    assert g.residual_mean(c, delta) == pytest.approx(mean, rel=1e-9)
+
+
+def _mp_log_mass(c, delta):
+    """log R(c, delta) = log(c Phibar(s* - delta) - Phibar(s*)) in 80-digit arithmetic
+    (mpmath's exponent range is unbounded: no underflow); c = 1: log erf(delta / 2 sqrt 2)."""
+    with mp.workdps(80):
+        c, delta = mp.mpf(c), mp.mpf(delta)
+        if c == 1:
+            return mp.log(mp.erf(delta / (2 * mp.sqrt(2))))
+        s_star = delta / 2 - mp.log(c) / delta
+        return mp.log(c * mp.ncdf(-(s_star - delta)) - mp.ncdf(-s_star))
+
+
+@pytest.mark.parametrize("c,delta,underflows", [
+    (1e-3, 0.01, True), (1e-10, 0.1, True), (1e-300, 1.0, True), (0.5, 1e-3, True),
+    (1e-200, 0.05, True), (1.0, 5e-324, True), (1.0, 1e-300, False), (0.999, 1e-4, False),
+    (0.9, 0.01, False), (1e-5, 40.0, False), (0.5, 60.0, False), (1.0, 1.0, False)])
+def test_residual_log_mass_matches_mpmath_where_the_mass_underflows(c, delta, underflows):
+    """residual_log_mass is finite and correct to 1e-13 relative (float64 evaluation of
+    log_ndtr / erfcx, ~1e-15 seen) where residual_mass underflows to 0 (down to
+    log R ~ -4e7), and agrees with log(residual_mass) where that is representable."""
+    got = g.residual_log_mass(c, delta)
+    assert math.isfinite(got)
+    assert got == pytest.approx(float(_mp_log_mass(c, delta)), rel=1e-13)
+    assert (g.residual_mass(c, delta) == 0.0) == underflows
+    if not underflows:
+        assert math.log(g.residual_mass(c, delta)) == pytest.approx(got, rel=1e-12)
+
+
+def test_residual_log_mass_edges_and_bad_input():
+    assert g.residual_log_mass(0.5, 0.0) == -math.inf
+    for c, delta, name in [(0.0, 1.0, "c"), (1.5, 1.0, "c"), (0.5, -1.0, "delta"), (0.5, math.nan, "delta")]:
+        with pytest.raises(InvalidInput) as info:
+            g.residual_log_mass(c, delta)
+        assert info.value.argument == name
 
 
 def test_log_tail_both_branches_match_mpmath():
@@ -168,3 +203,27 @@ def test_equal_means_always_accept_and_residual_fallback_is_counted():
     x, fb = g.residual_gauss(m, m, 0.7, 1.0, 0.5, np.ones(2))
     assert fb == ("residual_zero_mass",)
     np.testing.assert_allclose(x, m + 0.7)
+
+
+def test_gaussian_api_reachable_from_import_specoracle():
+    """`specoracle.gaussian` is the oracle module (imported lazily), the window verifiers
+    are re-exported, and the front door's docstring examples run."""
+    import doctest
+
+    import specoracle as so
+    assert so.gaussian is g
+    assert so.verify_gaussian_block is g.verify_gaussian_block
+    assert so.verify_gaussian_chain_rng is g.verify_gaussian_chain_rng
+    assert {"gaussian", "verify_gaussian_chain"} <= set(dir(so))
+    with pytest.raises(AttributeError):
+        so.no_such_name  # noqa: B018
+    assert doctest.testmod(so).failed == 0
+
+
+def test_residual_functions_take_c_then_delta():
+    """One argument order, (c, delta), for every residual function of the Gaussian API."""
+    import inspect
+    for name in ("residual_threshold", "residual_mass", "residual_log_mass", "residual_mean",
+                 "residual_cdf", "residual_quantile"):
+        params = list(inspect.signature(getattr(g, name)).parameters)
+        assert params[-2:] == ["c", "delta"], (name, params)

@@ -101,7 +101,7 @@ def test_gamma_residual_mean_matches_closed_form():
         if not r.accepted:
             vals.append(e @ (r.x - M_Q) / S)
     vals = np.array(vals)
-    z = (vals.mean() - g.residual_mean(delta)) / (vals.std(ddof=1) / math.sqrt(len(vals)))
+    z = (vals.mean() - g.residual_mean(1.0, delta)) / (vals.std(ddof=1) / math.sqrt(len(vals)))
     assert 2 * stats.norm.sf(abs(z)) > 1e-3
     assert vals.min() > delta / 2 - 1e-9  # support S > s* = delta/2 for c = 1
 

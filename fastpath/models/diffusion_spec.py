@@ -396,7 +396,10 @@ def sample_speculative_rng(target, chain: GaussianChain, n: int, rng, cfg: SpecC
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=B * Kg, desc=f"speculative {cfg.verify} L={cfg.window}", unit="step", leave=False)
+        # leave=True: close() redraws the bar at its final count (total = B * K_g steps). With
+        # leave=False the last redraw was rate-limited to an earlier count (e.g. 255956/256000)
+        # and that stale line is what a terminal or a log kept.
+        bar = tqdm(total=B * Kg, desc=f"speculative {cfg.verify} L={cfg.window}", unit="step")
     sec0 = (_net_seconds(target), _net_seconds(draft))
     t0 = time.perf_counter()
     while np.any(pos < Kg):
