@@ -58,10 +58,16 @@ def run(args) -> int:
     scen = tuple(s for s in args.scenarios.split(",") if s) if args.scenarios else None
     report = c.certify(spec, samples=args.samples, alpha=args.alpha, power=args.power, target_tv=args.target_tv,
                        seed=args.seed, scenarios=scen, progress=not args.no_progress and sys.stderr.isatty())
+    return emit_report(report, args.json)
+
+
+def emit_report(report, json_path=None) -> int:
+    """Print ``report``, write its JSON to ``json_path`` (if given) and return the exit status:
+    0 exact, 1 not exact, 2 underpowered (shared with ``certify-engine``)."""
     print(report.format())
-    if args.json:
-        report.to_json(args.json)
-        print(f"wrote {args.json}")
+    if json_path:
+        report.to_json(json_path)
+        print(f"wrote {json_path}")
     if report.verdict == "exact":
         return 0
     return 1 if report.verdict.startswith("not exact") else 2
