@@ -192,3 +192,42 @@ def test_seeds_are_per_request(pair, name, method):
     alone = eng.generate([PROMPTS[1]], seeds=[7], **kw)[0]
     mixed = eng.generate([PROMPTS[0], PROMPTS[1], PROMPTS[1]], seeds=[3, 7, 7], **kw)
     assert mixed[1] == mixed[2] == alone
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_cli_bad_flag_is_one_line(capsys):
+    from specoracle.cli import main
+    assert main(["certify-engine", "transformers", "--target", "nowhere", "--top-p", "1.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--top-p" in err
+    assert main(["certify-engine", "nope", "--target", "nowhere"]) == 2
+    assert "ENGINE" in capsys.readouterr().err
+
+
+def test_cli_missing_extra_is_one_line(capsys, monkeypatch):
+    from specoracle.cli import main
+    monkeypatch.setitem(ENGINES, "vllm", "specoracle.proofs.engines._absent_module:make_engine")
+    assert main(["certify-engine", "vllm", "--target", "nowhere", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not available" in err and "install" in err
+
+
+@pytest.mark.zoo
+def test_cli_transformers_greedy_on_the_zoo(capsys, tmp_path):
+    """T = 0 on the zoo pair: assisted generation's tokens equal plain generate's and the
+    target's greedy continuation (exact comparison); the JSON carries the reproduce line."""
+    import json
+
+    from specoracle.cli import main
+    from specoracle.fastpath.models.zoo import zoo_reason
+    if zoo_reason("zoo:code-target", "zoo:code-draft"):
+        pytest.skip(zoo_reason("zoo:code-target", "zoo:code-draft"))
+    out = tmp_path / "r.json"
+    rc = main(["certify-engine", "transformers", "--target", "zoo:code-target", "--draft", "zoo:code-draft",
+               "--method", "assisted", "--temperature", "0", "--n", "8", "--baseline", "--no-progress",
+               "--json", str(out)])
+    rep = json.loads(out.read_text())
+    assert rc == 0 and rep["verdict"] == "exact", capsys.readouterr().out
+    assert rep["n"] == 8 and rep["engine"] == "transformers" and "certify-engine transformers" in rep["reproduce"]

@@ -159,15 +159,14 @@ def run(args) -> int:
         import torch
         from specoracle.fastpath.models.hf import load_model, load_tokenizer
 
-        tok = load_tokenizer(args.target)
-        texts = args.prompt or list(DEFAULT_PROMPTS)
-        prompts = []
-        for text in texts:
-            ids = tok(text).input_ids if text else []
-            prompts.append(ids or [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id])
-        engines.append(get_engine(args.engine, **kw))
+        engines.append(get_engine(args.engine, **kw))  # first: a missing extra is reported at once
         if args.baseline:
             engines.append(get_engine(args.engine, **{**kw, "method": "none"}))
+        tok = load_tokenizer(args.target)
+        prompts = []
+        for text in args.prompt or DEFAULT_PROMPTS:
+            ids = tok(text).input_ids if text else []
+            prompts.append(ids or [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id])
         target = load_model(args.target)[0]
         threads = torch.get_num_threads()
         torch.set_num_threads(args.threads)
