@@ -141,7 +141,14 @@ def reproduce_line(args, method: str, samples: int) -> str:
         parts += ["--min-prob", f"{args.min_prob:g}"]
     for opt in args.option:
         parts += ["--option", opt]
-    return shlex.join(parts)
+    return " ".join(_quote(a) for a in parts)
+
+
+def _quote(arg: str) -> str:
+    """Shell quoting on one line: an argument with newlines becomes bash's $'...'."""
+    if "\n" in arg:
+        return "$'" + arg.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+    return shlex.quote(arg)
 
 
 def run(args) -> int:
