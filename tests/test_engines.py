@@ -231,3 +231,21 @@ def test_cli_transformers_greedy_on_the_zoo(capsys, tmp_path):
     rep = json.loads(out.read_text())
     assert rc == 0 and rep["verdict"] == "exact", capsys.readouterr().out
     assert rep["n"] == 8 and rep["engine"] == "transformers" and "certify-engine transformers" in rep["reproduce"]
+
+
+@pytest.mark.zoo
+@pytest.mark.slow
+@pytest.mark.statistical
+@pytest.mark.parametrize("method", ["assisted", "prompt-lookup"])
+def test_transformers_law_on_the_zoo(method):
+    """The verdict-table configuration (docs/CERTIFICATION.md, Engines): zoo pair, T = 1,
+    top-k 8, n = 2, prompts "def " and "import ", alpha = 1e-3 (Holm over the 2 prompts),
+    power 0.9 at TV 0.1 (samples planned by certify_engine; minutes of CPU)."""
+    from _llm_zoo import zoo_pair
+    target, draft, tok = zoo_pair()
+    eng = get_engine("transformers", target=target, draft=draft, method=method, k=4, threads=1,
+                     eos_id=tok.eos_token_id)
+    rep = certify_engine(eng, target, [tok("def ").input_ids, tok("import ").input_ids], n=2,
+                         temperature=1.0, top_k=8, alpha=ALPHA, tv=0.1, seed=0)
+    assert rep.verdict == "exact", rep.format()
+    assert rep.detectable_tv <= 0.1
