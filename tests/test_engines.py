@@ -249,3 +249,10 @@ def test_transformers_law_on_the_zoo(method):
                          temperature=1.0, top_k=8, alpha=ALPHA, tv=0.1, seed=0)
     assert rep.verdict == "exact", rep.format()
     assert rep.detectable_tv <= 0.1
+
+
+def test_too_few_samples_is_underpowered(pair):
+    """Ten requests per prompt merge every cell into one: the run cannot see anything on the
+    support, so the verdict is "underpowered" (exit status 2), not "exact"."""
+    rep = _certify(_engine("specoracle", pair, "none"), pair, 4, samples=10)
+    assert rep.verdict == "underpowered", rep.format()

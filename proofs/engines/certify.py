@@ -263,10 +263,11 @@ def certify_engine(engine, target_model, prompts, *, n: int = 3, temperature: fl
 
 
 def _blind_if_one_cell(res, law):
-    """A GOF whose cells all merged into one sees only impossible outcomes: its detectable TV is
-    infinite (stats.detectable_tv says 0 for df = 0), unless the law is a point mass."""
+    """A GOF whose cells all merged into one sees only impossible outcomes (disjoint supports,
+    TV 1): its detectable TV is 1 (stats.detectable_tv says 0 for df = 0), unless the law is a
+    point mass; so the run counts as underpowered for any smaller ``tv``."""
     if res.df == 0 and sum(1 for p in law.cells.values() if p > 0) > 1:
-        return dataclasses.replace(res, detectable=float("inf"))
+        return dataclasses.replace(res, detectable=1.0)
     return res
 
 
