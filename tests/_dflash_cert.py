@@ -4,25 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 
-import numpy as np
-
 
 def certify(target, run_one, prompt, warping, n: int, n_samples: int, alpha: float, seed0: int = 0,
             law=None):
     """run_one(seed, prefilled) -> list of tokens; returns (TestResult, counts)."""
     from specoracle.fastpath.models.dflash_generate import prefill_state
-    from specoracle.fastpath.models.lossless import exact_prefix_law
-    from specoracle.proofs.stats import chisquare_gof
+    from specoracle.fastpath.models.lossless import exact_prefix_law, prefix_law_gof
 
     law = law or exact_prefix_law(target, prompt, warping, n)
     st = prefill_state(target, prompt)
     counts = Counter(tuple(run_one(seed0 + s, st)) for s in range(n_samples))
-    cells = sorted(law)
-    extra = sorted(set(counts) - set(law))
-    probs = np.array([law[c] for c in cells] + [0.0] * len(extra))
-    probs = probs / probs.sum()
-    obs = np.array([counts.get(c, 0) for c in cells + extra], dtype=np.float64)
-    return chisquare_gof(obs, probs, alpha=alpha), counts
+    return prefix_law_gof(counts, law, alpha=alpha, name="gof"), counts
 
 
 def assert_verdict(res, fault, alpha: float, max_detectable: float) -> None:

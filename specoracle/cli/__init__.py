@@ -1,6 +1,7 @@
 """The ``specoracle`` command.
 
-Each subcommand lives in its own module ``specoracle/cli/<name>_cmd.py`` with two
+Each subcommand lives in its own module ``specoracle/cli/<name>_cmd.py`` (``-`` in a command
+name is ``_`` in its module's) with two
 functions: ``add_parser(subparsers)`` (registers the parser, with an example in its
 epilog, and sets ``func=run``) and ``run(args) -> int`` (the exit status). Heavy
 imports (torch, transformers, numba) happen inside ``run`` so ``--help`` is fast.
@@ -22,7 +23,7 @@ import sys
 from specoracle.cli._args import Parser, UsageError, report
 from specoracle.cli._deps import MissingExtra, from_import_error
 
-COMMANDS = ["verify", "prove", "certify", "bench", "generate", "diffuse", "zoo", "notebooks"]
+COMMANDS = ["verify", "prove", "certify", "certify-engine", "bench", "generate", "diffuse", "zoo", "notebooks"]
 
 EPILOG = """examples:
   specoracle verify                      # every proof + certification, one table
@@ -30,6 +31,7 @@ EPILOG = """examples:
   specoracle prove --quick               # exact and symbolic proofs only
   specoracle certify reference.chain     # certify one sampler statistically
   specoracle certify --list              # every built-in sampler and mutant
+  specoracle certify-engine transformers --target zoo:code-target --draft zoo:code-draft --top-k 8
   specoracle <command> --help            # details and examples for one command
 """
 
@@ -45,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"specoracle {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        modname = f"specoracle.cli.{name}_cmd"
+        modname = f"specoracle.cli.{name.replace('-', '_')}_cmd"
         if importlib.util.find_spec(modname) is None:
             continue
         importlib.import_module(modname).add_parser(sub)

@@ -103,7 +103,7 @@ def run(args) -> int:
 
 
 def finish(report, json_path) -> int:
-    """Print ``report`` (certify's or a sweep's), write it as JSON if asked; the exit status."""
+    """Print ``report`` (certify's, a sweep's or certify-engine's), write it as JSON if asked; the exit status."""
     print(report.format())
     if json_path:
         report.to_json(json_path)

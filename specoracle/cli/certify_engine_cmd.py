@@ -1,0 +1,200 @@
+"""``specoracle certify-engine ENGINE``: certify a whole decoding engine (specoracle's own,
+transformers' generate, vLLM) as a black box against the target model's exact law.
+See docs/CERTIFICATION.md, "Engines"."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+EPILOG = """examples:
+  specoracle certify-engine transformers --target zoo:code-target --draft zoo:code-draft \\
+      --method assisted --temperature 1 --top-k 8 --n 3
+  specoracle certify-engine transformers --target zoo:code-target --method prompt-lookup \\
+      --temperature 1 --top-p 0.8 --n 2 --json hf-pld.json
+  specoracle certify-engine specoracle --target zoo:code-target --draft zoo:code-draft \\
+      --method block --temperature 1 --top-k 8 --batch 4 --prompt "def " --prompt "import "
+  specoracle certify-engine transformers --target zoo:code-target --draft zoo:code-draft \\
+      --method assisted --temperature 0 --n 16 --baseline     # token identity with plain generate
+  specoracle certify-engine vllm --target zoo:code-target --draft zoo:code-draft \\
+      --method draft_model --temperature 1 --top-k 8 --batch 4
+
+T = 0: every token must equal the target's greedy continuation (and, with --baseline, the same
+engine with method "none"). T > 0: per prompt, the law of the first --n tokens against the
+target's exact law (support enumerated; coarsened exactly when it is too large), chi-square
+with alpha split by Holm across prompts; --samples defaults to the smallest number of requests
+per prompt that detects --tv at power 0.9.
+methods: specoracle chain|block|greedy|none; transformers assisted|prompt-lookup|none;
+vllm draft_model|ngram|suffix|none.
+exit status: 0 exact, 1 not exact, 2 underpowered, bad input or not available.
+"""
+
+DEFAULT_METHOD = {"specoracle": "chain", "transformers": "assisted", "vllm": "draft_model"}
+DEFAULT_PROMPTS = ("def ", "import ")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "certify-engine", help="certify a whole engine (specoracle, transformers, vllm) end to end",
+        description="Black-box certification of a speculative decoding engine: token identity at "
+                    "T = 0, the law of the first n generated tokens against the target's exact law at "
+                    "T > 0, at batch 1 or several different requests per batch; stated alpha and power.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("engine", help="specoracle | transformers | vllm")
+    p.add_argument("--target", required=True, help="zoo:NAME or a local Hugging Face folder (p)")
+    p.add_argument("--draft", default=None, help="zoo:NAME or a local folder (q), for draft-model methods")
+    p.add_argument("--method", default=None, help="the engine's speculation method (default: chain / "
+                   "assisted / draft_model); 'none' = no speculation")
+    p.add_argument("--k", type=int, default=4, help="drafted tokens per round (default 4)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--n", type=int, default=3, help="generated tokens whose joint law is checked (default 3)")
+    p.add_argument("--batch", type=int, default=1, help="requests per engine call (default 1)")
+    p.add_argument("--prompt", action="append", default=None,
+                   help=f"prompt text, repeatable (default: {', '.join(repr(s) for s in DEFAULT_PROMPTS)})")
+    p.add_argument("--samples", type=int, default=None,
+                   help="requests per prompt (default: the smallest number reaching the stated power; "
+                        "2 at T = 0)")
+    p.add_argument("--alpha", type=float, default=1e-3, help="false-positive budget of the run (default 1e-3)")
+    p.add_argument("--power", type=float, default=0.9, help="stated power (default 0.9)")
+    p.add_argument("--tv", type=float, default=0.1, help="TV distance to detect at that power (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
+    p.add_argument("--baseline", action="store_true",
+                   help="also run the same engine with method 'none' (T = 0: token identity; T > 0: "
+                        "its law is checked too, to tell sampling bugs from speculation bugs)")
+    p.add_argument("--min-prob", type=float, default=None,
+                   help="coarsen the law: pool sequences below this probability (default: exact support "
+                        "when enumerable, else 1e-3)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads while the engine runs (default 1)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra engine keyword (repeatable), e.g. --option backend=reference")
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _bad(flag: str, msg: str) -> int:
+    print(f"specoracle certify-engine: {flag}: {msg}", file=sys.stderr)
+    return 2
+
+
+def _check(args):
+    """(flag, message) of the first bad argument, or None (before any heavy work)."""
+    from specoracle.proofs.engines import ENGINES
+    if args.engine not in ENGINES:
+        return "ENGINE", f"unknown engine {args.engine!r} (one of {', '.join(sorted(ENGINES))})"
+    checks = [
+        ("--n", args.n >= 1, "must be >= 1"), ("--k", args.k >= 1, "must be >= 1"),
+        ("--batch", args.batch >= 1, "must be >= 1"),
+        ("--samples", args.samples is None or args.samples >= 1, "must be >= 1"),
+        ("--temperature", args.temperature == args.temperature and 0 <= args.temperature < float("inf"),
+         "must be finite and >= 0"),
+        ("--top-k", args.top_k is None or args.top_k >= 1, "must be >= 1"),
+        ("--top-p", args.top_p is None or 0 < args.top_p <= 1, "must lie in (0, 1]"),
+        ("--alpha", 0 < args.alpha < 1, "must lie in (0, 1)"), ("--power", 0 < args.power < 1, "must lie in (0, 1)"),
+        ("--tv", 0 < args.tv <= 1, "must lie in (0, 1]"),
+        ("--min-prob", args.min_prob is None or 0 <= args.min_prob < 1, "must lie in [0, 1)"),
+        ("--threads", args.threads >= 1, "must be >= 1"),
+    ]
+    for flag, ok, msg in checks:
+        if not ok:
+            return flag, msg
+    for opt in args.option:
+        if "=" not in opt:
+            return "--option", f"expected KEY=VALUE, got {opt!r}"
+    return None
+
+
+def _options(args) -> dict:
+    out = {}
+    for opt in args.option:
+        key, _, val = opt.partition("=")
+        for conv in (int, float):
+            try:
+                val = conv(val)
+                break
+            except ValueError:
+                continue
+        out[key.strip().replace("-", "_")] = val
+    return out
+
+
+def reproduce_line(args, method: str, samples: int) -> str:
+    """The command line that reproduces this run (explicit settings)."""
+    parts = ["specoracle", "certify-engine", args.engine, "--target", args.target]
+    if args.draft:
+        parts += ["--draft", args.draft]
+    parts += ["--method", method, "--k", str(args.k), "--temperature", f"{args.temperature:g}"]
+    if args.top_k is not None:
+        parts += ["--top-k", str(args.top_k)]
+    if args.top_p is not None:
+        parts += ["--top-p", f"{args.top_p:g}"]
+    parts += ["--n", str(args.n), "--batch", str(args.batch)]
+    for pr in args.prompt or DEFAULT_PROMPTS:
+        parts += ["--prompt", pr]
+    parts += ["--samples", str(samples), "--alpha", f"{args.alpha:g}", "--tv", f"{args.tv:g}",
+              "--seed", str(args.seed)]
+    if args.baseline:
+        parts.append("--baseline")
+    if args.min_prob is not None:
+        parts += ["--min-prob", f"{args.min_prob:g}"]
+    for opt in args.option:
+        parts += ["--option", opt]
+    return " ".join(_quote(a) for a in parts)
+
+
+def _quote(arg: str) -> str:
+    """Shell quoting on one line: an argument with newlines becomes bash's $'...'."""
+    if "\n" in arg:
+        return "$'" + arg.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+    return shlex.quote(arg)
+
+
+def run(args) -> int:
+    bad = _check(args)
+    if bad:
+        return _bad(*bad)
+    from specoracle.cli.certify_cmd import finish
+    from specoracle.proofs.engines import EngineUnavailable, get_engine
+    from specoracle.reference.types import InvalidInput
+
+    method = args.method or DEFAULT_METHOD[args.engine]
+    kw = dict(target=args.target, draft=args.draft, method=method, k=args.k, threads=args.threads, **_options(args))
+    engines = []
+    try:
+        import torch
+        from specoracle.fastpath.models.hf import load_model, load_tokenizer
+
+        engines.append(get_engine(args.engine, **kw))  # first: a missing extra is reported at once
+        if args.baseline:
+            engines.append(get_engine(args.engine, **{**kw, "method": "none"}))
+        tok = load_tokenizer(args.target)
+        prompts = []
+        for text in args.prompt or DEFAULT_PROMPTS:
+            ids = tok(text).input_ids if text else []
+            prompts.append(ids or [tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id])
+        target = load_model(args.target)[0]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(args.threads)
+        try:
+            from specoracle.proofs.engines.certify import certify_engine
+            report = certify_engine(engines[0], target, prompts, n=args.n, temperature=args.temperature,
+                                    top_k=args.top_k, top_p=args.top_p, samples=args.samples, batch=args.batch,
+                                    alpha=args.alpha, power=args.power, tv=args.tv, seed=args.seed,
+                                    progress=not args.no_progress and sys.stderr.isatty(),
+                                    baseline=engines[1] if args.baseline else None, min_prob=args.min_prob)
+        finally:
+            torch.set_num_threads(threads)
+    except InvalidInput as exc:
+        flag = {"model": "--target", "draft": "--draft", "method": "--method", "k": "--k",
+                "top_k": "--top-k", "top_p": "--top-p"}.get(exc.argument, exc.argument)
+        return _bad(flag, exc.reason)
+    except (EngineUnavailable, ImportError) as exc:
+        print(f"{args.engine}: not available: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for e in engines:
+            e.close()
+    report.reproduce = reproduce_line(args, method, report.settings["samples_per_prompt"])
+    return finish(report, args.json)
