@@ -25,14 +25,15 @@ picks, per scenario, the smallest n that achieves this; a smaller ``samples`` ma
 run ``underpowered`` (unless a check already rejects, which is valid evidence anyway).
 
 Names: ``reference.*``, ``mutant.*``, adapters (``transformers.speculative_sampling``,
-``flashinfer.chain_speculative_sampling``, ``vllm.rejection_sampler``), fast paths
+``flashinfer.chain_speculative_sampling``, ``vllm.v1.rejection_sampler``), fast paths
 (``numba.*``, ``torch.*``, discovered lazily), or ``module:function`` (adapter
 protocol below). Register more with :func:`register_impl`.
 
 Adapter protocols (``Impl.protocol``); every call gets a ``numpy.random.Generator``:
   "probs"          fn(p [K+1, V], q [K, V], draft [K], rng) -> emitted tokens
   "logits"         fn(target_logits [K+1, V], draft_logits [K, V], draft [K], rng,
-                      temperature, top_p) -> emitted tokens
+                      temperature, top_p[, top_k=]) -> emitted tokens (top_k passed only by
+                      scenarios that use it)
   "mss"            fn(p [V], q [k, V], children [k], rng) -> Verdict (n_accepted 0/1)
   "kseq"           fn(p [V], q [V], candidates [k], rng) -> Verdict
   "tree"           fn(p [N+1, V], tokens [N], parents [N], rng) -> emitted tokens
@@ -307,7 +308,8 @@ def _run_markov(impl, sc, n, rng, bar):
             out = batched[j]
         elif impl.protocol == "logits":
             lp, lq = sc.logits_along(prevs[j])
-            out = impl.fn(lp, lq, draft[j], rng, sc.warp.get("temperature", 1.0), sc.warp.get("top_p"))
+            top_k = {"top_k": sc.warp["top_k"]} if sc.warp.get("top_k") is not None else {}
+            out = impl.fn(lp, lq, draft[j], rng, sc.warp.get("temperature", 1.0), sc.warp.get("top_p"), **top_k)
         else:
             out = impl.fn(p[j], q[j], draft[j], rng)
         toks, tau = _emitted(out)

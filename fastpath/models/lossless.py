@@ -81,18 +81,23 @@ def certify_prefix_law(target, draft, prompt, *, n: int, n_samples: int, batch: 
                        k: int, warping: Warp, seed: int, alpha: float, eos_id=None,
                        backend: str = "numba", fault=None, law=None):
     """Chi-square GOF of the sampled law against the exact one; returns (TestResult, counts, law)."""
-    from specoracle.proofs.stats import chisquare_gof
-
     if law is None:
         law = exact_prefix_law(target, prompt, warping, n, eos_id)
     counts = sample_prefixes(target, draft, prompt, n=n, n_samples=n_samples, batch=batch,
                              method=method, k=k, warping=warping, seed=seed, eos_id=eos_id,
                              backend=backend, fault=fault)
+    res = prefix_law_gof(counts, law, alpha=alpha, name=f"llm-e2e {method} B={batch} k={k} n={n}")
+    return res, counts, law
+
+
+def prefix_law_gof(counts, law, *, alpha: float, name: str, power: float = 0.9):
+    """Pearson chi-square GOF of sampled prefix ``counts`` {tuple: count} against the exact
+    ``law`` {tuple: probability}; an outcome outside the law's support gives p = 0."""
+    from specoracle.proofs.stats import chisquare_gof
+
     cells = sorted(law)
     extra = sorted(set(counts) - set(law))  # outcomes the target cannot produce
     probs = np.array([law[c] for c in cells] + [0.0] * len(extra))
     probs = probs / probs.sum()  # float32 logits -> float64: renormalise rounding (~1e-7)
     obs = np.array([counts.get(c, 0) for c in cells + extra], dtype=np.float64)
-    res = chisquare_gof(obs, probs, alpha=alpha, method="pearson",
-                        name=f"llm-e2e {method} B={batch} k={k} n={n}")
-    return res, counts, law
+    return chisquare_gof(obs, probs, alpha=alpha, power=power, method="pearson", name=name)
