@@ -115,8 +115,9 @@ class VllmEngine:
             sel.close()
 
     def generate(self, prompts, *, n: int, seeds, temperature: float, top_k=None, top_p=None,
-                 timeout: float | None = None) -> list:
-        """The first <= ``n`` generated token ids of each prompt, all in ONE ``LLM.generate``."""
+                 ignore_eos: bool = False, timeout: float | None = None) -> list:
+        """The first <= ``n`` generated token ids of each prompt, all in ONE ``LLM.generate``
+        (``ignore_eos``: exactly ``n`` tokens, for timings)."""
         prompts = [[int(t) for t in p] for p in prompts]
         seeds = [int(s) for s in seeds]
         if len(seeds) != len(prompts):
@@ -126,12 +127,14 @@ class VllmEngine:
         if self._proc.poll() is not None:
             raise WorkerError(f"vLLM worker is not running (status {self._proc.returncode}){self._tail()}")
         req = {"op": "generate", "prompts": prompts, "n": int(n), "seeds": seeds,
-               "temperature": float(temperature), "top_k": top_k, "top_p": top_p}
+               "temperature": float(temperature), "top_k": top_k, "top_p": top_p,
+               "ignore_eos": bool(ignore_eos)}
         self._proc.stdin.write(json.dumps(req) + "\n")
         self._proc.stdin.flush()
         reply = self._read(timeout)
         if not reply.get("ok"):
-            raise WorkerError(f"vLLM generate failed: {reply.get('error')}")
+            self._failed = True  # keep the worker's log (vLLM's traceback) after close
+            raise WorkerError(f"vLLM generate failed: {reply.get('error')} (worker log: {self.log_path})")
         return reply["tokens"]
 
     def close(self) -> None:
@@ -149,6 +152,8 @@ class VllmEngine:
                 proc.wait()
         for f in (proc.stdout, self._log):
             f.close()
+        if proc.returncode == 0 and not getattr(self, "_failed", False):  # a failed one is kept (path in the error)
+            Path(self.log_path).unlink(missing_ok=True)
         self._proc = None
 
     def __enter__(self):

@@ -43,16 +43,58 @@ def greedy_identity(tokens_a, tokens_b) -> dict:
             "tokens": int(sum(len(t) for t in tokens_a)), "differing_prompts": len(diffs), "first": first}
 
 
+OTHER = ("other",)  # the cell of a stratified law that pools every first token outside the strata
+
+
+def stratified_pair_law(target, prompt, warping, strata: int = 16):
+    """The exact law of the first TWO tokens over the full vocabulary (no top-k needed):
+    cells ``(a, b)`` for the ``strata`` most likely first tokens a (probability p(a) p(b | a)),
+    ``(EOS,)`` if EOS is among them, and :data:`OTHER` for every other first token (its
+    probability 1 - sum p(a)). A sample is mapped to its cell with :func:`stratum_cell`.
+    In vLLM the first token comes from the prefill step and the second from the first
+    speculative step, so this law sees the rejection sampler at full support. Returns
+    ``(law, inf)`` (the margin slot of exact_prefix_law's return, unused here)."""
+    import torch
+
+    from specoracle.fastpath.models.processing import warp
+
+    with torch.inference_mode():
+        logits = target(input_ids=torch.tensor([list(prompt)])).logits[:, -1].float()
+        p1 = warp(logits, warping).numpy()[0]
+        top = [int(a) for a in np.argsort(-p1, kind="stable")[:strata] if p1[a] > 0]
+        live = [a for a in top if a != EOS_ID]
+        ids = torch.tensor([list(prompt) + [a] for a in live])
+        p2 = warp(target(input_ids=ids).logits[:, -1].float(), warping).numpy()
+    law = {(EOS_ID,): float(p1[EOS_ID])} if EOS_ID in top else {}
+    for a, row in zip(live, p2):
+        for b in np.flatnonzero(row > 0):
+            law[(a, int(b))] = float(p1[a] * row[b])
+    law[OTHER] = max(0.0, 1.0 - float(sum(p1[a] for a in top)))
+    return law, float("inf")
+
+
+def stratum_cell(toks, firsts):
+    """The cell of a sampled sequence in a :func:`stratified_pair_law` law whose strata (first
+    tokens) are ``firsts``: the sequence itself (an impossible one stays itself: p = 0), or
+    :data:`OTHER`."""
+    t = tuple(toks)
+    return t if t and t[0] in firsts else OTHER
+
+
 def law_check(engine, target, prompts, *, n: int, per_prompt: int, temperature: float = 1.0,
-              top_k=None, top_p=None, alpha: float = 1e-3, seed: int = 0, batch=None, laws=None) -> dict:
+              top_k=None, top_p=None, alpha: float = 1e-3, seed: int = 0, batch=None, laws=None,
+              strata: int | None = None) -> dict:
     """Sample ``per_prompt`` requests per prompt from ``engine`` and test the law of their first
-    ``n`` tokens against the exact law of each prompt (module doc). Returns a JSON-able dict."""
+    ``n`` tokens against the exact law of each prompt (module doc); ``strata`` (n = 2 only):
+    the full-vocabulary law of :func:`stratified_pair_law` instead. Returns a JSON-able dict."""
     from specoracle.fastpath.models.lossless import exact_prefix_law, prefix_law_gof
     from specoracle.fastpath.models.processing import Warp
     from specoracle.proofs.stats import holm
 
     warping = Warp(temperature, top_k, top_p)
-    if laws is None:
+    if laws is None and strata:
+        laws = [stratified_pair_law(target, p, warping, strata) for p in prompts]
+    elif laws is None:
         laws = [exact_prefix_law(target, p, warping, n, eos_id=EOS_ID, return_margin=True) for p in prompts]
     P = len(prompts)
     total = per_prompt * P
@@ -60,18 +102,21 @@ def law_check(engine, target, prompts, *, n: int, per_prompt: int, temperature: 
     seeds = [seed + j for j in range(total)]
     step = total if batch is None else int(batch)
     counts = [Counter() for _ in prompts]
+    firsts = [{c[0] for c in law if c != OTHER} if OTHER in law else None for law, _ in laws]
     t0 = time.perf_counter()
     for s in range(0, total, step):
         idx = range(s, min(total, s + step))
         out = engine.generate([prompts[which[j]] for j in idx], n=n, seeds=[seeds[j] for j in idx],
                               temperature=temperature, top_k=top_k, top_p=top_p)
         for j, toks in zip(idx, out):
-            counts[which[j]][tuple(toks)] += 1
+            f = firsts[which[j]]
+            counts[which[j]][tuple(toks) if f is None else stratum_cell(toks, f)] += 1
     seconds = time.perf_counter() - t0
     tests = [prefix_law_gof(counts[i], laws[i][0], alpha=alpha / P,
                             name=f"prompt {i}") for i in range(P)]
     reject = holm([t.p_value for t in tests], alpha)
     return {"temperature": temperature, "top_k": top_k, "top_p": top_p, "n": n, "prompts": P,
+            "strata": strata,
             "per_prompt": per_prompt, "requests": total, "batch": "all" if batch is None else int(batch),
             "alpha": alpha, "seed": seed, "verdict": "not exact" if reject.any() else "exact",
             "p_values": [float(t.p_value) for t in tests], "rejected": [bool(r) for r in reject],
@@ -89,11 +134,12 @@ def _finite(x):
 
 # (method, k): each is one engine start
 METHODS = (("none", 0), ("draft_model", 3), ("ngram", 3), ("suffix", 3))
-# T = 1 law configurations: (label, temperature, top_k, top_p, n, per_prompt, batch)
-LAW_FULL = (("T=1 top-k 3", 1.0, 3, None, 3, 500, None),
-            ("T=1 top-k 3, batch 1", 1.0, 3, None, 2, 300, 1),
-            ("T=1 top-k 8 top-p 0.8", 1.0, 8, 0.8, 2, 500, None),
-            ("T=1 top-p 0.6", 1.0, None, 0.6, 2, 500, None))
+# T > 0 law configurations: (label, temperature, top_k, top_p, n, per_prompt, batch, strata).
+# Configurations that crash the engine (vLLM 0.32.0 CPU: top-k, see docs) come last.
+LAW_FULL = (("T=1", 1.0, None, None, 2, 500, None, 16),
+            ("T=1, batch 1", 1.0, None, None, 2, 100, 1, 16),
+            ("T=1 top-p 0.6", 1.0, None, 0.6, 2, 500, None, None),
+            ("T=1 top-k 3", 1.0, 3, None, 3, 500, None, None))
 LAW_SHORT = LAW_FULL[:1]
 
 
@@ -107,7 +153,7 @@ def run_plan(methods=METHODS, *, quick: bool = False, alpha: float = 1e-3, log=p
     from specoracle.fastpath.models.lossless import exact_prefix_law
     from specoracle.fastpath.models.processing import Warp
 
-    from .vllm import make_engine
+    from .vllm import WorkerError, make_engine
 
     torch.manual_seed(0)
     target, _, tok = load_pair("zoo:code-target", "zoo:code-draft")
@@ -136,15 +182,24 @@ def run_plan(methods=METHODS, *, quick: bool = False, alpha: float = 1e-3, log=p
             rec["greedy_vs_transformers"] = greedy_identity(toks, hf)
             log(f"[vllm] {method}: T=0 {json.dumps({x: rec[x] for x in rec if x.startswith('greedy')})}")
             plan = () if method == "none" else (LAW_FULL if method == "draft_model" and not quick else LAW_SHORT)
-            for label, T, top_k, top_p, n, per, batch in plan:
-                key = (T, top_k, top_p, n)
+            for label, T, top_k, top_p, n, per, batch, strata in plan:
+                key = (T, top_k, top_p, n, strata)
                 if key not in laws:
                     w = Warp(T, top_k, top_p)
-                    laws[key] = [exact_prefix_law(target, p, w, n, eos_id=EOS_ID, return_margin=True)
+                    laws[key] = [stratified_pair_law(target, p, w, strata) if strata else
+                                 exact_prefix_law(target, p, w, n, eos_id=EOS_ID, return_margin=True)
                                  for p in law_prompts]
                 per = min(per, 60) if quick else per
-                res = law_check(eng, target, law_prompts, n=n, per_prompt=per, temperature=T, top_k=top_k,
-                                top_p=top_p, alpha=alpha, seed=1000, batch=batch, laws=laws[key])
+                try:
+                    res = law_check(eng, target, law_prompts, n=n, per_prompt=per, temperature=T, top_k=top_k,
+                                    top_p=top_p, alpha=alpha, seed=1000, batch=batch, laws=laws[key],
+                                    strata=strata)
+                except WorkerError as e:  # the engine died: a verdict too (not exact), stop this engine
+                    rec["checks"].append({"label": label, "temperature": T, "top_k": top_k, "top_p": top_p,
+                                          "n": n, "verdict": "not exact: engine crashed",
+                                          "error": str(e).splitlines()[0][:300]})
+                    log(f"[vllm] {method}: {label}: engine crashed: {str(e).splitlines()[0][:200]}")
+                    break
                 res["label"] = label
                 rec["checks"].append(res)
                 log(f"[vllm] {method}: {label}: {res['verdict']} p={min(res['p_values']):.3g} "
@@ -152,6 +207,7 @@ def run_plan(methods=METHODS, *, quick: bool = False, alpha: float = 1e-3, log=p
         finally:
             eng.close()
         record["methods"][method] = rec
+        log(f"[vllm] {method} done: {json.dumps(rec)[:2000]}")
     return record
 
 

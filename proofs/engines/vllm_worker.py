@@ -13,12 +13,14 @@ own logging, which goes to stdout, is redirected to stderr before vLLM is import
     worker -> {"ready": true, "name": ..., "version": ..., "method": ...}
               or {"ready": false, "error": "..."} (then exits 1)
     parent -> {"op": "generate", "prompts": [[ids]], "n": int, "seeds": [int],
-               "temperature": float, "top_k": int|null, "top_p": float|null}
+               "temperature": float, "top_k": int|null, "top_p": float|null,
+               "ignore_eos": bool (optional, default false)}
     worker -> {"ok": true, "tokens": [[ids]]}   or   {"ok": false, "error": "..."}
     parent -> {"op": "close"}  (or EOF)  -> the worker exits 0
 
 A backend is any class ``Backend(**engine)`` with ``name``, ``version``, ``method`` and
-``generate(prompts, n, seeds, temperature, top_k, top_p)``; tests use a fake one (no vLLM).
+``generate(prompts, n, seeds, temperature, top_k, top_p, ignore_eos)``; tests use a fake one
+(no vLLM).
 """
 from __future__ import annotations
 
@@ -45,11 +47,12 @@ def speculative_config(method: str, draft: str | None, k: int) -> dict | None:
     raise ValueError(f"method: one of {', '.join(METHODS)}, got {method!r}")
 
 
-def sampling_kwargs(*, n: int, seed: int, temperature: float, top_k, top_p) -> dict:
+def sampling_kwargs(*, n: int, seed: int, temperature: float, top_k, top_p, ignore_eos: bool = False) -> dict:
     """Keyword arguments of ``vllm.SamplingParams`` for one request: ``n`` new tokens at
-    most (EOS ends a request early, as in plain use), its own seed, no detokenisation."""
+    most (EOS ends a request early, as in plain use, unless ``ignore_eos``), its own seed,
+    no detokenisation."""
     kw = {"max_tokens": int(n), "seed": int(seed), "temperature": float(temperature),
-          "detokenize": False}
+          "detokenize": False, "ignore_eos": bool(ignore_eos)}
     if top_k is not None:
         kw["top_k"] = int(top_k)
     if top_p is not None:
@@ -71,11 +74,11 @@ class VllmBackend:
                             seed=seed, speculative_config=speculative_config(method, draft, k),
                             **llm_kwargs)
 
-    def generate(self, prompts, n, seeds, temperature, top_k=None, top_p=None):
+    def generate(self, prompts, n, seeds, temperature, top_k=None, top_p=None, ignore_eos=False):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
         params = [SamplingParams(**sampling_kwargs(n=n, seed=s, temperature=temperature, top_k=top_k,
-                                                   top_p=top_p)) for s in seeds]
+                                                   top_p=top_p, ignore_eos=ignore_eos)) for s in seeds]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
                                  use_tqdm=False)
         return [[int(t) for t in o.outputs[0].token_ids][:n] for o in outs]
@@ -95,7 +98,8 @@ def handle(backend, request: dict) -> dict:
         if len(prompts) != len(seeds):
             return {"ok": False, "error": f"{len(prompts)} prompts but {len(seeds)} seeds"}
         toks = backend.generate(prompts, int(request["n"]), [int(s) for s in seeds],
-                                float(request["temperature"]), request.get("top_k"), request.get("top_p"))
+                                float(request["temperature"]), request.get("top_k"), request.get("top_p"),
+                                bool(request.get("ignore_eos", False)))
         return {"ok": True, "tokens": toks}
     except Exception as exc:  # reported to the parent, which raises
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
