@@ -179,7 +179,7 @@ def _vllm_rows(ctx, prompts, new: int, ars: dict, k: int = 4) -> list:
     does for the HF rows), T in ``ars``; rows ``vllm`` (no speculation) and ``vllm-draft``
     (draft_model, k drafts). One engine start per row group (reported as ``engine_start_s``,
     not in the timings); time per request includes the worker's JSON round trip (~1 ms)."""
-    from specoracle.proofs.engines.vllm import make_engine, vllm_reason
+    from specoracle.proofs.engines.vllm import WorkerError, make_engine, vllm_reason
 
     reason = vllm_reason()
     if reason:
@@ -199,13 +199,17 @@ def _vllm_rows(ctx, prompts, new: int, ars: dict, k: int = 4) -> list:
         try:
             for T in sorted(ars):
                 ctx.progress(f"llm: {label} k={kk} T={T}")
-                eng.generate([prompts[0]], n=8, seeds=[0], temperature=T)  # warm-up
                 toks = secs = 0
-                for i, pr in enumerate(prompts):
-                    t0 = clock()
-                    out = eng.generate([pr], n=new, seeds=[i], temperature=T, ignore_eos=True)
-                    secs += clock() - t0
-                    toks += len(out[0])
+                try:
+                    eng.generate([prompts[0]], n=8, seeds=[0], temperature=T)  # warm-up
+                    for i, pr in enumerate(prompts):
+                        t0 = clock()
+                        out = eng.generate([pr], n=new, seeds=[i], temperature=T, ignore_eos=True)
+                        secs += clock() - t0
+                        toks += len(out[0])
+                except WorkerError as e:  # vLLM 0.32.0 CPU crashes at T > 0 with speculation (docs)
+                    ctx.notes.append(f"llm {label} k={kk} T={T}: vLLM failed: {str(e).splitlines()[0][:200]}")
+                    break
                 row = _row(label, T, kk, toks, secs, engine_start_s=round(start, 1), vllm_version=eng.version)
                 row["vs_ar"] = ars[T]["median_us"] / row["median_us"]
                 rows.append(row)

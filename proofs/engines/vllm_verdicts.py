@@ -168,8 +168,13 @@ def run_plan(methods=METHODS, *, quick: bool = False, alpha: float = 1e-3, log=p
     for method, k in methods:
         log(f"[vllm] starting engine method={method} k={k}")
         t0 = time.perf_counter()
-        eng = make_engine(target="zoo:code-target", draft="zoo:code-draft" if method == "draft_model" else None,
-                          method=method, k=k or 1)
+        try:
+            eng = make_engine(target="zoo:code-target", draft="zoo:code-draft" if method == "draft_model" else None,
+                              method=method, k=k or 1)
+        except WorkerError as e:  # e.g. suffix decoding without arctic-inference: does not run here
+            record["methods"][method] = {"k": k, "not_available": str(e).splitlines()[0][:300]}
+            log(f"[vllm] {method}: not available: {str(e).splitlines()[0][:300]}")
+            continue
         rec = {"k": k, "start_s": round(time.perf_counter() - t0, 1), "version": eng.version, "checks": []}
         record["vllm_version"] = eng.version
         try:
