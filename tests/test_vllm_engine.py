@@ -145,3 +145,37 @@ def test_vllm_greedy_speculation_matches_plain_decoding():
         with V.make_engine(target="zoo:code-target", draft="zoo:code-draft", method=method, k=3) as eng:
             out[method] = eng.generate(prompts, n=12, seeds=[0, 1], temperature=0.0)
     assert out["draft_model"] == out["none"]
+
+
+def test_bench_vllm_rows_with_a_fake_engine(monkeypatch):
+    """The llm bench's vLLM rows: skipped with a note without the venv; with an engine, one
+    row per (engine, T); an engine that fails at T = 1 leaves a note, not a crash."""
+    from specoracle.fastpath.bench import BenchContext
+    from specoracle.fastpath.models import bench_llm
+
+    ars = {0.0: {"median_us": 100.0}, 1.0: {"median_us": 100.0}}
+    monkeypatch.setattr(V, "vllm_reason", lambda: "no venv here")
+    ctx = BenchContext()
+    assert bench_llm._vllm_rows(ctx, [[1, 2]], 4, ars) == [] and "no venv here" in ctx.notes[0]
+
+    class Eng:
+        version = "fake"
+
+        def __init__(self, method, **kw):
+            self.method = method
+
+        def generate(self, prompts, *, n, seeds, temperature, ignore_eos=False, **kw):
+            if self.method == "draft_model" and temperature > 0:
+                raise V.WorkerError("vLLM generate failed: EngineDeadError")
+            return [[7] * n for _ in prompts]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(V, "vllm_reason", lambda: None)
+    monkeypatch.setattr(V, "make_engine", lambda **kw: Eng(**kw))
+    ctx = BenchContext()
+    rows = bench_llm._vllm_rows(ctx, [[1, 2], [3]], 4, ars)
+    assert [(r["backend"], r["T"]) for r in rows] == [("vllm", 0.0), ("vllm", 1.0), ("vllm-draft", 0.0)]
+    assert all(r["tokens"] == 8 and r["clock"] == "wall" and r["vs_ar"] > 0 for r in rows)
+    assert any("vllm-draft" in n and "EngineDeadError" in n for n in ctx.notes)

@@ -178,14 +178,17 @@ def _vllm_rows(ctx, prompts, new: int, ars: dict, k: int = 4) -> list:
     prompts, one request at a time, ``new`` tokens each (EOS ignored, as ``min_new_tokens``
     does for the HF rows), T in ``ars``; rows ``vllm`` (no speculation) and ``vllm-draft``
     (draft_model, k drafts). One engine start per row group (reported as ``engine_start_s``,
-    not in the timings); time per request includes the worker's JSON round trip (~1 ms)."""
+    not in the timings); time per request includes the worker's JSON round trip (~1 ms).
+    Always wall clock: vLLM works in other processes, which ``--clock cpu`` would not see."""
+    import time
+
     from specoracle.proofs.engines.vllm import WorkerError, make_engine, vllm_reason
 
     reason = vllm_reason()
     if reason:
         ctx.notes.append(f"llm vllm rows skipped: {reason}")
         return []
-    clock = ctx.timer()
+    clock = time.perf_counter
     rows = []
     for label, method, kk in (("vllm", "none", 0), ("vllm-draft", "draft_model", k)):
         ctx.progress(f"llm: {label} engine start")
@@ -210,7 +213,8 @@ def _vllm_rows(ctx, prompts, new: int, ars: dict, k: int = 4) -> list:
                 except WorkerError as e:  # vLLM 0.32.0 CPU crashes at T > 0 with speculation (docs)
                     ctx.notes.append(f"llm {label} k={kk} T={T}: vLLM failed: {str(e).splitlines()[0][:200]}")
                     break
-                row = _row(label, T, kk, toks, secs, engine_start_s=round(start, 1), vllm_version=eng.version)
+                row = _row(label, T, kk, toks, secs, engine_start_s=round(start, 1), vllm_version=eng.version,
+                           clock="wall")
                 row["vs_ar"] = ars[T]["median_us"] / row["median_us"]
                 rows.append(row)
         finally:

@@ -143,7 +143,8 @@ LAW_FULL = (("T=1", 1.0, None, None, 2, 500, None, 16),
 LAW_SHORT = LAW_FULL[:1]
 
 
-def run_plan(methods=METHODS, *, quick: bool = False, alpha: float = 1e-3, log=print) -> dict:
+def run_plan(methods=METHODS, *, quick: bool = False, alpha: float = 1e-3, log=print, max_batch=None,
+             labels=None) -> dict:
     """Every check of the plan; one engine start per method. Returns the JSON record."""
     import torch
 
@@ -188,6 +189,9 @@ def run_plan(methods=METHODS, *, quick: bool = False, alpha: float = 1e-3, log=p
             log(f"[vllm] {method}: T=0 {json.dumps({x: rec[x] for x in rec if x.startswith('greedy')})}")
             plan = () if method == "none" else (LAW_FULL if method == "draft_model" and not quick else LAW_SHORT)
             for label, T, top_k, top_p, n, per, batch, strata in plan:
+                if labels and label not in labels:
+                    continue
+                batch = max_batch if batch is None else batch
                 key = (T, top_k, top_p, n, strata)
                 if key not in laws:
                     w = Warp(T, top_k, top_p)
@@ -222,9 +226,13 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default=",".join(m for m, _ in METHODS),
                     help="comma-separated subset of none,draft_model,ngram,suffix")
     ap.add_argument("--quick", action="store_true", help="small samples (a smoke run, not a verdict)")
+    ap.add_argument("--max-batch", type=int, default=None,
+                    help="requests per generate call for the 'all in one call' checks (default: all)")
+    ap.add_argument("--checks", default=None, help="semicolon-separated subset of the check labels")
     args = ap.parse_args(argv)
     chosen = [m for m in METHODS if m[0] in args.methods.split(",")]
-    record = run_plan(chosen, quick=args.quick, log=lambda s: print(s, file=sys.stderr, flush=True))
+    record = run_plan(chosen, quick=args.quick, log=lambda s: print(s, file=sys.stderr, flush=True),
+                      max_batch=args.max_batch, labels=args.checks.split(";") if args.checks else None)
     record["command"] = "python -m specoracle.proofs.engines.vllm_verdicts " + " ".join(argv or sys.argv[1:])
     with open(args.json, "w") as fh:
         json.dump(record, fh, indent=1)
