@@ -127,3 +127,30 @@ def test_vllm_v1_rejection_sampler_verdicts(tmp_path):
     fixed = _certify_in_vllm_venv(tmp_path, "vllm.v1.rejection_sampler.patched_expand", "--scenarios",
                                   "logits_t1,logits_greedy", "--tv", "0.1")
     assert fixed["verdict"] == "exact", fixed
+
+
+def test_stratified_pair_law_agrees_with_the_enumerated_law():
+    """The engine-level full-vocabulary law of the first two tokens (proofs/engines/
+    vllm_verdicts.py): its (a, b) cells equal exact_prefix_law's, the pooled cell holds the
+    rest, and samples map to their cells (impossible ones stay visible)."""
+    pytest.importorskip("transformers")
+    from _llm_tiny import tiny_llama
+
+    from specoracle.fastpath.models.lossless import exact_prefix_law
+    from specoracle.fastpath.models.processing import Warp
+    from specoracle.proofs.engines.vllm_verdicts import EOS_ID, OTHER, stratified_pair_law, stratum_cell
+
+    model = tiny_llama(3, 32, 1, 2, 2)
+    prompt, w = [5, 9, 11], Warp(1.0, top_k=6)
+    full = exact_prefix_law(model, prompt, w, 2, eos_id=EOS_ID)
+    law, _ = stratified_pair_law(model, prompt, w, strata=3)
+    firsts = {c[0] for c in law if c != OTHER}
+    assert len(firsts) == 3
+    for cell, pr in law.items():
+        if cell != OTHER:
+            assert pr == pytest.approx(full[cell], rel=1e-9, abs=1e-12)
+    assert law[OTHER] == pytest.approx(sum(v for c, v in full.items() if c[0] not in firsts), abs=1e-9)
+    a = next(iter(firsts - {EOS_ID}))
+    assert stratum_cell([a, 1], firsts) == (a, 1)
+    assert stratum_cell([max(firsts) + 1000, 1], firsts) == OTHER
+    assert sorted(law)  # the pooled cell sorts with token-id cells (prefix_law_gof sorts them)

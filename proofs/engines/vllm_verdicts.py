@@ -43,7 +43,7 @@ def greedy_identity(tokens_a, tokens_b) -> dict:
             "tokens": int(sum(len(t) for t in tokens_a)), "differing_prompts": len(diffs), "first": first}
 
 
-OTHER = ("other",)  # the cell of a stratified law that pools every first token outside the strata
+OTHER = (-1,)  # the cell of a stratified law that pools every first token outside the strata (sorts with ids)
 
 
 def stratified_pair_law(target, prompt, warping, strata: int = 16):
@@ -137,8 +137,8 @@ METHODS = (("none", 0), ("draft_model", 3), ("ngram", 3), ("suffix", 3))
 # T > 0 law configurations: (label, temperature, top_k, top_p, n, per_prompt, batch, strata).
 # Configurations that crash the engine (vLLM 0.32.0 CPU: top-k, see docs) come last.
 LAW_FULL = (("T=1", 1.0, None, None, 2, 500, None, 16),
-            ("T=1, batch 1", 1.0, None, None, 2, 100, 1, 16),
             ("T=1 top-p 0.6", 1.0, None, 0.6, 2, 500, None, None),
+            ("T=1, batch 1", 1.0, None, None, 2, 100, 1, 16),
             ("T=1 top-k 3", 1.0, 3, None, 3, 500, None, None))
 LAW_SHORT = LAW_FULL[:1]
 
