@@ -17,9 +17,12 @@ import their package only when built (``certify`` then reports "not available:
 ``flashinfer.chain_speculative_sampling``  ``flashinfer.sampling.chain_speculative_sampling
     (draft_probs [B,K,V], draft_token_ids [B,K], target_probs [B,K+1,V], ...)`` on CUDA;
     output ids padded with -1.
-``vllm.rejection_sampler``  vLLM's (v0) ``RejectionSampler()(target_with_bonus_probs
-    [B,K+1,V], bonus_token_ids [B,1], draft_probs [B,K,V], draft_token_ids [B,K])``;
-    the bonus token is pre-drawn from p[K] by the adapter, as vLLM's caller does.
+``vllm.v1.rejection_sampler`` (``.ngram``: draft_probs=None; ``.triton``: the Triton kernel
+    sources in Triton's interpreter)  vLLM V1's ``RejectionSampler.forward`` as the engine
+    calls it, the certified request inside a ragged batch (see proofs/vllm_v1.py); run
+    ``certify`` with the vLLM venv's python (scripts/setup-vllm-env.sh). The former v0
+    adapter (``vllm.model_executor.layers.rejection_sampler``) targeted an API that vLLM V1
+    removed; it is gone.
 """
 from __future__ import annotations
 
@@ -213,30 +216,41 @@ def flashinfer_chain_speculative_sampling():
                  "flashinfer.sampling.chain_speculative_sampling (CUDA, float32)")
 
 
-def vllm_rejection_sampler():
-    import torch
-    from vllm.model_executor.layers.rejection_sampler import RejectionSampler
-    sampler = RejectionSampler()
+def vllm_v1_rejection_sampler(no_draft_probs: bool = False, triton: bool = False, patch_expand: bool = False):
+    """vLLM V1's rejection sampler through the "logits" protocol (proofs/vllm_v1.py)."""
+    from .vllm_v1 import rejection_sampler_call
+    call = rejection_sampler_call(no_draft_probs=no_draft_probs, triton=triton, patch_expand=patch_expand)
+    where = "Triton kernels in Triton's interpreter" if triton else "the engine's kernels (CPU: C++ fallbacks)"
+    name = "vllm.v1.rejection_sampler" + (".ngram" if no_draft_probs else "") + (".triton" if triton else "")
+    if patch_expand:
+        name, where = name + ".patched_expand", where + ", expand kernel replaced by a torch one"
+    if no_draft_probs:
+        return _impl(name, "logits", call, "chain",
+                     f"vllm.v1 RejectionSampler, draft_probs=None (q one-hot, ngram/suffix), ragged batch, {where}",
+                     scenarios=("logits_onehot_q", "logits_greedy"))
+    return _impl(name, "logits", call, "chain",
+                 f"vllm.v1 RejectionSampler.forward with draft_probs, ragged batch of 4 requests, {where}",
+                 scenarios=("logits_t1", "logits_topk", "warped", "logits_greedy"))
 
-    def call(p, q, draft, rng):
-        p = np.asarray(p, dtype=np.float64)
-        bonus = int(np.searchsorted(np.cumsum(p[-1]), rng.random() * p[-1].sum(), side="right"))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(0, 2 ** 62)))
-            out = sampler(torch.as_tensor(p, dtype=torch.float32)[None],
-                          torch.tensor([[min(bonus, p.shape[1] - 1)]]),
-                          torch.as_tensor(np.asarray(q), dtype=torch.float32)[None],
-                          torch.as_tensor(np.asarray(draft), dtype=torch.int64)[None])
-        return [int(t) for t in out[0].tolist() if t >= 0]
 
-    return _impl("vllm.rejection_sampler", "probs", call, "chain",
-                 "vllm.model_executor.layers.rejection_sampler.RejectionSampler (v0 API, float32)")
+def _vllm_v1_variants():
+    """``vllm.v1.rejection_sampler[.ngram][.triton][.patched_expand]``."""
+    out = {}
+    for ngram in (False, True):
+        for triton in (False, True):
+            for patch in (False, True):
+                if triton and patch:
+                    continue  # the interpreted Triton expand needs no patch
+                name = ("vllm.v1.rejection_sampler" + (".ngram" if ngram else "") + (".triton" if triton else "")
+                        + (".patched_expand" if patch else ""))
+                out[name] = (lambda a, b, c: lambda: vllm_v1_rejection_sampler(a, b, c))(ngram, triton, patch)
+    return out
 
 
 THIRD_PARTY = {
     "transformers.speculative_sampling": transformers_speculative_sampling,
     "flashinfer.chain_speculative_sampling": flashinfer_chain_speculative_sampling,
-    "vllm.rejection_sampler": vllm_rejection_sampler,
+    **_vllm_v1_variants(),
 }
 
 

@@ -37,7 +37,7 @@ undo: Holm's first step rejects it at alpha/m, with a margin of 10), the remaini
 scenarios are skipped and the report says so.
 
 Names: ``reference.*``, ``mutant.*``, adapters (``transformers.speculative_sampling``,
-``flashinfer.chain_speculative_sampling``, ``vllm.rejection_sampler``), fast paths
+``flashinfer.chain_speculative_sampling``, ``vllm.v1.rejection_sampler``), fast paths
 (``numba.*``, ``torch.*``, discovered lazily), or ``module:function`` (adapter
 protocol below). Register more with :func:`register_impl`.
 

@@ -283,6 +283,23 @@ def logits_scenarios() -> dict:
     out["offsets"] = _logits_scenario("offsets", "V=4, K=2, temperature 1, no truncation, raw row offsets "
                                       "(sd 2): a ratio of unnormalised logits is far off", 8, 4, 2,
                                       {"temperature": 1.0}, offset_sd=2.0)
+    # vLLM V1's adapter scenarios (same logits as "warped"): temperature 1 with and without
+    # top-k / top-p, and rows that are NOT the warp of LQ (an impl must not recompute q from
+    # the draft logits): greedy target rows with drafts sampled from softmax(LQ); soft target
+    # rows with a deterministic drafter (q one-hot at argmax LQ, as ngram / suffix drafters are).
+    LP, LQ = out["warped"].logits
+    for name, desc, w in (("logits_t1", "V=5, K=2, logits at temperature 1, no top-k / top-p",
+                           {"temperature": 1.0}),
+                          ("logits_topk", "V=5, K=2, logits at temperature 1 with top-k 3 and top-p 0.9",
+                           {"temperature": 1.0, "top_k": 3, "top_p": 0.9})):
+        out[name] = MarkovScenario(name, desc, process_logits(LP, **w), process_logits(LQ, **w),
+                                   logits=(LP, LQ), warp=w)
+    out["logits_greedy"] = MarkovScenario(
+        "logits_greedy", "V=5, K=2, temperature 0 (argmax target), drafts sampled from softmax(LQ)",
+        process_logits(LP, temperature=0.0), process_logits(LQ), logits=(LP, LQ), warp={"temperature": 0.0})
+    out["logits_onehot_q"] = MarkovScenario(
+        "logits_onehot_q", "V=5, K=2, temperature 1, deterministic drafts (q one-hot at argmax LQ)",
+        process_logits(LP), process_logits(LQ, temperature=0.0), logits=(LP, LQ), warp={"temperature": 1.0})
     return out
 
 

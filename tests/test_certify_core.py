@@ -152,7 +152,7 @@ def test_transformers_adapter_for_real():
     assert report.verdict == "exact", report.format()
 
 
-@pytest.mark.parametrize("name", ["flashinfer.chain_speculative_sampling", "vllm.rejection_sampler"])
+@pytest.mark.parametrize("name", ["flashinfer.chain_speculative_sampling", "vllm.v1.rejection_sampler"])
 def test_optional_adapters_skip_cleanly(name):
     mod = name.split(".")[0]
     pytest.importorskip(mod)

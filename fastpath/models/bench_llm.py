@@ -5,6 +5,8 @@ In one run, on the same pair, prompts and settings (batch 1, each prompt decoded
   * spec-chain / spec-block   specoracle speculative decoding, k in {2, 4, 8}, T in {0, 1}
   * hf          Hugging Face ``generate`` of the target alone
   * hf-assisted Hugging Face assisted generation (``assistant_model=draft``, k drafts)
+  * vllm / vllm-draft   vLLM V1 on the CPU without speculation / with the draft model (k = 4),
+              when the vLLM venv exists (scripts/setup-vllm-env.sh; else a note says why not)
 Rows: ``median_us`` = microseconds per generated token (total time / total tokens, the
 whole prompt set), ``tok_per_s``, ``tau`` (speculative: mean tokens per target call,
 bonus included), ``vs_ar`` (speed-up over ``ar`` at the same temperature).
@@ -137,8 +139,9 @@ def run_llm(ctx: BenchContext, device: str = "cpu") -> list:
             toks, secs = toks + r.n_tokens, secs + clock() - t0
         return _row(name, T, k, toks, secs, tau=sum(taus) / len(taus) if taus else None, B=batch)
 
+    ars = {}
     for T in temps:
-        ar = decode("ar", T, 0, None, "dynamic")
+        ar = ars[T] = decode("ar", T, 0, None, "dynamic")
         rows.append(ar)
         st = decode("ar" + static_name, T, 0, None, "static")
         st["vs_ar"], st["vs_dynamic"] = ar["median_us"] / st["median_us"], ar["median_us"] / st["median_us"]
@@ -166,6 +169,56 @@ def run_llm(ctx: BenchContext, device: str = "cpu") -> list:
         rows.extend(_step_cost_rows(ctx, target, draft, k=4, paths=("static-graphs",)))
     else:
         rows.extend(_step_cost_rows(ctx, target, draft, k=4, paths=("dynamic", "static")))
+        rows.extend(_vllm_rows(ctx, prompts, new, ars, k=4))
+    return rows
+
+
+def _vllm_rows(ctx, prompts, new: int, ars: dict, k: int = 4) -> list:
+    """vLLM V1 on the CPU (its own venv, proofs/engines/vllm.py) as a speed anchor: the same
+    prompts, one request at a time, ``new`` tokens each (EOS ignored, as ``min_new_tokens``
+    does for the HF rows), T in ``ars``; rows ``vllm`` (no speculation) and ``vllm-draft``
+    (draft_model, k drafts). One engine start per row group (reported as ``engine_start_s``,
+    not in the timings); time per request includes the worker's JSON round trip (~1 ms).
+    Always wall clock: vLLM works in other processes, which ``--clock cpu`` would not see."""
+    import time
+
+    from specoracle.proofs.engines.vllm import WorkerError, make_engine, vllm_reason
+
+    reason = vllm_reason()
+    if reason:
+        ctx.notes.append(f"llm vllm rows skipped: {reason}")
+        return []
+    clock = time.perf_counter
+    rows = []
+    for label, method, kk in (("vllm", "none", 0), ("vllm-draft", "draft_model", k)):
+        ctx.progress(f"llm: {label} engine start")
+        t0 = clock()
+        try:
+            eng = make_engine(target="zoo:code-target", draft="zoo:code-draft", method=method, k=kk or 1)
+        except Exception as e:  # a broken vLLM venv must not crash the suite
+            ctx.notes.append(f"llm {label} rows skipped: {type(e).__name__}: {e}"[:400])
+            continue
+        start = clock() - t0
+        try:
+            for T in sorted(ars):
+                ctx.progress(f"llm: {label} k={kk} T={T}")
+                toks = secs = 0
+                try:
+                    eng.generate([prompts[0]], n=8, seeds=[0], temperature=T)  # warm-up
+                    for i, pr in enumerate(prompts):
+                        t0 = clock()
+                        out = eng.generate([pr], n=new, seeds=[i], temperature=T, ignore_eos=True)
+                        secs += clock() - t0
+                        toks += len(out[0])
+                except WorkerError as e:  # vLLM 0.32.0 CPU crashes at T > 0 with speculation (docs)
+                    ctx.notes.append(f"llm {label} k={kk} T={T}: vLLM failed: {str(e).splitlines()[0][:200]}")
+                    break
+                row = _row(label, T, kk, toks, secs, engine_start_s=round(start, 1), vllm_version=eng.version,
+                           clock="wall")
+                row["vs_ar"] = ars[T]["median_us"] / row["median_us"]
+                rows.append(row)
+        finally:
+            eng.close()
     return rows
 
 

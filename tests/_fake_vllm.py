@@ -1,0 +1,38 @@
+"""A fake vLLM backend for the worker-protocol tests (no vLLM needed).
+
+``FakeBackend(**engine)`` "generates" token ``(seed + prompt[-1] + j) % 97`` at position j,
+stops early at token 0 unless ``ignore_eos`` (like EOS), and prints to stdout while it
+starts, as vLLM's logging does, to check that the protocol channel stays clean.
+``fail_on_start`` / ``fail_on_generate`` make it raise.
+"""
+from __future__ import annotations
+
+
+class FakeBackend:
+    name = "vllm"
+    version = "fake-0"
+
+    def __init__(self, target, draft=None, method="none", k=1, fail_on_start=False, fail_on_generate=False,
+                 **kw):
+        print("INFO fake engine starting (stdout noise)", flush=True)
+        if fail_on_start:
+            raise RuntimeError("fake start failure")
+        self.method = method
+        self.fail_on_generate = fail_on_generate
+        self.calls = 0
+
+    def generate(self, prompts, n, seeds, temperature, top_k=None, top_p=None, ignore_eos=False):
+        print("INFO fake generate (stdout noise)", flush=True)
+        if self.fail_on_generate:
+            raise ValueError("fake generate failure")
+        self.calls += 1
+        out = []
+        for p, s in zip(prompts, seeds):
+            toks = []
+            for j in range(n):
+                t = (s + p[-1] + j) % 97
+                toks.append(t)
+                if t == 0 and not ignore_eos:
+                    break
+            out.append(toks)
+        return out
