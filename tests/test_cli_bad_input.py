@@ -46,6 +46,7 @@ GD = "generate --target zoo:code-target --drafter dflash --no-baseline --max-new
 D = "diffuse --chains 200 --steps 10"
 DM = "diffuse --model zoo:moons --n 8 --steps 10"
 C = "certify reference.chain --scenarios t1 --samples 2000"
+CE = "certify-engine transformers --target zoo:code-target --draft zoo:code-draft --no-progress"
 
 ROWS = [
     # verify
@@ -70,6 +71,24 @@ ROWS = [
     R(f"{C} --tv 0", "--tv"),
     R(f"{C} --tv 1.5", "--tv"),
     R("certify", "IMPL"),
+    # certify-engine (values and paths before any model is loaded)
+    R("certify-engine nope --target zoo:code-target", "ENGINE", "invalid choice"),
+    R("certify-engine transformers", "--target", "required"),
+    R(f"{CE} --k 0", "--k"),
+    R(f"{CE} --temperature -1", "--temperature"),
+    R(f"{CE} --top-k 0", "--top-k"),
+    R(f"{CE} --top-p 1.5", "--top-p"),
+    R(f"{CE} --n 0", "--n"),
+    R(f"{CE} --batch 0", "--batch"),
+    R(f"{CE} --samples 0", "--samples"),
+    R(f"{CE} --alpha 1", "--alpha"),
+    R(f"{CE} --power 0", "--power"),
+    R(f"{CE} --tv 0", "--tv"),
+    R(f"{CE} --seed -1", "--seed"),
+    R(f"{CE} --min-prob 1", "--min-prob"),
+    R(f"{CE} --threads 0", "--threads"),
+    R(f"{CE} --option novalue", "--option", "KEY=VALUE"),
+    R(f"{CE} --json {NOPE}/e.json", "--json"),
     R(f"{C} --samples 5", "--samples"),
     # bench
     R("bench --device tpu", "--device"),

@@ -53,6 +53,8 @@ def _certify(engine, pair, batch, seed=0, **kw):
 def test_registry_names_and_errors(monkeypatch):
     assert ENGINES["vllm"] == "specoracle.proofs.engines.vllm:make_engine"
     assert set(ENGINES) >= {"specoracle", "transformers", "vllm"}
+    from specoracle.cli.certify_engine_cmd import ENGINE_NAMES
+    assert set(ENGINE_NAMES) == set(ENGINES)   # the CLI's choices are the registry's names
     with pytest.raises(InvalidInput, match="engine"):
         get_engine("no-such-engine")
     monkeypatch.setitem(ENGINES, "vllm", "specoracle.proofs.engines._absent_module:make_engine")

@@ -183,10 +183,13 @@ def engine_config(*, target: str, draft: str | None, method: str, k: int, **kw) 
     return {"engine": engine, **({"backend": backend} if backend else {})}
 
 
-def make_engine(*, target: str, draft: str | None, method: str, k: int, **kw) -> VllmEngine:
+def make_engine(*, target: str, draft: str | None, method: str, k: int, threads: int | None = None,
+                **kw) -> VllmEngine:
     """Start a vLLM V1 engine on ``target`` (speculation ``method`` with ``k`` drafts).
 
-    Extra keywords go to ``vllm.LLM`` (e.g. ``dtype``, ``max_model_len``, ``max_num_seqs``).
+    ``threads`` (the registry's common keyword: the caller's torch threads) does not reach
+    vLLM, whose worker runs in its own process and venv. Extra keywords go to ``vllm.LLM``
+    (e.g. ``dtype``, ``max_model_len``, ``max_num_seqs``).
     Raises ``InvalidInput`` on bad arguments, ``RuntimeError`` without the vLLM venv.
     """
     config = engine_config(target=target, draft=draft, method=method, k=k, **kw)

@@ -7,6 +7,8 @@ import argparse
 import shlex
 import sys
 
+from specoracle.cli import _args
+
 EPILOG = """examples:
   specoracle certify-engine transformers --target zoo:code-target --draft zoo:code-draft \\
       --method assisted --temperature 1 --top-k 8 --n 3
@@ -29,6 +31,7 @@ vllm draft_model|ngram|suffix|none.
 exit status: 0 exact, 1 not exact, 2 underpowered, bad input or not available.
 """
 
+ENGINE_NAMES = ("specoracle", "transformers", "vllm")   # = specoracle.proofs.engines.ENGINES (tested)
 DEFAULT_METHOD = {"specoracle": "chain", "transformers": "assisted", "vllm": "draft_model"}
 DEFAULT_PROMPTS = ("def ", "import ")
 
@@ -40,70 +43,45 @@ def add_parser(subparsers) -> None:
                     "T = 0, the law of the first n generated tokens against the target's exact law at "
                     "T > 0, at batch 1 or several different requests per batch; stated alpha and power.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("engine", help="specoracle | transformers | vllm")
+    p.add_argument("engine", choices=ENGINE_NAMES, metavar="ENGINE", help=" | ".join(ENGINE_NAMES))
     p.add_argument("--target", required=True, help="zoo:NAME or a local Hugging Face folder (p)")
     p.add_argument("--draft", default=None, help="zoo:NAME or a local folder (q), for draft-model methods")
     p.add_argument("--method", default=None, help="the engine's speculation method (default: chain / "
                    "assisted / draft_model); 'none' = no speculation")
-    p.add_argument("--k", type=int, default=4, help="drafted tokens per round (default 4)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--n", type=int, default=3, help="generated tokens whose joint law is checked (default 3)")
-    p.add_argument("--batch", type=int, default=1, help="requests per engine call (default 1)")
+    p.add_argument("--k", type=_args.positive_int, default=4, help="drafted tokens per round (default 4)")
+    p.add_argument("--temperature", type=_args.nonneg_float, default=1.0, help="0 = greedy (default 1)")
+    p.add_argument("--top-k", type=_args.positive_int, default=None)
+    p.add_argument("--top-p", type=_args.unit_open_closed, default=None)
+    p.add_argument("--n", type=_args.positive_int, default=3, help="generated tokens whose joint law is checked (default 3)")
+    p.add_argument("--batch", type=_args.positive_int, default=1, help="requests per engine call (default 1)")
     p.add_argument("--prompt", action="append", default=None,
                    help=f"prompt text, repeatable (default: {', '.join(repr(s) for s in DEFAULT_PROMPTS)})")
-    p.add_argument("--samples", type=int, default=None,
+    p.add_argument("--samples", type=_args.positive_int, default=None,
                    help="requests per prompt (default: the smallest number reaching the stated power; "
                         "2 at T = 0)")
-    p.add_argument("--alpha", type=float, default=1e-3, help="false-positive budget of the run (default 1e-3)")
-    p.add_argument("--power", type=float, default=0.9, help="stated power (default 0.9)")
-    p.add_argument("--tv", type=float, default=0.1, help="TV distance to detect at that power (default 0.1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
+    p.add_argument("--alpha", type=_args.unit_open, default=1e-3, help="false-positive budget of the run (default 1e-3)")
+    p.add_argument("--power", type=_args.unit_open, default=0.9, help="stated power (default 0.9)")
+    p.add_argument("--tv", type=_args.unit_open_closed, default=0.1, help="TV distance to detect at that power (default 0.1)")
+    p.add_argument("--seed", type=_args.seed, default=0, help="seed of the run (default 0)")
     p.add_argument("--baseline", action="store_true",
                    help="also run the same engine with method 'none' (T = 0: token identity; T > 0: "
                         "its law is checked too, to tell sampling bugs from speculation bugs)")
-    p.add_argument("--min-prob", type=float, default=None,
+    p.add_argument("--min-prob", type=_args.float_in(0, 1, low_open=False, high_open=True), default=None,
                    help="coarsen the law: pool sequences below this probability (default: exact support "
                         "when enumerable, else 1e-3)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads while the engine runs (default 1)")
+    p.add_argument("--threads", type=_args.positive_int, default=1, help="torch CPU threads while the engine runs (default 1)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra engine keyword (repeatable), e.g. --option backend=reference")
-    p.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    p.add_argument("--json", metavar="FILE", type=_args.output_file, help="write the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, check=check)
 
 
-def _bad(flag: str, msg: str) -> int:
-    print(f"specoracle certify-engine: {flag}: {msg}", file=sys.stderr)
-    return 2
-
-
-def _check(args):
-    """(flag, message) of the first bad argument, or None (before any heavy work)."""
-    from specoracle.proofs.engines import ENGINES
-    if args.engine not in ENGINES:
-        return "ENGINE", f"unknown engine {args.engine!r} (one of {', '.join(sorted(ENGINES))})"
-    checks = [
-        ("--n", args.n >= 1, "must be >= 1"), ("--k", args.k >= 1, "must be >= 1"),
-        ("--batch", args.batch >= 1, "must be >= 1"),
-        ("--samples", args.samples is None or args.samples >= 1, "must be >= 1"),
-        ("--temperature", args.temperature == args.temperature and 0 <= args.temperature < float("inf"),
-         "must be finite and >= 0"),
-        ("--top-k", args.top_k is None or args.top_k >= 1, "must be >= 1"),
-        ("--top-p", args.top_p is None or 0 < args.top_p <= 1, "must lie in (0, 1]"),
-        ("--alpha", 0 < args.alpha < 1, "must lie in (0, 1)"), ("--power", 0 < args.power < 1, "must lie in (0, 1)"),
-        ("--tv", 0 < args.tv <= 1, "must lie in (0, 1]"),
-        ("--min-prob", args.min_prob is None or 0 <= args.min_prob < 1, "must lie in [0, 1)"),
-        ("--threads", args.threads >= 1, "must be >= 1"),
-    ]
-    for flag, ok, msg in checks:
-        if not ok:
-            return flag, msg
+def check(args) -> None:
+    """Cross-option checks before any heavy work (the values are checked by argparse)."""
     for opt in args.option:
         if "=" not in opt:
-            return "--option", f"expected KEY=VALUE, got {opt!r}"
-    return None
+            raise _args.UsageError("--option", f"expected KEY=VALUE, got {opt!r}")
 
 
 def _options(args) -> dict:
@@ -152,9 +130,6 @@ def _quote(arg: str) -> str:
 
 
 def run(args) -> int:
-    bad = _check(args)
-    if bad:
-        return _bad(*bad)
     from specoracle.cli.certify_cmd import finish
     from specoracle.proofs.engines import EngineUnavailable, get_engine
     from specoracle.reference.types import InvalidInput
@@ -189,7 +164,7 @@ def run(args) -> int:
     except InvalidInput as exc:
         flag = {"model": "--target", "draft": "--draft", "method": "--method", "k": "--k",
                 "top_k": "--top-k", "top_p": "--top-p"}.get(exc.argument, exc.argument)
-        return _bad(flag, exc.reason)
+        raise _args.UsageError(flag, exc.reason) from None
     except (EngineUnavailable, ImportError) as exc:
         print(f"{args.engine}: not available: {exc}", file=sys.stderr)
         return 2
