@@ -166,14 +166,10 @@ def _fastpath_impls():
 
 def transformers_speculative_sampling():
     """transformers' ``_speculative_sampling`` through the "probs" protocol (module doc)."""
-    import inspect
-
     import torch
-    from transformers.generation.utils import _speculative_sampling
 
-    # older releases (5.0 to 5.2x) take a required is_done_candidate flag (EOS handling): False
-    extra = {"is_done_candidate": False} if "is_done_candidate" in inspect.signature(
-        _speculative_sampling).parameters else {}
+    from specoracle.fastpath.bench_cuda import hf_speculative_sampling
+    _speculative_sampling = hf_speculative_sampling()
 
     def call(p, q, draft, rng):
         k = len(draft)
@@ -186,7 +182,7 @@ def transformers_speculative_sampling():
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(rng.integers(0, 2 ** 62)))
-                tokens, n_matches = _speculative_sampling(ids, lq, k, lp, **extra)
+                tokens, n_matches = _speculative_sampling(ids, lq, k, lp)
         finally:
             torch.set_num_threads(threads)
         return [int(t) for t in tokens[0].tolist()], int(n_matches)
