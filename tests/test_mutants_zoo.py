@@ -91,6 +91,8 @@ def test_unnormalised_logit_mutant_effect_sizes():
 
     tv = {}
     for name, sc in logits_scenarios().items():
+        if name not in ("warped", "topk", "minp", "offsets"):
+            continue   # the vLLM adapter's scenarios (T = 0 rows, one-hot q) are not this mutant's subject
         LP, LQ = sc.logits
         T = sc.warp.get("temperature", 1.0)
 

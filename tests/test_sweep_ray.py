@@ -84,7 +84,10 @@ def test_reference_and_every_mutant_agree_inprocess_and_on_ray(local_ray):
     refs = ["reference.chain", "reference.block", "reference.chain_logits", "reference.mss", "reference.kseq",
             "reference.tree_deterministic", "reference.gaussian_gamma", "reference.gaussian_residual",
             "reference.gaussian_block"]
-    names = refs + sorted(f"mutant.{m}" for m in MUTANTS if m not in unswept)
+    # stale_buffer keeps state across calls (that is its bug): its counts depend on which
+    # process served which call, so split invariance is not expected of it.
+    stateful = {"stale_buffer"}
+    names = refs + sorted(f"mutant.{m}" for m in MUTANTS if m not in unswept and m not in stateful)
     for name in names:
         spec = cf.resolve_impl(name)
         m = MUTANTS.get(name.partition(".")[2])
