@@ -16,7 +16,7 @@ from specoracle.reference import categorical as rc, gaussian as rg, tree as rt
 from specoracle.reference.types import InvalidInput
 
 
-@pytest.mark.parametrize("v", [1, 2, 7, 8, 9, 16, 127, 128, 129, 255, 1000, 1025, 4099, 32000])
+@pytest.mark.parametrize("v", [1, 2, 7, 8, 9, 16, 127, 128, 129, 255, 1000, 1025, 4099, 8192, 8193, 32000])
 def test_residual_mass_is_numpy_pairwise_sum(v, rng):
     """residual_mass == np.maximum(s p - q, 0).sum() bit for bit (NumPy's pairwise order)."""
     for _ in range(5):

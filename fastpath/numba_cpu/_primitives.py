@@ -13,9 +13,10 @@ reference's tokens exactly (comparison rule ``exact``, tests/TOLERANCES.md):
 - :func:`residual_mass` = ``residual_weights(...).sum()``: NumPy's ``add.reduce``
   on a contiguous float64 vector is a *pairwise* sum (blocks of <= 128 entries
   summed with 8 interleaved accumulators, larger ranges split in two halves at a
-  multiple of 8). The block-verification tests compare against that sum, so it
-  is reproduced exactly here (checked against ``ndarray.sum`` in
-  tests/test_numba_primitives.py).
+  multiple of 8); NumPy < 2.3 applies it to chunks of 8192 entries and adds
+  the chunk sums left to right (:data:`REDUCE_CHUNK`). The block-verification
+  tests compare against that sum, so it is reproduced exactly here (checked
+  against ``ndarray.sum`` in tests/test_numba_kernels.py).
 
 Rows are 1-D views; float32 rows are promoted to float64 on read (all arithmetic
 and every accumulator is float64).
@@ -26,6 +27,23 @@ import numba as nb
 import numpy as np
 
 PAIRWISE_BLOCK = 128  # NumPy's PW_BLOCKSIZE
+
+
+def _reduce_chunk() -> int:
+    """Entries per inner reduction loop of ``ndarray.sum``: 0 = the whole vector.
+
+    NumPy < 2.3 runs reductions through its buffered iterator, whose inner loop
+    sees at most ``np.getbufsize()`` (default 8192) entries even when no buffer
+    is needed; 2.3 reorganised the iterator and sums the whole contiguous vector
+    pairwise. Read once at import: numba freezes it into the compiled kernels
+    (so a numba cache built under another NumPy must be cleared, and
+    ``np.setbufsize`` changes made later are not followed).
+    """
+    major, minor = (int(x) for x in np.__version__.split(".")[:2])
+    return 0 if (major, minor) >= (2, 3) else int(np.getbufsize())
+
+
+REDUCE_CHUNK = _reduce_chunk()
 
 NOT_FOUND = -1
 
@@ -78,15 +96,35 @@ def _pairwise_leaf(p_row, q_row, scale, lo, n):
 
 @nb.njit(cache=True)
 def residual_mass(p_row, q_row, scale):
-    """``np.maximum(scale * p_row - q_row, 0).sum()`` bit for bit (NumPy pairwise order).
+    """``np.maximum(scale * p_row - q_row, 0).sum()`` bit for bit (NumPy's order).
 
-    The recursion of NumPy's ``pairwise_sum`` is unrolled with an explicit stack:
-    a range longer than 128 splits at ``n2 = n // 2 - (n // 2) % 8``; the sum of a
-    range is (sum of left half) + (sum of right half).
+    NumPy >= 2.3 sums the whole contiguous vector pairwise; older NumPy hands the
+    reduction loop chunks of at most ``REDUCE_CHUNK`` (its buffer size, 8192)
+    entries, sums each chunk pairwise and adds the chunk sums left to right
+    (measured on 1.24.0 - 2.2.0 vs 2.3.0, V = 32000; see the module docstring).
     """
     n = p_row.shape[0]
+    if REDUCE_CHUNK == 0 or n <= REDUCE_CHUNK:
+        return _pairwise_range(p_row, q_row, scale, 0, n)
+    total = 0.0
+    lo = 0
+    while lo < n:
+        m = min(REDUCE_CHUNK, n - lo)
+        total += _pairwise_range(p_row, q_row, scale, lo, m)
+        lo += m
+    return total
+
+
+@nb.njit(cache=True)
+def _pairwise_range(p_row, q_row, scale, lo0, n):
+    """NumPy's ``pairwise_sum`` of the weights ``lo0 .. lo0 + n - 1``.
+
+    The recursion is unrolled with an explicit stack: a range longer than 128
+    splits at ``n2 = n // 2 - (n // 2) % 8``; the sum of a range is (sum of left
+    half) + (sum of right half).
+    """
     if n <= PAIRWISE_BLOCK:
-        return _pairwise_leaf(p_row, q_row, scale, 0, n)
+        return _pairwise_leaf(p_row, q_row, scale, lo0, n)
     # Post-order walk: stack of (lo, n, state); values stack holds partial sums.
     lo_st = np.empty(64, np.int64)
     n_st = np.empty(64, np.int64)
@@ -94,7 +132,7 @@ def residual_mass(p_row, q_row, scale):
     vals = np.empty(64, np.float64)
     top = 0
     nv = 0
-    lo_st[0] = 0
+    lo_st[0] = lo0
     n_st[0] = n
     state[0] = 0
     while top >= 0:
