@@ -4,8 +4,10 @@ Every kernel is compiled with ``cache=True``. Numba invalidates a cached kernel 
 the source file of *that kernel* changes, not when an inlined helper from another module
 (``_primitives.py``, ``_batch.py``) does. On import, this package therefore hashes all of its
 own sources and, when the hash differs from the one stamped beside the cache, deletes the
-cached kernels (``__pycache__/*.nbi``, ``*.nbc``) so that they are recompiled. Best effort:
-a read-only install (numba then caches elsewhere) is left alone.
+cached kernels (``__pycache__/*.nbi``, ``*.nbc``) so that they are recompiled. The NumPy
+version is hashed too: ``_primitives.REDUCE_CHUNK`` (NumPy's summation order, which changed
+in 2.3) is a compile-time constant of the cached kernels. Best effort: a read-only install
+(numba then caches elsewhere) is left alone.
 """
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from pathlib import Path
 
 
 def _sources_digest(folder: Path) -> str:
-    h = hashlib.sha256()
+    import numpy
+
+    h = hashlib.sha256(f"numpy {numpy.__version__}".encode())
     for src in sorted(folder.glob("*.py")):
         h.update(src.name.encode())
         h.update(src.read_bytes())
