@@ -131,6 +131,14 @@ class _RaySession:
             ray.shutdown()
 
 
+def session(executor: str, workers: int | None = None, runtime_env: dict | None = None):
+    """A context manager holding one Ray for several map_tasks / map_actors calls (they
+    reuse an initialised Ray); a no-op for the in-process executor."""
+    from contextlib import nullcontext
+    kind, address = parse_executor(executor)
+    return nullcontext() if kind == "inprocess" else _RaySession(address, workers, runtime_env)
+
+
 def _capacity(ray, workers):
     """How many tasks to keep in flight: ``workers`` or the cluster's CPUs."""
     if workers:

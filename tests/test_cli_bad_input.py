@@ -89,6 +89,9 @@ ROWS = [
     R(f"{CE} --threads 0", "--threads"),
     R(f"{CE} --option novalue", "--option", "KEY=VALUE"),
     R(f"{CE} --json {NOPE}/e.json", "--json"),
+    R(f"{CE} --executor spark", "--executor", "expected inprocess"),
+    R(f"{CE} --executor ray://nohost", "--executor", "ray://HOST:PORT"),
+    R(f"{CE} --actors 0", "--actors"),
     R(f"{C} --samples 5", "--samples"),
     # bench
     R("bench --device tpu", "--device"),
@@ -330,6 +333,7 @@ EXTRA_ROWS = [
     (["bench", "--suite", "dflash", "--quick"], "transformers", "models"),
     (["zoo", "train-lm", "--tiny", "--out", "{tmp}/o"], "tokenizers", "models"),
     (["zoo", "train-dflash", "--out", "{tmp}/o"], "transformers", "models"),
+    (["certify-engine", "specoracle", "--target", "zoo:code-target", "--executor", "ray"], "ray", "ray"),
     (["zoo", "train-diffusion", "moons", "--out", "{tmp}/o"], "safetensors", "models"),
 ]
 

@@ -2,15 +2,13 @@
 and identical verdicts and counts in-process and on Ray for the reference and every
 sweepable mutant. Skipped only when Ray is not installed (it is in the `test` extra).
 
-One local Ray for the module, started at tiny size (2 CPUs, no dashboard, 100 MB object
-store, worker logs not forwarded) and shut down at the end; the tests' own helpers
-(tests/_llm_tiny.py) reach the workers through the job's PYTHONPATH (a Ray runtime_env).
+One local Ray for the module (tests/_ray_helpers.py: tiny size, shut down at the end); the
+tests' own helpers (tests/_llm_tiny.py) reach the workers through the job's PYTHONPATH.
 Not statistical: the assertions are equalities of integer counts and of verdicts computed
 from equal counts.
 """
 from __future__ import annotations
 
-import os
 from collections import Counter
 
 import pytest
@@ -23,20 +21,10 @@ from specoracle.proofs.mutants import MUTANTS  # noqa: E402
 from specoracle.proofs.sweep import sweep  # noqa: E402
 from specoracle.proofs.sweep.counts import SWEPT_PROTOCOLS  # noqa: E402
 
+from _ray_helpers import local_ray  # noqa: E402,F401 - the module's local Ray (a fixture)
 from _sweep_helpers import StopAfter  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 SMALL = dict(samples=1200, seed=5, scenarios=("t1", "markov"))
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    path = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             object_store_memory=ex.LOCAL_OBJECT_STORE, runtime_env={"env_vars": {"PYTHONPATH": path}})
-    yield ray
-    ray.shutdown()
 
 
 def test_ray_sweep_counts_equal_inprocess_for_1_and_2_workers(local_ray):

@@ -20,7 +20,8 @@ certification reads when present: ``eos_id`` (the EOS id the engine stops at) an
 (one line on how requests are run, e.g. "one request at a time").
 
 :func:`specoracle.proofs.engines.certify.certify_engine` certifies any engine against the
-target model's exact law (docs/CERTIFICATION.md, "Engines").
+target model's exact law (docs/CERTIFICATION.md, "Engines"); given an :class:`EngineFactory`
+(picklable: engine name + ``make_engine`` keywords) it can shard the requests over Ray actors.
 """
 from __future__ import annotations
 
@@ -76,6 +77,27 @@ def get_engine(name: str, **kw) -> Engine:
     except ImportError as exc:
         raise EngineUnavailable(f"engine {name!r} is not available ({exc}); install: {EXTRAS[name]}") from exc
     return getattr(mod, fn)(**kw)
+
+
+class EngineFactory:
+    """Picklable recipe for an engine: ``EngineFactory(name, **kw)()`` is ``get_engine(name, **kw)``.
+    What the Ray executor ships to each actor (one engine per actor); ``kw`` must pickle
+    (model folders or zoo names; loaded models pickle too, by value)."""
+
+    def __init__(self, name: str, **kw):
+        if name not in ENGINES:
+            raise InvalidInput("engine", f"unknown engine {name!r} (one of {', '.join(sorted(ENGINES))})")
+        self.name, self.kwargs = name, dict(kw)
+
+    def __call__(self) -> Engine:
+        return get_engine(self.name, **self.kwargs)
+
+    def replace(self, **kw) -> "EngineFactory":
+        """The same recipe with some keywords changed (e.g. ``method="none"`` for the baseline)."""
+        return EngineFactory(self.name, **{**self.kwargs, **kw})
+
+    def __repr__(self) -> str:
+        return f"EngineFactory({self.name!r}, method={self.kwargs.get('method')!r})"
 
 
 def check_request(prompts, seeds, n: int, temperature: float) -> None:

@@ -20,6 +20,8 @@ EPILOG = """examples:
       --method assisted --temperature 0 --n 16 --baseline     # token identity with plain generate
   specoracle certify-engine vllm --target zoo:code-target --draft zoo:code-draft \\
       --method draft_model --temperature 1 --top-k 8 --batch 4
+  specoracle certify-engine specoracle --target zoo:code-target --draft zoo:code-draft \\
+      --temperature 1 --top-k 8 --batch 4 --executor ray --actors 2   # one engine per Ray actor
 
 T = 0: every token must equal the target's greedy continuation (and, with --baseline, the same
 engine with method "none"). T > 0: per prompt, the law of the first --n tokens against the
@@ -72,6 +74,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threads", type=_args.positive_int, default=1, help="torch CPU threads while the engine runs (default 1)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra engine keyword (repeatable), e.g. --option backend=reference")
+    g = p.add_argument_group("at scale (Ray is optional: pip install \"specoracle[ray]\")")
+    g.add_argument("--executor", default="inprocess",
+                   help="inprocess (default) | ray (local Ray started here) | ray://HOST:PORT | auto: requests "
+                        "sharded over --actors actors, one engine each; same counts as in-process")
+    g.add_argument("--actors", type=_args.positive_int, default=2, help="Ray actors, one engine each (default 2)")
     p.add_argument("--json", metavar="FILE", type=_args.output_file, help="write the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run, check=check)
@@ -82,6 +89,10 @@ def check(args) -> None:
     for opt in args.option:
         if "=" not in opt:
             raise _args.UsageError("--option", f"expected KEY=VALUE, got {opt!r}")
+    from .certify_sweep import check_executor
+    if bad := check_executor(args.executor):
+        flag, _, reason = bad.partition(": ")
+        raise _args.UsageError(flag, reason)
 
 
 def _options(args) -> dict:
@@ -119,6 +130,8 @@ def reproduce_line(args, method: str, samples: int) -> str:
         parts += ["--min-prob", f"{args.min_prob:g}"]
     for opt in args.option:
         parts += ["--option", opt]
+    if args.executor not in ("inprocess", "in-process", "local"):
+        parts += ["--executor", args.executor, "--actors", str(args.actors)]
     return " ".join(_quote(a) for a in parts)
 
 
@@ -131,7 +144,7 @@ def _quote(arg: str) -> str:
 
 def run(args) -> int:
     from specoracle.cli.certify_cmd import finish
-    from specoracle.proofs.engines import EngineUnavailable, get_engine
+    from specoracle.proofs.engines import EngineFactory, EngineUnavailable, get_engine
     from specoracle.reference.types import InvalidInput
 
     method = args.method or DEFAULT_METHOD[args.engine]
@@ -141,9 +154,15 @@ def run(args) -> int:
         import torch
         from specoracle.fastpath.models.hf import load_model, load_tokenizer
 
-        engines.append(get_engine(args.engine, **kw))  # first: a missing extra is reported at once
-        if args.baseline:
-            engines.append(get_engine(args.engine, **{**kw, "method": "none"}))
+        from specoracle.proofs.executors import parse_executor
+        if parse_executor(args.executor)[0] == "inprocess":
+            engines.append(get_engine(args.engine, **kw))  # first: a missing extra is reported at once
+            if args.baseline:
+                engines.append(get_engine(args.engine, **{**kw, "method": "none"}))
+            use = engines
+        else:  # built on the actors, one engine each (the CLI builds none here)
+            factory = EngineFactory(args.engine, **kw)
+            use = [factory, factory.replace(method="none")] if args.baseline else [factory]
         tok = load_tokenizer(args.target)
         prompts = []
         for text in args.prompt or DEFAULT_PROMPTS:
@@ -154,11 +173,12 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
         try:
             from specoracle.proofs.engines.certify import certify_engine
-            report = certify_engine(engines[0], target, prompts, n=args.n, temperature=args.temperature,
+            report = certify_engine(use[0], target, prompts, n=args.n, temperature=args.temperature,
                                     top_k=args.top_k, top_p=args.top_p, samples=args.samples, batch=args.batch,
                                     alpha=args.alpha, power=args.power, tv=args.tv, seed=args.seed,
                                     progress=not args.no_progress and sys.stderr.isatty(),
-                                    baseline=engines[1] if args.baseline else None, min_prob=args.min_prob)
+                                    baseline=use[1] if args.baseline else None, min_prob=args.min_prob,
+                                    executor=args.executor, actors=args.actors)
         finally:
             torch.set_num_threads(threads)
     except InvalidInput as exc:
@@ -168,6 +188,8 @@ def run(args) -> int:
     except (EngineUnavailable, ImportError) as exc:
         print(f"{args.engine}: not available: {exc}", file=sys.stderr)
         return 2
+    except ConnectionError as exc:
+        raise _args.UsageError("--executor", f"cannot connect: {exc}") from None
     finally:
         for e in engines:
             e.close()

@@ -37,9 +37,6 @@ def wanted(args) -> bool:
 
 def check(args) -> str | None:
     """The first bad sweep flag as one line, or None (before any heavy work)."""
-    from specoracle.proofs.executors import RAY_EXTRA, parse_executor
-    from specoracle.reference.types import InvalidInput
-
     if args.sweep < 0:
         return f"--sweep: must be >= 0, got {args.sweep}"
     for flag, v in (("--workers", args.workers), ("--chunk", args.chunk)):
@@ -47,12 +44,21 @@ def check(args) -> str | None:
             return f"{flag}: must be >= 1, got {v}"
     if args.retries < 0:
         return f"--retries: must be >= 0, got {args.retries}"
+    return check_executor(args.executor)
+
+
+def check_executor(spec: str) -> str | None:
+    """``--executor``'s problem as one line (bad spelling; Ray asked for but not installed,
+    naming the extra), or None. Shared with ``certify-engine``."""
+    from specoracle.proofs.executors import RAY_EXTRA, parse_executor
+    from specoracle.reference.types import InvalidInput
+
     try:
-        kind, _ = parse_executor(args.executor)
+        kind, _ = parse_executor(spec)
     except InvalidInput as exc:
         return f"--executor: {exc.reason}"
     if kind == "ray" and importlib.util.find_spec("ray") is None:
-        return f"--executor {args.executor}: Ray is not installed; {RAY_EXTRA}"
+        return f"--executor {spec}: Ray is not installed; {RAY_EXTRA}"
     return None
 
 
