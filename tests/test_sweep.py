@@ -201,8 +201,19 @@ def test_cli_executor_ray_without_ray_names_the_extra(monkeypatch, capsys):
 @pytest.mark.slow
 @pytest.mark.statistical
 def test_every_mutant_is_rejected_by_a_sweep_of_its_focus_scenarios():
-    """Defaults (alpha = 1e-3 per sweep, power 0.9 at TV 0.05 per check, seed 0): all 23
-    mutants of the zoo, every protocol (~35 s on 2 cores)."""
+    """Defaults (alpha = 1e-3 per sweep, power 0.9 at TV 0.05 per check, seed 0): every
+    single-round mutant of the zoo, every swept protocol (~35 s on 2 cores). Not swept, and
+    listed here: the batch protocol's mutants (B requests per call: certify's `batch` checks)
+    and `stale_buffer`, whose bug is a dependence between rounds that only certify's
+    multi-round `rounds` scenario sees (per round it is exact, so a sweep must pass it)."""
     from specoracle.proofs.mutants import MUTANTS
+    from specoracle.proofs.sweep.counts import SWEPT_PROTOCOLS
+    between_rounds = {"stale_buffer"}
+    unswept = sorted(k for k, m in MUTANTS.items() if m.protocol not in SWEPT_PROTOCOLS)
+    assert all(MUTANTS[k].protocol == "batch" for k in unswept)
     for m in MUTANTS.values():
-        assert sweep(f"mutant.{m.name}", 0, seed=0, scenarios=m.focus).verdict.startswith("not exact"), m.name
+        if m.name in unswept or m.name in between_rounds:
+            continue
+        focus = tuple(s for s in m.focus if s != "rounds") or ("t1",)
+        assert sweep(f"mutant.{m.name}", 0, seed=0, scenarios=focus).verdict.startswith("not exact"), m.name
+    assert sweep("mutant.stale_buffer", 0, seed=0, scenarios=("t1",)).verdict == "exact"  # per round: exact

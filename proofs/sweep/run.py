@@ -73,10 +73,11 @@ class SamplerRaised(Exception):
 class _Guard:
     def __init__(self, fn):
         self.fn = fn
+        self.__wrapped__ = fn   # inspect.signature sees the sampler's own keywords (top_k, min_p)
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kw):
         try:
-            return self.fn(*args)
+            return self.fn(*args, **kw)
         except Exception as exc:  # noqa: BLE001 - reported as a rejection of the sampler
             raise SamplerRaised(f"{type(exc).__name__}: {exc}") from exc
 
