@@ -62,20 +62,24 @@ def test_ray_retries_failed_tasks(local_ray):
     assert not rep.failed and rep.counts == base.counts
 
 
-def test_reference_and_every_mutant_agree_inprocess_and_on_ray(local_ray):
-    """Each mutant on its focus scenarios (plus one random scenario for probs/logits) at 600
-    rounds per scenario: identical counts and verdicts on both executors."""
-    # Sweeps count single rounds: the batch protocol's mutants (B requests per call) and the
-    # multi-round `rounds` scenario stay with certify; the exclusion is listed, not silent.
+REFERENCES = ["reference.chain", "reference.block", "reference.chain_logits", "reference.mss", "reference.kseq",
+              "reference.tree_deterministic", "reference.gaussian_gamma", "reference.gaussian_residual",
+              "reference.gaussian_block"]
+
+
+def _swept_mutants() -> list:
+    """Every mutant a sweep can count. Sweeps count single rounds: the batch protocol's
+    mutants (B requests per call) stay with certify, and stale_buffer keeps state across
+    calls (its bug), so its counts depend on which process served which call. Both
+    exclusions are listed here, not silent."""
     unswept = sorted(k for k, m in MUTANTS.items() if m.protocol not in SWEPT_PROTOCOLS)
     assert all(MUTANTS[k].protocol == "batch" for k in unswept)
-    refs = ["reference.chain", "reference.block", "reference.chain_logits", "reference.mss", "reference.kseq",
-            "reference.tree_deterministic", "reference.gaussian_gamma", "reference.gaussian_residual",
-            "reference.gaussian_block"]
-    # stale_buffer keeps state across calls (that is its bug): its counts depend on which
-    # process served which call, so split invariance is not expected of it.
-    stateful = {"stale_buffer"}
-    names = refs + sorted(f"mutant.{m}" for m in MUTANTS if m not in unswept and m not in stateful)
+    return sorted(f"mutant.{m}" for m in MUTANTS if m not in unswept and m != "stale_buffer")
+
+
+def _agree_inprocess_and_on_ray(names) -> None:
+    """Each sampler on its focus scenarios (plus one random scenario for probs/logits) at 600
+    rounds per scenario: identical counts and verdicts on both executors."""
     for name in names:
         spec = cf.resolve_impl(name)
         m = MUTANTS.get(name.partition(".")[2])
@@ -88,9 +92,20 @@ def test_reference_and_every_mutant_agree_inprocess_and_on_ray(local_ray):
         assert a.verdict == b.verdict, name
 
 
-# transformers 5.23 deprecates the engine's `past_key_values=` keyword (a FutureWarning that
-# fails tests/test_llm_engine.py too, not this test's subject); the Ray workers only print it.
-@pytest.mark.filterwarnings("ignore:.*past_key_values.*:FutureWarning")
+def test_reference_and_a_mutant_per_protocol_agree_inprocess_and_on_ray(local_ray):
+    """Default suite: every reference sampler and the first mutant of each swept protocol."""
+    firsts = {}
+    for name in _swept_mutants():
+        firsts.setdefault(MUTANTS[name.partition(".")[2]].protocol, name)
+    _agree_inprocess_and_on_ray(REFERENCES + sorted(firsts.values()))
+
+
+@pytest.mark.slow
+def test_reference_and_every_mutant_agree_inprocess_and_on_ray(local_ray):
+    """Issue 18's "done when": the reference samplers and every swept mutant (27 of 35)."""
+    _agree_inprocess_and_on_ray(REFERENCES + _swept_mutants())
+
+
 def test_engine_shards_on_two_actors_equal_inprocess(local_ray):
     """specoracle's own engine (tiny Llama pair, chain speculative decoding): requests
     sharded over 2 actors give the same merged Counter of token tuples as in-process."""
