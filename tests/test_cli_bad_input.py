@@ -71,6 +71,11 @@ ROWS = [
     R(f"{C} --tv 0", "--tv"),
     R(f"{C} --tv 1.5", "--tv"),
     R("certify", "IMPL"),
+    R(f"{C} --sweep -1", "--sweep"),
+    R(f"{C} --sweep 1 --workers 0", "--workers"),
+    R(f"{C} --sweep 1 --retries -1", "--retries"),
+    R(f"{C} --sweep 1 --chunk 0", "--chunk"),
+    R(f"{C} --sweep 1 --executor spark", "--executor", "expected inprocess"),
     # certify-engine (values and paths before any model is loaded)
     R("certify-engine nope --target zoo:code-target", "ENGINE", "invalid choice"),
     R("certify-engine transformers", "--target", "required"),

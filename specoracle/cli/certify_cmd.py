@@ -52,7 +52,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-early-stop", action="store_true",
                    help="run the whole battery even after a decisive rejection")
     certify_sweep.add_arguments(p)   # --sweep, --executor, --workers, --results, ...
-    p.set_defaults(func=run, check=_args.required("impl", "IMPL", unless="list"))
+    p.set_defaults(func=run, check=_check)
+
+
+def _check(args) -> None:
+    """Before any work: IMPL (unless --list) and the sweep flags."""
+    _args.required("impl", "IMPL", unless="list")(args)
+    certify_sweep.check(args)
 
 
 def _not_loadable(impl: str, exc: Exception) -> str:
@@ -73,14 +79,8 @@ def run(args) -> int:
         for name in c.list_impls():
             print(name)
         return 0
-    if not args.impl:
-        print("specoracle certify: give IMPL (or --list)", file=sys.stderr)
-        return EXIT_UNDERPOWERED
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: a module:function in the current directory loads
-    if certify_sweep.wanted(args) and (bad := certify_sweep.check(args)):
-        print(f"specoracle certify: {bad}", file=sys.stderr)
-        return EXIT_UNDERPOWERED
     try:
         spec = c.resolve_impl(args.impl)
     except InvalidInput as exc:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 
+from specoracle.cli import _args
+
 EPILOG = """
 sweeps (battery + N random scenarios; tasks merged exactly; resumable):
   specoracle certify reference.chain --sweep 20 --samples 4000
@@ -20,31 +22,25 @@ sweeps (battery + N random scenarios; tasks merged exactly; resumable):
 
 def add_arguments(p) -> None:
     g = p.add_argument_group("sweeps (Ray is optional: pip install \"specoracle[ray]\")")
-    g.add_argument("--sweep", type=int, default=None, metavar="N",
+    g.add_argument("--sweep", type=_args.nonneg_int, default=None, metavar="N",
                    help="run the battery plus N random scenarios as a sweep (N >= 0)")
     g.add_argument("--executor", default="inprocess",
                    help="inprocess (default) | ray (local Ray started here) | ray://HOST:PORT | auto")
-    g.add_argument("--workers", type=int, default=None, help="tasks in flight (local Ray: its CPUs)")
+    g.add_argument("--workers", type=_args.positive_int, default=None, help="tasks in flight (local Ray: its CPUs)")
     g.add_argument("--results", metavar="FILE", default=None,
                    help="JSON-lines results file: completed tasks are appended; re-run to resume")
-    g.add_argument("--retries", type=int, default=2, help="extra attempts of a failing task (default 2)")
-    g.add_argument("--chunk", type=int, default=None, help="blocks of 500 rounds per task (default: auto)")
+    g.add_argument("--retries", type=_args.nonneg_int, default=2, help="extra attempts of a failing task (default 2)")
+    g.add_argument("--chunk", type=_args.positive_int, default=None, help="blocks of 500 rounds per task (default: auto)")
 
 
 def wanted(args) -> bool:
     return getattr(args, "sweep", None) is not None
 
 
-def check(args) -> str | None:
-    """The first bad sweep flag as one line, or None (before any heavy work)."""
-    if args.sweep < 0:
-        return f"--sweep: must be >= 0, got {args.sweep}"
-    for flag, v in (("--workers", args.workers), ("--chunk", args.chunk)):
-        if v is not None and v < 1:
-            return f"{flag}: must be >= 1, got {v}"
-    if args.retries < 0:
-        return f"--retries: must be >= 0, got {args.retries}"
-    return check_executor(args.executor)
+def check(args) -> None:
+    """Before any heavy work: a sweep's executor (the values are checked by argparse)."""
+    if wanted(args) and (bad := check_executor(args.executor)):
+        raise _args.UsageError("", bad)
 
 
 def check_executor(spec: str) -> str | None:
