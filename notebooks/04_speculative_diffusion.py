@@ -117,16 +117,16 @@ plt.show()
 
 # %% [markdown]
 # ## A trained model: 8x8 digits
-# The project's own digits eps-net (fastpath/models/weights/diffusion/digits), sampled with
+# The project's own digits eps-net (fastpath/models/zoo/weights/diffusion/digits), sampled with
 # the Free Drafter and block verification (window 8). Sequential target calls against the
 # plain chain's one call per step.
 
 # %%
 import torch
 
-from specoracle.fastpath.models.diffusion_cli import load_model
-from specoracle.fastpath.models.diffusion_data import to_images
-from specoracle.fastpath.models.diffusion_spec import SpecConfig, sample_speculative_rng
+from specoracle.fastpath.models.diffusion.load import load_model
+from specoracle.fastpath.models.diffusion.data import to_images
+from specoracle.fastpath.models.diffusion.spec import SpecConfig, sample_speculative_rng
 
 torch.set_num_threads(1)
 D_STEPS, D_N = (100, 16) if SMOKE else (1000, 64)

@@ -15,11 +15,11 @@
 #
 # The project's own Llama pair (zoo:code-target, 23.2M parameters; zoo:code-draft, 2.46M; a
 # shared 8k BPE tokenizer; Python source and Shakespeare). Speculative decoding with real KV
-# caches (fastpath/models/engine.py): per-position acceptance, the mean committed length
+# caches (fastpath/models/llm/engine.py): per-position acceptance, the mean committed length
 # $\tau$ (bonus included) against $k$ and the temperature, chain against block verification,
 # and the measured speed-up over the target alone with the same code path. Decoding lets every
 # method write its own text, so its $\tau$ compares different contexts; the **paired**
-# estimator (fastpath/models/tau_paired.py, `specoracle bench --suite llm-tau`) scores chain
+# estimator (fastpath/models/llm/tau_paired.py, `specoracle bench --suite llm-tau`) scores chain
 # and block on the same contexts and the same drafted blocks. Runs on the CPU; needs the zoo
 # weights (`specoracle zoo install --from DIR`).
 
@@ -28,7 +28,7 @@ SMOKE = False
 SEED = 0
 
 # %%
-from specoracle.fastpath.models.zoo import zoo_reason
+from specoracle.fastpath.models.zoo.registry import zoo_reason
 
 REASON = zoo_reason("zoo:code-target", "zoo:code-draft")
 if REASON:
@@ -41,9 +41,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from specoracle.fastpath.models.engine import autoregressive_generate, speculative_generate
-from specoracle.fastpath.models.hf import load_pair
-from specoracle.fastpath.models.processing import Warp
+from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+from specoracle.fastpath.models.llm.hf import load_pair
+from specoracle.fastpath.models.llm.processing import Warp
 
 torch.set_num_threads(1)
 target, draft, tok = load_pair("zoo:code-target", "zoo:code-draft")
@@ -75,7 +75,7 @@ LOAD = os.getloadavg()[0]   # other jobs on the machine slow both sides unevenly
 # estimators of tau_paired.py, which also average the last drafted token of every prefix out).
 
 # %%
-from specoracle.fastpath.models.tau_paired import paired_summary, paired_tau, target_contexts
+from specoracle.fastpath.models.llm.tau_paired import paired_summary, paired_tau, target_contexts
 
 W1 = Warp(temperature=1.0)
 m = min(len(p) for p in prompts)                      # equal-length prompts: one batch per cut

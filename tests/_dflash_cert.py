@@ -8,7 +8,7 @@ from collections import Counter
 def certify(target, run_one, prompt, warping, n: int, n_samples: int, alpha: float, seed0: int = 0,
             law=None):
     """run_one(seed, prefilled) -> list of tokens; returns (TestResult, counts)."""
-    from specoracle.fastpath.models.dflash_generate import prefill_state
+    from specoracle.fastpath.models.dflash.generate import prefill_state
     from specoracle.fastpath.models.lossless import exact_prefix_law, prefix_law_gof
 
     law = law or exact_prefix_law(target, prompt, warping, n)

@@ -3,7 +3,7 @@
 * :func:`tiny_target` - a random 4-layer Llama (vocab 12, d 32), no zoo needed: exact laws are
   cheap, so most certification runs here;
 * :func:`zoo_target` / :func:`shipped_drafter` - the zoo target and the CPU drafters shipped in
-  fastpath/models/dflash_weights/cpu-{dflash,vp} (1 layer, block 16, trained once on CPU on
+  fastpath/models/zoo/weights/dflash/cpu-{dflash,vp} (1 layer, block 16, trained once on CPU on
   target-regenerated data, bf16, < 10 MB); skip with the install command when the zoo is absent.
 """
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-SHIPPED = Path(__file__).resolve().parents[1] / "fastpath" / "models" / "dflash_weights"
+from specoracle.fastpath.models.zoo import DFLASH_WEIGHTS_DIR
+
+SHIPPED = DFLASH_WEIGHTS_DIR
 
 
 @lru_cache(maxsize=None)
@@ -34,7 +36,7 @@ def tiny_target(vocab: int = 12, seed: int = 0):
 @lru_cache(maxsize=None)
 def tiny_drafter(vocab: int = 12, block: int = 4, seed: int = 1):
     import torch
-    from specoracle.fastpath.models.dflash import DFlashConfig, DFlashDrafter
+    from specoracle.fastpath.models.dflash.model import DFlashConfig, DFlashDrafter
     t = tiny_target(vocab)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -43,7 +45,7 @@ def tiny_drafter(vocab: int = 12, block: int = 4, seed: int = 1):
 
 
 def zoo_target():
-    from specoracle.fastpath.models.zoo import zoo_reason
+    from specoracle.fastpath.models.zoo.registry import zoo_reason
     reason = zoo_reason("zoo:code-target")
     if reason:
         pytest.skip(reason)
@@ -52,12 +54,12 @@ def zoo_target():
 
 @lru_cache(maxsize=None)
 def _zoo_target():
-    from specoracle.fastpath.models.hf import load_model
+    from specoracle.fastpath.models.llm.hf import load_model
     return load_model("zoo:code-target")
 
 
 def shipped_drafter(kind: str):
-    from specoracle.fastpath.models.dflash import DFlashDrafter
+    from specoracle.fastpath.models.dflash.model import DFlashDrafter
     folder = SHIPPED / f"cpu-{kind}"
     if not (folder / "dflash.safetensors").is_file():
         pytest.skip(f"shipped drafter {folder} missing")

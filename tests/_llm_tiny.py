@@ -53,7 +53,7 @@ def sample_tiny_prefixes(engine, first: int, count: int, seed: int):
     with torch on one thread (restored). T = 8 undoes most of the head sharpening: the law
     has 9 cells, the largest 0.32."""
     from specoracle.fastpath.models.lossless import sample_prefixes
-    from specoracle.fastpath.models.processing import Warp
+    from specoracle.fastpath.models.llm.processing import Warp
 
     target, draft = engine
     threads = torch.get_num_threads()

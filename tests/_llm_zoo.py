@@ -5,7 +5,7 @@ from functools import lru_cache
 
 import pytest
 
-from specoracle.fastpath.models.zoo import zoo_reason
+from specoracle.fastpath.models.zoo.registry import zoo_reason
 
 
 def require_zoo(*names):
@@ -17,7 +17,7 @@ def require_zoo(*names):
 @lru_cache(maxsize=None)
 def _pair():
     import torch
-    from specoracle.fastpath.models.hf import load_pair
+    from specoracle.fastpath.models.llm.hf import load_pair
     torch.manual_seed(0)  # nothing random is drawn from torch; fixes any init noise anyway
     return load_pair("zoo:code-target", "zoo:code-draft")
 

@@ -438,7 +438,7 @@ def test_output_path_helpers(tmp_path):
 
 def test_library_errors_behind_the_rows(tmp_path, monkeypatch):
     """The library functions behind two rows say the same thing to Python callers."""
-    from specoracle.fastpath.models import zoo
+    from specoracle.fastpath.models.zoo import registry as zoo
     from specoracle.reference.targets_continuous import parse_schedule
     from specoracle.reference.types import InvalidInput
 

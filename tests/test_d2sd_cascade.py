@@ -1,4 +1,4 @@
-"""Cascade attention for the D2SD tree pass (fastpath/models/cascade.py): dense attention to the
+"""Cascade attention for the D2SD tree pass (fastpath/models/dflash/cascade.py): dense attention to the
 shared prefix + masked attention to the tree, merged by log-sum-exp, equals plain masked attention
 (float64: 1e-12; float32: 1e-5, tests/TOLERANCES.md "cascade attention"), also with an empty
 prefix and for a query row that sees no tree key; plugged into a Hugging Face Llama it gives the
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from specoracle.fastpath.models.cascade import (cascade_attention, hf_cascade_attention,
+from specoracle.fastpath.models.dflash.cascade import (cascade_attention, hf_cascade_attention,
                                                 masked_attention, use_cascade)
-from specoracle.fastpath.models.d2sd import generate_d2sd, node_depths, tree_attention
-from specoracle.fastpath.models.kv import forward_cached, new_cache
+from specoracle.fastpath.models.dflash.d2sd import generate_d2sd, node_depths, tree_attention
+from specoracle.fastpath.models.llm.kv import forward_cached, new_cache
 
 from _dflash_zoo import tiny_drafter, tiny_target
 
@@ -64,7 +64,7 @@ def test_row_without_tree_keys_is_not_nan():
 
 @torch.no_grad()
 def test_hf_tree_pass_and_d2sd_equal_sdpa(monkeypatch):
-    import specoracle.fastpath.models.cascade as cascade
+    import specoracle.fastpath.models.dflash.cascade as cascade
     calls = []
     real = cascade.cascade_attention
     monkeypatch.setattr(cascade, "cascade_attention", lambda *a: calls.append(1) or real(*a))

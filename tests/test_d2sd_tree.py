@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from specoracle.fastpath.models.d2sd import (candidate_rows, confidences, generate_d2sd, node_depths,
+from specoracle.fastpath.models.dflash.d2sd import (candidate_rows, confidences, generate_d2sd, node_depths,
                                              tree_attention)
-from specoracle.fastpath.models.dflash import DraftCache
-from specoracle.fastpath.models.dflash_generate import TargetSession
-from specoracle.fastpath.models.engine import autoregressive_generate
-from specoracle.fastpath.models.processing import Warp
+from specoracle.fastpath.models.dflash.model import DraftCache
+from specoracle.fastpath.models.dflash.generate import TargetSession
+from specoracle.fastpath.models.llm.engine import autoregressive_generate
+from specoracle.fastpath.models.llm.processing import Warp
 from specoracle.reference.tree import d2sd_boundary_posterior, d2sd_branch_set, trie_from_sequences
 from specoracle.reference.types import InvalidInput
 

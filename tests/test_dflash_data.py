@@ -1,4 +1,4 @@
-"""Target-regenerated training data of the DFlash / VP drafters (fastpath/models/dflash_data.py)
+"""Target-regenerated training data of the DFlash / VP drafters (fastpath/models/dflash/data.py)
 at tiny size (random 4-layer Llama, no zoo): the document split holds out the bench documents,
 greedy continuations are the target's greedy decoding, the on-disk cache is re-used only for the
 same recipe, training on regenerated data puts every anchor in the continuation, and the in-memory
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from specoracle.fastpath.models.dflash_data import (SEP, random_prompts, regenerate,
+from specoracle.fastpath.models.dflash.data import (SEP, random_prompts, regenerate,
                                                     regenerated_windows, split_documents)
-from specoracle.fastpath.models.dflash_train import (FeatureCache, TrainConfig, block_batch,
+from specoracle.fastpath.models.dflash.train import (FeatureCache, TrainConfig, block_batch,
                                                      block_loss, train_dflash)
 from specoracle.reference.types import InvalidInput
 
@@ -73,7 +73,7 @@ def test_train_on_regenerated_data(tmp_path, monkeypatch):
     corpus.write_text(SEP.join(["abcdefg" * 60 + str(i) for i in range(12)]))
     t = tiny_target()
     seen = []
-    import specoracle.fastpath.models.dflash_train as dt
+    import specoracle.fastpath.models.dflash.train as dt
     real = dt.block_batch
     monkeypatch.setattr(dt, "block_batch", lambda w, rng, cfg: seen.append(real(w, rng, cfg)) or seen[-1])
     _, m = train_dflash(t, CharTokenizer(), corpus=corpus, out=tmp_path / "d", steps=4, block_size=4,

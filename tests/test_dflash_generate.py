@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from specoracle.fastpath.models.dflash_generate import generate_dflash
-from specoracle.fastpath.models.engine import autoregressive_generate
-from specoracle.fastpath.models.processing import Warp
+from specoracle.fastpath.models.dflash.generate import generate_dflash
+from specoracle.fastpath.models.llm.engine import autoregressive_generate
+from specoracle.fastpath.models.llm.processing import Warp
 from specoracle.reference.types import InvalidInput
 
 from _dflash_cert import assert_verdict, certify

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from specoracle.fastpath.models.dflash import (DFlashConfig, DFlashDrafter, DraftCache, decay_weights,
+from specoracle.fastpath.models.dflash.model import (DFlashConfig, DFlashDrafter, DraftCache, decay_weights,
                                                draft_logits, target_layer_ids)
-from specoracle.fastpath.models.dflash_train import (TrainConfig, block_sparse_mask,
+from specoracle.fastpath.models.dflash.train import (TrainConfig, block_sparse_mask,
                                                      train_dflash, truncated_geometric)
 from specoracle.reference.types import InvalidInput
 

@@ -1,4 +1,4 @@
-"""End-to-end on the zoo target with the shipped CPU drafters (fastpath/models/dflash_weights/
+"""End-to-end on the zoo target with the shipped CPU drafters (fastpath/models/zoo/weights/dflash/
 cpu-*, block 16): T = 0 output equals target-only greedy at blocks 8 and 16 (the block-16 drafter
 serves block 8 by drafting a shorter block), and the law of the first 2 tokens at T = 1, top-k 3
 equals the target's exact law for DFlash (argmax drafts, sample-and-match, blocks 8 and 16;
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from specoracle.fastpath.models.d2sd import generate_d2sd
-from specoracle.fastpath.models.dflash_generate import generate_dflash
-from specoracle.fastpath.models.engine import autoregressive_generate
-from specoracle.fastpath.models.processing import Warp
+from specoracle.fastpath.models.dflash.d2sd import generate_d2sd
+from specoracle.fastpath.models.dflash.generate import generate_dflash
+from specoracle.fastpath.models.llm.engine import autoregressive_generate
+from specoracle.fastpath.models.llm.processing import Warp
 
 from _dflash_cert import certify
 from _dflash_zoo import shipped_drafter, zoo_target
@@ -30,7 +30,7 @@ def models():
 
 def test_shipped_drafters_are_small_and_match_the_target(models):
     from _dflash_zoo import SHIPPED
-    from specoracle.fastpath.models.dflash_train import SHIPPED_RECIPES
+    from specoracle.fastpath.models.dflash.train import SHIPPED_RECIPES
     target, _, dfl, vp = models
     import json
     for kind in ("dflash", "vp"):

@@ -1,4 +1,4 @@
-"""`specoracle diffuse --model ...` (fastpath/models/diffusion_cli.py) on the shipped moons pair."""
+"""`specoracle diffuse --model ...` (specoracle/cli/diffuse_model.py) on the shipped moons pair."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from specoracle.fastpath.models import diffusion_cli as cli
-from specoracle.fastpath.models import diffusion_zoo as zoo
+from specoracle.cli import diffuse_model as cli
+from specoracle.fastpath.models.zoo import diffusion as zoo
 
 pytest.importorskip("sklearn", reason="scikit-learn provides the zoo's data")
 pytestmark = pytest.mark.skipif(not (zoo.SHIPPED_DIR / "moons" / "target.safetensors").exists(),

@@ -10,9 +10,9 @@ import torch
 
 diffusers = pytest.importorskip("diffusers", reason="diffusers is not installed (pip install diffusers)")
 
-from specoracle.fastpath.models.diffusion_adapter import (  # noqa: E402
+from specoracle.fastpath.models.diffusion.adapter import (  # noqa: E402
     diffusers_ddpm_chain, diffusers_euler_maruyama_chain, tiny_unet, unet_denoiser)
-from specoracle.fastpath.models.diffusion_spec import SpecConfig, sample_speculative_rng  # noqa: E402
+from specoracle.fastpath.models.diffusion.spec import SpecConfig, sample_speculative_rng  # noqa: E402
 from specoracle.reference.types import InvalidInput  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -82,7 +82,7 @@ def test_diffuse_cli_with_local_diffusers_folder(unet, tmp_path):
     (local_files_only: no hub) and writes the grid and the statistics."""
     import json
 
-    from specoracle.fastpath.models import diffusion_cli as cli
+    from specoracle.cli import diffuse_model as cli
 
     unet.save_pretrained(tmp_path / "m" / "unet")
     diffusers.DDPMScheduler(num_train_timesteps=1000).save_pretrained(tmp_path / "m" / "scheduler")

@@ -26,11 +26,11 @@ import pytest
 import torch
 from scipy import stats
 
-from specoracle.fastpath.models import diffusion_spec as ds
-from specoracle.fastpath.models import diffusion_zoo as zoo
-from specoracle.fastpath.models.diffusion_chains import ddpm_chain
-from specoracle.fastpath.models.diffusion_data import load_dataset
-from specoracle.fastpath.models.diffusion_verify import WindowBatch
+from specoracle.fastpath.models.diffusion import spec as ds
+from specoracle.fastpath.models.zoo import diffusion as zoo
+from specoracle.fastpath.models.diffusion.chains import ddpm_chain
+from specoracle.fastpath.models.diffusion.data import load_dataset
+from specoracle.fastpath.models.diffusion.verify import WindowBatch
 from specoracle.proofs.stats import detectable_tv
 
 ALPHA = 1e-3

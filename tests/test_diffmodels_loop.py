@@ -1,4 +1,4 @@
-"""The batched speculative loop over denoisers (fastpath/models/diffusion_spec.py).
+"""The batched speculative loop over denoisers (fastpath/models/diffusion/spec.py).
 
 * Decision-identical (states to LOOP_ATOL) to the oracle's loop (reference/diffusion.speculative_sample) on the same
   generator, for every drafter x verification pair, on the exact Gaussian-mixture denoiser
@@ -12,9 +12,9 @@ import math
 import numpy as np
 import pytest
 
-from specoracle.fastpath.models.diffusion_adapter import NumpyDenoiser, chain_from_reference
-from specoracle.fastpath.models.diffusion_chains import GaussianChain, ddpm_chain
-from specoracle.fastpath.models.diffusion_spec import (SpecConfig, sample_plain, sample_plain_rng,
+from specoracle.fastpath.models.diffusion.adapter import NumpyDenoiser, chain_from_reference
+from specoracle.fastpath.models.diffusion.chains import GaussianChain, ddpm_chain
+from specoracle.fastpath.models.diffusion.spec import (SpecConfig, sample_plain, sample_plain_rng,
                                                        sample_speculative_rng)
 from specoracle.reference import diffusion as rd
 from specoracle.reference import targets_continuous as tc

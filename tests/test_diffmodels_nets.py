@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from specoracle.fastpath.models import diffusion_zoo as zoo
-from specoracle.fastpath.models.diffusion_chains import VPSchedule, ddpm_chain, euler_maruyama_chain
-from specoracle.fastpath.models.diffusion_data import load_dataset, to_images
-from specoracle.fastpath.models.diffusion_nets import EpsMLP, EpsMLPConfig, load_net, save_net
-from specoracle.fastpath.models.diffusion_train import TrainConfig, train_eps_net
+from specoracle.fastpath.models.zoo import diffusion as zoo
+from specoracle.fastpath.models.diffusion.chains import VPSchedule, ddpm_chain, euler_maruyama_chain
+from specoracle.fastpath.models.diffusion.data import load_dataset, to_images
+from specoracle.fastpath.models.diffusion.nets import EpsMLP, EpsMLPConfig, load_net, save_net
+from specoracle.fastpath.models.diffusion.train import TrainConfig, train_eps_net
 from specoracle.reference.types import InvalidInput
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py

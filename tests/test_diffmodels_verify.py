@@ -1,4 +1,4 @@
-"""Batched ragged window verification (fastpath/models/diffusion_verify.py) against the
+"""Batched ragged window verification (fastpath/models/diffusion/verify.py) against the
 oracle (reference/gaussian.py) row by row: identical decisions, states within the residual
 quantile's solver tolerance (tests/TOLERANCES.md, section "diffusion models")."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specoracle.fastpath.models.diffusion_verify import log_residual_mass, verify_windows
+from specoracle.fastpath.models.diffusion.verify import log_residual_mass, verify_windows
 from specoracle.reference import gaussian as ref
 from specoracle.reference.types import InvalidInput
 

@@ -21,7 +21,7 @@ from specoracle.reference.types import InvalidInput
 
 from _llm_tiny import VOCAB, tiny_pair_one_thread
 
-# transformers 5.24 deprecates `past_key_values=` (used by fastpath/models/kv.py for every model
+# transformers 5.24 deprecates `past_key_values=` (used by fastpath/models/llm/kv.py for every model
 # call of specoracle's engine); named here until kv.py moves to `cache=` (project-wide change)
 pytestmark = pytest.mark.filterwarnings("ignore:`past_key_values` is deprecated:FutureWarning")
 
@@ -82,7 +82,7 @@ def test_coarsened_law_keeps_exact_cells(pair):
     """T = 1 without truncation: the exact law has VOCAB**2 cells; coarsening at 0.01 keeps the
     cells >= 0.01 with the same probabilities and pools the rest into one cell."""
     from specoracle.fastpath.models.lossless import REST, prefix_law
-    from specoracle.fastpath.models.processing import Warp
+    from specoracle.fastpath.models.llm.processing import Warp
     w = Warp(1.0)
     exact = prefix_law(pair[0], PROMPTS[0], w, 2, EOS).cells
     coarse = prefix_law(pair[0], PROMPTS[0], w, 2, EOS, min_prob=0.01).cells
@@ -223,7 +223,7 @@ def test_cli_transformers_greedy_on_the_zoo(capsys, tmp_path):
     import json
 
     from specoracle.cli import main
-    from specoracle.fastpath.models.zoo import zoo_reason
+    from specoracle.fastpath.models.zoo.registry import zoo_reason
     if zoo_reason("zoo:code-target", "zoo:code-draft"):
         pytest.skip(zoo_reason("zoo:code-target", "zoo:code-draft"))
     out = tmp_path / "r.json"

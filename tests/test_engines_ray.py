@@ -16,13 +16,13 @@ ray = pytest.importorskip("ray")
 
 from specoracle.proofs.engines import EngineFactory  # noqa: E402
 from specoracle.proofs.engines.certify import certify_engine, request_counts  # noqa: E402
-from specoracle.fastpath.models.processing import Warp  # noqa: E402
+from specoracle.fastpath.models.llm.processing import Warp  # noqa: E402
 from specoracle.reference.types import InvalidInput  # noqa: E402
 
 from _llm_tiny import tiny_pair_one_thread  # noqa: E402
 from _ray_helpers import local_ray  # noqa: E402,F401 - the module's local Ray (a fixture)
 
-# transformers deprecates `past_key_values=` (fastpath/models/kv.py, as in tests/test_engines.py)
+# transformers deprecates `past_key_values=` (fastpath/models/llm/kv.py, as in tests/test_engines.py)
 pytestmark = pytest.mark.filterwarnings("ignore:.*past_key_values.*:FutureWarning")
 
 EOS = 2

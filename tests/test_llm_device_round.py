@@ -1,4 +1,4 @@
-"""The on-device speculative round (fastpath/models/device_round.py; engine.py
+"""The on-device speculative round (fastpath/models/llm/device_round.py; engine.py
 ``round_impl="device"``): warps, draft draws and verification as torch tensors, fed by the
 engine's numpy noise, give IDENTICAL tokens and acceptance counts to the host round in
 float64 (chain, block, greedy; T = 0, T = 1, top-p; batch 1 and a ragged batch; dynamic and
@@ -11,9 +11,9 @@ import sys
 import pytest
 import torch
 
-import specoracle.fastpath.models.engine as engine
-from specoracle.fastpath.models.engine import autoregressive_generate, speculative_generate
-from specoracle.fastpath.models.processing import Warp
+import specoracle.fastpath.models.llm.engine as engine
+from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+from specoracle.fastpath.models.llm.processing import Warp
 from specoracle.reference.types import InvalidInput
 
 from _llm_tiny import VOCAB, tiny_pair_one_thread
@@ -129,8 +129,8 @@ def test_draw_is_the_reference_inverse_cdf():
     promoted compare (float32), on rows with zero weights (top-k style), ties and u near 0 / 1."""
     import numpy as np
 
-    from specoracle.fastpath.models.device_round import draw
-    from specoracle.fastpath.models.verify import sample_rows
+    from specoracle.fastpath.models.llm.device_round import draw
+    from specoracle.fastpath.models.llm.verify import sample_rows
     from specoracle.fastpath.torch_cuda._common import sample_rows as torch_rows
     rng = np.random.default_rng(7)
     w = rng.random((64, 50)) * (rng.random((64, 50)) < 0.3)           # ~70 % zeros

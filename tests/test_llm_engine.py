@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from specoracle.fastpath.models.engine import autoregressive_generate, speculative_generate
-from specoracle.fastpath.models.kv import KVState
-from specoracle.fastpath.models.processing import Warp
+from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+from specoracle.fastpath.models.llm.kv import KVState
+from specoracle.fastpath.models.llm.processing import Warp
 from specoracle.reference.types import InvalidInput
 
 from _llm_zoo import zoo_pair

@@ -23,8 +23,8 @@ import pytest
 import torch
 
 from specoracle.fastpath.models.lossless import certify_prefix_law, exact_prefix_law
-from specoracle.fastpath.models.engine import autoregressive_generate, speculative_generate
-from specoracle.fastpath.models.processing import Warp
+from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+from specoracle.fastpath.models.llm.processing import Warp
 from specoracle.proofs.stats import require_power
 
 from _llm_zoo import zoo_pair

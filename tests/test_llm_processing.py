@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from specoracle.fastpath.models.processing import Warp, process_logits
+from specoracle.fastpath.models.llm.processing import Warp, process_logits
 from specoracle.reference.processing import process_logits as ref_process
 from specoracle.reference.types import InvalidInput
 

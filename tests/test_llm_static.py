@@ -1,4 +1,4 @@
-"""The static-cache decoding path (fastpath/models/static.py; engine.py ``cache="static"``):
+"""The static-cache decoding path (fastpath/models/llm/static.py; engine.py ``cache="static"``):
 position-indexed buffers with dummy-padded fixed-width calls give the logits of a fresh
 forward, and decoding through them emits the SAME tokens as the dynamic path under the same
 seeds (autoregressive; speculative chain, block, greedy; batch 1 and a ragged batch), with
@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from specoracle.fastpath.models.engine import autoregressive_generate, speculative_generate
-from specoracle.fastpath.models.processing import Warp
-from specoracle.fastpath.models.static import StaticKVState, StaticStep
+from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+from specoracle.fastpath.models.llm.processing import Warp
+from specoracle.fastpath.models.llm.static import StaticKVState, StaticStep
 from specoracle.reference.types import InvalidInput
 
 from _llm_tiny import VOCAB, tiny_llama, tiny_pair_one_thread
@@ -115,7 +115,7 @@ def test_static_bad_input(models):
 
 
 def test_pooled_states_are_reused_and_reset(models):
-    from specoracle.fastpath.models.static import POOL_ATTR, pooled_state
+    from specoracle.fastpath.models.llm.static import POOL_ATTR, pooled_state
     target, _ = models
     a = pooled_state(target, 2, 100)
     a.feed([[1, 2], [3]])

@@ -1,4 +1,4 @@
-"""Paired block-vs-chain tau (fastpath/models/tau_paired.py): the closed forms of the
+"""Paired block-vs-chain tau (fastpath/models/llm/tau_paired.py): the closed forms of the
 conditional expected tokens per round given the drafts are proven against the reference
 verifiers' EXACT laws (proofs/exact.py integrates the verifier's noise out in rational
 arithmetic), their averages over drafts against the closed forms of ALGORITHMS.md §1.2-1.3,
@@ -11,7 +11,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from specoracle.fastpath.models import tau_paired as tp
+from specoracle.fastpath.models.llm import tau_paired as tp
 from specoracle.proofs import exact as ex
 from specoracle.reference import categorical as ref
 from specoracle.reference.types import InvalidInput
@@ -153,7 +153,7 @@ def test_paired_tau_pipeline_on_tiny_models():
     """draft_and_score + paired_tau on tiny random models (no zoo): shapes, clusters, T = 0
     equality per context, and the per-prefix dominance of the Rao-Blackwellised forms."""
     from _llm_tiny import tiny_llama
-    from specoracle.fastpath.models.processing import Warp
+    from specoracle.fastpath.models.llm.processing import Warp
 
     target, draft = tiny_llama(1, 64, 2, 4, 2), tiny_llama(2, 32, 1, 2, 1)
     rng = np.random.default_rng(5)
@@ -212,7 +212,7 @@ def test_real_rows_monte_carlo_and_greedy_identity(pair):
     At T = 0 (greedy rows) block and chain are checked equal on every draft, exactly."""
     import torch
 
-    from specoracle.fastpath.models.processing import Warp
+    from specoracle.fastpath.models.llm.processing import Warp
     from specoracle.fastpath.numba_cpu import categorical as nbc
 
     target, draft, tok = pair

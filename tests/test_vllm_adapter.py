@@ -137,7 +137,7 @@ def test_stratified_pair_law_agrees_with_the_enumerated_law():
     from _llm_tiny import tiny_llama
 
     from specoracle.fastpath.models.lossless import exact_prefix_law
-    from specoracle.fastpath.models.processing import Warp
+    from specoracle.fastpath.models.llm.processing import Warp
     from specoracle.proofs.engines.vllm_verdicts import EOS_ID, OTHER, stratified_pair_law, stratum_cell
 
     model = tiny_llama(3, 32, 1, 2, 2)

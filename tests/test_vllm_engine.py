@@ -136,7 +136,7 @@ needs_vllm = pytest.mark.skipif(V.vllm_reason() is not None, reason=str(V.vllm_r
 def test_vllm_greedy_speculation_matches_plain_decoding():
     """T = 0: vLLM with the draft model emits exactly the tokens of vLLM without speculation
     (two engine starts: minutes)."""
-    from specoracle.fastpath.models.zoo import zoo_reason
+    from specoracle.fastpath.models.zoo.registry import zoo_reason
     if zoo_reason("zoo:code-target", "zoo:code-draft"):
         pytest.skip(zoo_reason("zoo:code-target", "zoo:code-draft"))
     prompts = [[5, 17, 301, 44, 9], [120, 7, 7, 81]]

@@ -114,10 +114,10 @@ def _llm_paths():
 
     from _dflash_zoo import tiny_drafter, tiny_target
     from _llm_tiny import tiny_llama
-    from specoracle.fastpath.models.dflash_generate import generate_dflash
-    from specoracle.fastpath.models.engine import autoregressive_generate, speculative_generate
-    from specoracle.fastpath.models.processing import Warp
-    from specoracle.fastpath.models.tau_paired import draft_and_score
+    from specoracle.fastpath.models.dflash.generate import generate_dflash
+    from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+    from specoracle.fastpath.models.llm.processing import Warp
+    from specoracle.fastpath.models.llm.tau_paired import draft_and_score
 
     torch.set_num_threads(1)
     target, draft = tiny_llama(1, 32, 1, 2, 1), tiny_llama(2, 16, 1, 2, 1)
@@ -143,9 +143,9 @@ def _other_paths():
         import torch
         from diffusers import DDPMScheduler
 
-        from specoracle.fastpath.models.diffusion_adapter import (diffusers_ddpm_chain, tiny_unet,
+        from specoracle.fastpath.models.diffusion.adapter import (diffusers_ddpm_chain, tiny_unet,
                                                                   unet_denoiser)
-        from specoracle.fastpath.models.diffusion_spec import SpecConfig, sample_speculative_rng
+        from specoracle.fastpath.models.diffusion.spec import SpecConfig, sample_speculative_rng
         torch.set_num_threads(1)
         den = unet_denoiser(tiny_unet(seed=0))
         chain = diffusers_ddpm_chain(DDPMScheduler(num_train_timesteps=1000), 4, den.sample_shape)
@@ -157,7 +157,7 @@ def _other_paths():
         verify_chain(p, p[:, :1], np.array([[0]]), np.full((1, 2), 0.25))
 
     def figure():
-        from specoracle.fastpath.models.diffusion_cli import write_png
+        from specoracle.cli.diffuse_model import write_png
         with tempfile.TemporaryDirectory() as d:
             write_png(os.path.join(d, "x.png"), np.zeros((4, 2)), "gaussian", "t")
 
@@ -207,7 +207,7 @@ def test_strict_catches_the_old_cache_keyword():
     import torch
 
     from _llm_tiny import tiny_llama
-    from specoracle.fastpath.models.kv import cache_kwarg, new_cache
+    from specoracle.fastpath.models.llm.kv import cache_kwarg, new_cache
 
     model = tiny_llama(1, 16, 1, 2, 1)
     if cache_kwarg(model) != "cache":
@@ -226,7 +226,7 @@ def test_strict_catches_the_old_cache_keyword():
 
 @pytest.mark.parametrize("category", DEPRECATIONS + (UserWarning, RuntimeWarning))
 @pytest.mark.parametrize("module", ["torch.nn.modules.module", "transformers.utils.deprecation",
-                                    "specoracle.fastpath.models.kv", "test_something"])
+                                    "specoracle.fastpath.models.llm.kv", "test_something"])
 def test_pyproject_filters(category, module):
     """The filters pyproject.toml gives this very test: a deprecation attributed to a
     third-party module is recorded (shown), not raised; one attributed to the project, and

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from specoracle.cli import main
-from specoracle.fastpath.models import zoo
-from specoracle.fastpath.models.hf import check_same_tokenizer
+from specoracle.fastpath.models.zoo import registry as zoo
+from specoracle.fastpath.models.llm.hf import check_same_tokenizer
 from specoracle.reference.types import InvalidInput
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from specoracle.cli import main
-from specoracle.fastpath.models.train import Schedule, lr_at, split_documents
+from specoracle.fastpath.models.zoo.lm_train import Schedule, lr_at, split_documents
 
 
 def test_schedule_warmup_then_cosine_to_ten_percent():
@@ -43,8 +43,8 @@ def test_tiny_recipe_end_to_end(tmp_path, monkeypatch):
     assert len(list((tmp_path / "pair" / "code-target").glob("model-*.safetensors"))) > 1  # sharded
     # the pair installs into the zoo and decodes speculatively
     assert main(["zoo", "install", "--from", str(tmp_path / "pair")]) == 0
-    from specoracle.fastpath.models.engine import speculative_generate
-    from specoracle.fastpath.models.hf import load_pair
+    from specoracle.fastpath.models.llm.engine import speculative_generate
+    from specoracle.fastpath.models.llm.hf import load_pair
     target, draft, tok = load_pair("zoo:code-target", "zoo:code-draft")
     r = speculative_generate(target, draft, [tok("def ").input_ids], k=3, max_new_tokens=10)
     assert len(r.tokens[0]) == 10
@@ -68,8 +68,8 @@ def test_tiny_draft_for_an_existing_target(tmp_path):
         metrics = json.loads((tmp_path / "d" / "metrics.json").read_text())
         assert list(metrics["models"]) == ["draft"] and metrics["tokenizer_from"] == "zoo:code-target"
         assert not (tmp_path / "d" / "code-target").exists()
-        from specoracle.fastpath.models.engine import speculative_generate
-        from specoracle.fastpath.models.hf import load_pair
+        from specoracle.fastpath.models.llm.engine import speculative_generate
+        from specoracle.fastpath.models.llm.hf import load_pair
         target, draft, tok = load_pair("zoo:code-target", str(tmp_path / "d" / "code-draft"))
         assert draft.config.vocab_size == target.config.vocab_size
         r = speculative_generate(target, draft, [tok("def ").input_ids], k=2, max_new_tokens=4)

@@ -34,8 +34,8 @@ def paired_timing(target, draft, prompts, *, reps: int, k: int = 4, method: str 
                   warping=None, max_new_tokens: int = 64, cache: str = "dynamic",
                   round_dtype: str = "float64", cuda_graphs: bool = False) -> dict:
     """Interleaved host/device pairs; returns medians and paired device/host ratios."""
-    from .engine import speculative_generate
-    from .processing import Warp
+    from specoracle.fastpath.models.llm.engine import speculative_generate
+    from specoracle.fastpath.models.llm.processing import Warp
 
     kw = dict(k=k, method=method, warping=warping or Warp(1.0), max_new_tokens=max_new_tokens,
               seeds=list(range(len(prompts))), cache=cache, cuda_graphs=cuda_graphs)
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from .hf import load_pair
+    from specoracle.fastpath.models.llm.hf import load_pair
     torch.set_num_threads(1)
     target, draft, tok = load_pair("zoo:code-target", "zoo:code-draft", device=args.device)
     for cache in args.caches.split(","):

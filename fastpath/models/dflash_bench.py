@@ -13,7 +13,7 @@ Rows: ``median_us`` = microseconds per generated token (total time / total token
 set), ``tok_per_s``, ``tau``, ``vs_target`` (speed-up over target-only at the same T);
 ``K`` = draft length k (AR) or block size G (DFlash, D2SD).
 
-Then the cascade-attention measurement of the D2SD tree pass (fastpath/models/cascade.py): one
+Then the cascade-attention measurement of the D2SD tree pass (fastpath/models/dflash/cascade.py): one
 target pass over ``[anchor] + trie`` after a prefix of P cached tokens, plain SDPA with the
 additive tree mask vs cascade (dense prefix + masked tree, merged by LSE); rows ``op =
 "tree-pass"``, ``L`` = P, ``vs_sdpa`` = speed-up of cascade.
@@ -45,10 +45,10 @@ def decode_rows(target, draft, dflash, vp, prompts, new_tokens: int, temperature
     """One row per (method, T): same prompts and seeds for every method."""
     import time
 
-    from .d2sd import generate_d2sd
-    from .dflash_generate import generate_dflash
-    from .engine import autoregressive_generate, speculative_generate
-    from .processing import Warp
+    from specoracle.fastpath.models.dflash.d2sd import generate_d2sd
+    from specoracle.fastpath.models.dflash.generate import generate_dflash
+    from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+    from specoracle.fastpath.models.llm.processing import Warp
 
     clock = clock or time.perf_counter
     rows = []
@@ -101,9 +101,9 @@ def tree_pass_rows(target, prefix_lens=(128, 384), n_nodes: int = 40, reps: int 
 
     import torch
 
-    from .cascade import use_cascade
-    from .d2sd import node_depths, tree_attention
-    from .kv import forward_cached, new_cache
+    from specoracle.fastpath.models.dflash.cascade import use_cascade
+    from specoracle.fastpath.models.dflash.d2sd import node_depths, tree_attention
+    from specoracle.fastpath.models.llm.kv import forward_cached, new_cache
 
     clock = clock or time.perf_counter
     parents = [-1]                 # a shared first node, then 4 chains of m nodes under it
@@ -161,8 +161,8 @@ def run_dflash(ctx: BenchContext) -> list:
 
     from specoracle.cli.zoo_dflash import SHIPPED_DFLASH, SHIPPED_VP
 
-    from .bench_llm import bench_prompts, zoo_pair
-    from .dflash import DFlashDrafter
+    from specoracle.fastpath.models.bench_llm import bench_prompts, zoo_pair
+    from specoracle.fastpath.models.dflash.model import DFlashDrafter
 
     pair = zoo_pair(ctx, "dflash")
     if pair is None:

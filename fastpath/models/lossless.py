@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .engine import speculative_generate
-from .processing import Warp, warp
+from specoracle.fastpath.models.llm.engine import speculative_generate
+from specoracle.fastpath.models.llm.processing import Warp, warp
 
 MAX_CELLS = 20000
 FORWARD_CHUNK = 256   # rows per cache-free forward while enumerating

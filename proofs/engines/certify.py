@@ -143,7 +143,7 @@ def _check_args(prompts, n, temperature, top_k, top_p, samples, batch, alpha, po
         raise InvalidInput("power", f"must lie in (0, 1), got {power}")
     if not (0 < tv <= 1):
         raise InvalidInput("tv", f"must lie in (0, 1], got {tv}")
-    from specoracle.fastpath.models.processing import Warp
+    from specoracle.fastpath.models.llm.processing import Warp
     return Warp(float(temperature), top_k, top_p)  # validates temperature, top_k, top_p
 
 

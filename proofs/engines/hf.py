@@ -42,7 +42,7 @@ class HFEngine:
         import torch
         import transformers
 
-        from specoracle.fastpath.models.hf import load_model, load_tokenizer
+        from specoracle.fastpath.models.llm.hf import load_model, load_tokenizer
         if method not in METHODS:
             raise InvalidInput("method", f"transformers methods are {', '.join(METHODS)}, got {method!r}")
         if int(k) != k or k < 1:
@@ -57,7 +57,7 @@ class HFEngine:
         if method == "assisted":
             self.draft = load_model(draft)[0] if isinstance(draft, str) else draft
             if isinstance(target, str) and isinstance(draft, str):
-                from specoracle.fastpath.models.hf import check_same_tokenizer
+                from specoracle.fastpath.models.llm.hf import check_same_tokenizer
                 check_same_tokenizer(tok, load_tokenizer(draft))
             self.schedule = schedule
         eos = self.model.generation_config.eos_token_id if eos_id is None else eos_id

@@ -1,4 +1,4 @@
-"""specoracle's own decoding engine (fastpath/models/engine.py) as an :class:`Engine`, so the
+"""specoracle's own decoding engine (fastpath/models/llm/engine.py) as an :class:`Engine`, so the
 engine-level certification treats it exactly like any other engine: only token ids come out.
 
 Methods: "chain" | "block" | "greedy" (speculative_generate's verifiers; "greedy" needs T = 0)
@@ -25,9 +25,9 @@ class SpecoracleEngine:
         import torch
 
         import specoracle
-        from specoracle.fastpath.models.engine import FAULTS
-        from specoracle.fastpath.models.hf import load_model, load_pair
-        from specoracle.fastpath.models.verify import METHODS
+        from specoracle.fastpath.models.llm.engine import FAULTS
+        from specoracle.fastpath.models.llm.hf import load_model, load_pair
+        from specoracle.fastpath.models.llm.verify import METHODS
         if method not in METHODS + ("none",):
             raise InvalidInput("method", f"specoracle methods are {', '.join(METHODS + ('none',))}, got {method!r}")
         if int(k) != k or k < 1:
@@ -51,8 +51,8 @@ class SpecoracleEngine:
         self.eos_id = tok.eos_token_id if tok is not None else None
 
     def generate(self, prompts, *, n, seeds, temperature, top_k=None, top_p=None):
-        from specoracle.fastpath.models.engine import autoregressive_generate, speculative_generate
-        from specoracle.fastpath.models.processing import Warp
+        from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+        from specoracle.fastpath.models.llm.processing import Warp
         check_request(prompts, seeds, n, temperature)
         w = Warp(float(temperature), top_k, top_p)
         torch = self._torch

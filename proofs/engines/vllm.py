@@ -169,7 +169,7 @@ class VllmEngine:
 
 def engine_config(*, target: str, draft: str | None, method: str, k: int, **kw) -> dict:
     """The worker config for ``make_engine``'s arguments (models resolved to folders)."""
-    from specoracle.fastpath.models.zoo import resolve
+    from specoracle.fastpath.models.zoo.registry import resolve
 
     if method not in METHODS:
         raise InvalidInput("method", f"one of {', '.join(METHODS)}, got {method!r}")

@@ -56,7 +56,7 @@ def stratified_pair_law(target, prompt, warping, strata: int = 16):
     ``(law, inf)`` (the margin slot of exact_prefix_law's return, unused here)."""
     import torch
 
-    from specoracle.fastpath.models.processing import warp
+    from specoracle.fastpath.models.llm.processing import warp
 
     with torch.inference_mode():
         logits = target(input_ids=torch.tensor([list(prompt)])).logits[:, -1].float()
@@ -88,7 +88,7 @@ def law_check(engine, target, prompts, *, n: int, per_prompt: int, temperature: 
     ``n`` tokens against the exact law of each prompt (module doc); ``strata`` (n = 2 only):
     the full-vocabulary law of :func:`stratified_pair_law` instead. Returns a JSON-able dict."""
     from specoracle.fastpath.models.lossless import exact_prefix_law, prefix_law_gof
-    from specoracle.fastpath.models.processing import Warp
+    from specoracle.fastpath.models.llm.processing import Warp
     from specoracle.proofs.stats import holm
 
     warping = Warp(temperature, top_k, top_p)
@@ -149,10 +149,10 @@ def run_plan(methods=METHODS, *, quick: bool = False, alpha: float = 1e-3, log=p
     import torch
 
     from specoracle.fastpath.models.bench_llm import bench_prompts
-    from specoracle.fastpath.models.engine import autoregressive_generate
-    from specoracle.fastpath.models.hf import load_pair
+    from specoracle.fastpath.models.llm.engine import autoregressive_generate
+    from specoracle.fastpath.models.llm.hf import load_pair
     from specoracle.fastpath.models.lossless import exact_prefix_law
-    from specoracle.fastpath.models.processing import Warp
+    from specoracle.fastpath.models.llm.processing import Warp
 
     from .vllm import WorkerError, make_engine
 

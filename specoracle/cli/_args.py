@@ -258,7 +258,7 @@ def check_model(flag: str, spec: str | None, folder_needs_weights: bool = True) 
     folder passes (a tokenizer). Cheap: no torch or transformers import."""
     if spec is None:
         return
-    from specoracle.fastpath.models import zoo
+    from specoracle.fastpath.models.zoo import registry as zoo
 
     if spec.startswith(zoo.PREFIX):
         short = spec[len(zoo.PREFIX):]

@@ -152,7 +152,7 @@ def run(args) -> int:
     engines = []
     try:
         import torch
-        from specoracle.fastpath.models.hf import load_model, load_tokenizer
+        from specoracle.fastpath.models.llm.hf import load_model, load_tokenizer
 
         from specoracle.proofs.executors import parse_executor
         if parse_executor(args.executor)[0] == "inprocess":

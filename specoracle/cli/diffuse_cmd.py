@@ -88,7 +88,7 @@ def add_parser(subparsers):
                    help="also compute the target chain's exact moments (closed form for "
                         "gaussian data, a 2001-point grid for 1-D gmm)")
     # Trained denoisers (issue 9): --model zoo:digits | zoo:moons | diffusers:DIR and its options.
-    from specoracle.fastpath.models.diffusion_cli import MODEL_EXAMPLES, add_model_arguments
+    from specoracle.cli.diffuse_model import MODEL_EXAMPLES, add_model_arguments
     add_model_arguments(p)
     _args.retype(p, n=_args.positive_int, png=_args.output_file, threads=_args.positive_int,
                  device=_args.device)
@@ -127,7 +127,7 @@ def check(parser, args) -> None:
     spec = args.model
     if spec.startswith("zoo:"):
         _deps.require("models", "safetensors", what="--model")
-        from specoracle.fastpath.models.diffusion_zoo import ZOO
+        from specoracle.fastpath.models.zoo.diffusion import ZOO
 
         entry = ZOO.get(spec[len("zoo:"):])
         if entry is None:
@@ -213,7 +213,7 @@ def reference_moments(data, sampler):
 
 def run(args) -> int:
     if getattr(args, "model", None):
-        from specoracle.fastpath.models.diffusion_cli import run_model_diffuse
+        from specoracle.cli.diffuse_model import run_model_diffuse
         return run_model_diffuse(args)
     import numpy as np
 

@@ -124,9 +124,9 @@ def check(parser, args) -> None:
 def run(args) -> int:
     import torch
 
-    from specoracle.fastpath.models.engine import autoregressive_generate, speculative_generate
-    from specoracle.fastpath.models.hf import load_pair
-    from specoracle.fastpath.models.processing import Warp
+    from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+    from specoracle.fastpath.models.llm.hf import load_pair
+    from specoracle.fastpath.models.llm.processing import Warp
     from specoracle.reference.types import InvalidInput
 
     if args.threads:

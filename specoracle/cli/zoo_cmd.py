@@ -32,7 +32,7 @@ def add_parser(subparsers) -> None:
                         epilog="examples:\n  specoracle zoo train-lm --tiny --out /tmp/tiny-pair\n"
                                "  specoracle zoo train-lm --corpus-from-sources --device cuda "
                                "--out zoo-new\n")
-    from specoracle.fastpath.models.train import add_train_arguments
+    from specoracle.fastpath.models.zoo.lm_train import add_train_arguments
     add_train_arguments(tr)
     # the recipe's options are defined in fastpath/models (which must not import the CLI)
     _args.retype(tr, out=_args.output_dir, vocab=_args.positive_int, steps=_args.positive_int,
@@ -68,7 +68,7 @@ def _add_other_zoo_commands(sub) -> None:
 
 
 def run(args) -> int:
-    from specoracle.fastpath.models import zoo
+    from specoracle.fastpath.models.zoo import registry as zoo
 
     action = getattr(args, "zoo_command", None)
     if action == "list":
@@ -93,7 +93,7 @@ def run(args) -> int:
             print(f"zoo:{name:<16} {how:<7} -> {dest}")
         return 0
     if action == "train-lm":
-        from specoracle.fastpath.models.train import run_training
+        from specoracle.fastpath.models.zoo.lm_train import run_training
         return run_training(args)
     args._zoo_parser.print_help()
     return 2

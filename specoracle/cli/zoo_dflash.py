@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from specoracle.cli import _args, _deps
+from specoracle.fastpath.models.zoo import DFLASH_WEIGHTS_DIR
 
-SHIPPED = Path(__file__).resolve().parents[2] / "fastpath" / "models" / "dflash_weights"
+SHIPPED = DFLASH_WEIGHTS_DIR   # works for editable and regular installs alike
 SHIPPED_DFLASH = SHIPPED / "cpu-dflash"   # block 16, serves 8 and 16
 SHIPPED_VP = SHIPPED / "cpu-vp"
 
@@ -80,9 +81,9 @@ def check_train(args) -> None:
 def run(args) -> int:
     import torch
 
-    from specoracle.fastpath.models.dflash_train import (CPU_RECIPE, GPU_RECIPE, SHIPPED_RECIPES,
+    from specoracle.fastpath.models.dflash.train import (CPU_RECIPE, GPU_RECIPE, SHIPPED_RECIPES,
                                                          train_dflash)
-    from specoracle.fastpath.models.hf import load_model
+    from specoracle.fastpath.models.llm.hf import load_model
     from specoracle.reference.types import InvalidInput
 
     if args.threads:
@@ -164,12 +165,12 @@ def check_drafter_paths(args) -> None:
 
 
 def run_generate(args) -> int:
-    from specoracle.fastpath.models.d2sd import generate_d2sd
-    from specoracle.fastpath.models.dflash import DFlashDrafter
-    from specoracle.fastpath.models.dflash_generate import generate_dflash
-    from specoracle.fastpath.models.engine import autoregressive_generate
-    from specoracle.fastpath.models.hf import load_model
-    from specoracle.fastpath.models.processing import Warp
+    from specoracle.fastpath.models.dflash.d2sd import generate_d2sd
+    from specoracle.fastpath.models.dflash.model import DFlashDrafter
+    from specoracle.fastpath.models.dflash.generate import generate_dflash
+    from specoracle.fastpath.models.llm.engine import autoregressive_generate
+    from specoracle.fastpath.models.llm.hf import load_model
+    from specoracle.fastpath.models.llm.processing import Warp
     from specoracle.reference.types import InvalidInput
 
     try:

@@ -3,7 +3,7 @@
 Registered under the ``zoo`` command (owned by specoracle/cli/zoo_cmd.py) with
 :func:`add_parser` on its sub-parsers. Trains the target and the draft epsilon networks
 of ``NAME`` (moons: seconds; digits: about two minutes on a CPU) with the fixed seeds of
-the recipe (fastpath/models/diffusion_zoo.py) and writes ``target.*``, ``draft.*`` and
+the recipe (fastpath/models/zoo/diffusion.py) and writes ``target.*``, ``draft.*`` and
 ``metrics.json`` to ``--out`` (default ``$SPECORACLE_ZOO/diffusion-NAME``, which
 ``zoo:NAME`` then prefers over the shipped weights).
 """
@@ -42,7 +42,7 @@ def add_parser(zoo_subparsers):
 def check(args) -> None:
     """Before any work: the extra and the model name."""
     _deps.require("models", "safetensors", "sklearn")
-    from specoracle.fastpath.models.diffusion_zoo import ZOO
+    from specoracle.fastpath.models.zoo.diffusion import ZOO
 
     if args.name.removeprefix("zoo:") not in ZOO:
         raise _args.UsageError("name", f"unknown diffusion zoo model {args.name!r}; known: "
@@ -50,7 +50,7 @@ def check(args) -> None:
 
 
 def run(args) -> int:
-    from specoracle.fastpath.models.diffusion_zoo import entry, train_pair, zoo_root
+    from specoracle.fastpath.models.zoo.diffusion import entry, train_pair, zoo_root
     from specoracle.reference.types import InvalidInput
 
     try:

@@ -236,9 +236,9 @@ def draft_and_score(target, draft, contexts, warping, k: int, u_draft: np.ndarra
     """
     import torch
 
-    from .kv import forward_cached, new_cache
-    from .processing import warp
-    from .verify import sample_rows
+    from specoracle.fastpath.models.llm.kv import forward_cached, new_cache
+    from specoracle.fastpath.models.llm.processing import warp
+    from specoracle.fastpath.models.llm.verify import sample_rows
 
     n, length = contexts.shape
     vocab = int(target.config.vocab_size)
@@ -318,7 +318,7 @@ def target_contexts(target, prompts: list, warping, cuts: list, seed: int, clust
     Returns a list of (clusters [N], [N, L] tensor), one group per cut (equal lengths)."""
     import torch
 
-    from .engine import autoregressive_generate
+    from specoracle.fastpath.models.llm.engine import autoregressive_generate
 
     res = autoregressive_generate(target, prompts, warping=warping, max_new_tokens=max(cuts),
                                   seeds=seed)

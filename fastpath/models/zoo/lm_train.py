@@ -173,8 +173,8 @@ def borrowed_tokenizer(name_or_path):
     """(tokenizer, vocab size, EOS id) of an existing model (``--tokenizer-from``)."""
     from transformers import AutoConfig
 
-    from .hf import load_tokenizer
-    from .zoo import resolve
+    from specoracle.fastpath.models.llm.hf import load_tokenizer
+    from specoracle.fastpath.models.zoo.registry import resolve
     path = resolve(name_or_path)
     tok = load_tokenizer(path)
     eos = tok.eos_token_id

@@ -36,10 +36,10 @@ import torch
 
 from specoracle.reference.types import InvalidInput
 
-from .dflash import DFlashDrafter, DraftCache, draft_logits
-from .dflash_generate import (DraftRunResult, Prefilled, TargetSession, check_run, commit, draw,
+from specoracle.fastpath.models.dflash.model import DFlashDrafter, DraftCache, draft_logits
+from specoracle.fastpath.models.dflash.generate import (DraftRunResult, Prefilled, TargetSession, check_run, commit, draw,
                               prefill, select_hidden)
-from .processing import warp
+from specoracle.fastpath.models.llm.processing import warp
 
 FAULTS = (None, "accept_all", "causal_mask")
 

@@ -8,7 +8,7 @@ network, trained on the same data with the same recipe and different seeds/sizes
 | moons  | two moons, 2-D, standardised | EpsMLP 128 x 3    | EpsMLP 32 x 1    |
 | digits | 8x8 digits, 64-D in [-1, 1]  | EpsMLP 256 x 4    | EpsMLP 128 x 2 + linear skip |
 
-Shipped weights live in ``specoracle/fastpath/models/weights/diffusion/<name>/``
+Shipped weights live in ``specoracle/fastpath/models/zoo/weights/diffusion/<name>/``
 (``target.safetensors``, ``target.json``, ``draft.safetensors``, ``draft.json``,
 ``metrics.json``); ``specoracle zoo train-diffusion NAME`` reproduces them.
 :func:`find_pair` looks in ``$SPECORACLE_ZOO/diffusion-<name>/`` first (a retrained
@@ -26,12 +26,13 @@ import numpy as np
 
 from specoracle.reference.types import InvalidInput
 
-from .diffusion_chains import VPSchedule
-from .diffusion_data import load_dataset
-from .diffusion_nets import EpsMLPConfig, load_net, save_net
-from .diffusion_train import TrainConfig, train_eps_net
+from specoracle.fastpath.models.diffusion.chains import VPSchedule
+from specoracle.fastpath.models.diffusion.data import load_dataset
+from specoracle.fastpath.models.diffusion.nets import EpsMLPConfig, load_net, save_net
+from specoracle.fastpath.models.diffusion.train import TrainConfig, train_eps_net
+from specoracle.fastpath.models.zoo import DIFFUSION_WEIGHTS_DIR
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "weights" / "diffusion"
+SHIPPED_DIR = DIFFUSION_WEIGHTS_DIR
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,8 @@ def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
 
 def sample_quality(net, e: ZooDiffusionEntry, n: int = 1000, steps: int = 100, seed: int = 0) -> dict:
     """Energy distance between ``n`` plain DDPM samples of ``net`` and ``n`` data points."""
-    from .diffusion_chains import ddpm_chain
-    from .diffusion_spec import TorchDenoiser, sample_plain_rng
+    from specoracle.fastpath.models.diffusion.chains import ddpm_chain
+    from specoracle.fastpath.models.diffusion.spec import TorchDenoiser, sample_plain_rng
 
     chain = ddpm_chain(steps)
     res = sample_plain_rng(TorchDenoiser(net), chain, n, np.random.default_rng(seed))

@@ -46,10 +46,10 @@ import torch
 
 from specoracle.reference.types import InvalidInput
 
-from .dflash import DFlashDrafter, DraftCache, check_compatible, draft_logits
-from .kv import forward_cached, new_cache
-from .processing import Warp, warp
-from .verify import sample_rows
+from specoracle.fastpath.models.dflash.model import DFlashDrafter, DraftCache, check_compatible, draft_logits
+from specoracle.fastpath.models.llm.kv import forward_cached, new_cache
+from specoracle.fastpath.models.llm.processing import Warp, warp
+from specoracle.fastpath.models.llm.verify import sample_rows
 
 MODES = ("greedy", "stochastic")
 FAULTS = (None, "accept_all", "q_before_warp", "rollback_off_by_one")
@@ -219,7 +219,7 @@ def generate_dflash(target, drafter: DFlashDrafter, prompt_ids, max_new_tokens: 
     from specoracle.reference.categorical import verify_greedy
     from specoracle.reference.tree import verify_tree_deterministic
 
-    from .verify import verify
+    from specoracle.fastpath.models.llm.verify import verify
 
     if mode not in MODES:
         raise InvalidInput("mode", f"must be one of {MODES}, got {mode!r}")

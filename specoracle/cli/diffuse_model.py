@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from specoracle.fastpath.models.diffusion.load import load_model
+
 MODEL_EXAMPLES = """model examples:
   specoracle diffuse --model zoo:digits --steps 1000 --window 8 --drafter free --verify block \\
       --n 256 --seed 0 --png samples.png --json stats.json
@@ -62,7 +64,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """A standalone parser (tests; ``python -m specoracle.fastpath.models.diffusion_cli``)."""
+    """A standalone parser (tests; ``python -m specoracle.cli.diffuse_model``)."""
     p = argparse.ArgumentParser(prog="specoracle diffuse", description=__doc__.split("\n\n")[0],
                                 epilog=MODEL_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(p)
@@ -72,45 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _arg(args, name, default=None):
     v = getattr(args, name, None)
     return default if v is None else v
-
-
-def load_model(spec: str, steps: int, sampler: str = "ddpm", variance: str = "beta", device="cpu"):
-    """``(target denoiser, draft denoiser or None, chain, info dict)`` for a model spec."""
-    from specoracle.reference.types import InvalidInput
-
-    from .diffusion_chains import ddpm_chain, euler_maruyama_chain
-    from .diffusion_spec import TorchDenoiser
-
-    if spec.startswith("zoo:"):
-        from .diffusion_zoo import find_pair, load_pair
-
-        tnet, dnet, e = load_pair(spec)
-        if sampler == "ddpm":
-            chain = ddpm_chain(steps, variance=variance)
-        elif sampler == "em":
-            chain = euler_maruyama_chain(steps)
-        else:
-            raise InvalidInput("sampler", f"expected ddpm or em, got {sampler!r}")
-        info = {"model": spec, "dataset": e.dataset, "folder": str(find_pair(spec)),
-                "target_params": tnet.n_params(), "draft_params": dnet.n_params()}
-        return (TorchDenoiser(tnet, device=device), TorchDenoiser(dnet, device=device), chain,
-                info)
-    if spec.startswith("diffusers:"):
-        from diffusers import DDPMScheduler, UNet2DModel
-
-        from .diffusion_adapter import diffusers_ddpm_chain, diffusers_euler_maruyama_chain, unet_denoiser
-
-        root = Path(spec[len("diffusers:"):])
-        unet_dir = root / "unet" if (root / "unet").exists() else root
-        sch_dir = root / "scheduler" if (root / "scheduler").exists() else root
-        unet = UNet2DModel.from_pretrained(str(unet_dir), local_files_only=True)
-        sch = DDPMScheduler.from_pretrained(str(sch_dir), local_files_only=True)
-        den = unet_denoiser(unet, device=device)
-        make = diffusers_ddpm_chain if sampler == "ddpm" else diffusers_euler_maruyama_chain
-        chain = make(sch, steps, den.sample_shape)
-        return den, None, chain, {"model": spec, "dataset": "diffusers",
-                                  "target_params": sum(p.numel() for p in unet.parameters())}
-    raise InvalidInput("model", f"expected zoo:NAME or diffusers:DIR, got {spec!r}")
 
 
 def moments(x: np.ndarray) -> dict:
@@ -128,7 +91,7 @@ def write_png(path, samples: np.ndarray, dataset: str, title: str = "") -> None:
     import matplotlib.pyplot as plt
 
     if dataset == "digits" or samples.shape[1] == 64:
-        from .diffusion_data import to_images
+        from specoracle.fastpath.models.diffusion.data import to_images
 
         imgs = to_images(samples)
         n = imgs.shape[0]
@@ -144,7 +107,7 @@ def write_png(path, samples: np.ndarray, dataset: str, title: str = "") -> None:
     else:
         fig, ax = plt.subplots(figsize=(5, 4))
         if dataset == "moons":
-            from .diffusion_data import load_dataset
+            from specoracle.fastpath.models.diffusion.data import load_dataset
 
             d = load_dataset("moons", n=2000, seed=1)
             ax.scatter(d[:, 0], d[:, 1], s=2, c="0.75", label="data")
@@ -164,7 +127,7 @@ def run_model_diffuse(args) -> int:
 
     from specoracle.reference.types import InvalidInput
 
-    from .diffusion_spec import SpecConfig, sample_plain_rng, sample_speculative_rng
+    from specoracle.fastpath.models.diffusion.spec import SpecConfig, sample_plain_rng, sample_speculative_rng
 
     try:
         if args.threads:

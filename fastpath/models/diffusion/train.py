@@ -24,8 +24,8 @@ import torch
 
 from specoracle.reference.types import InvalidInput
 
-from .diffusion_chains import VPSchedule
-from .diffusion_nets import EpsMLP, EpsMLPConfig
+from specoracle.fastpath.models.diffusion.chains import VPSchedule
+from specoracle.fastpath.models.diffusion.nets import EpsMLP, EpsMLPConfig
 
 
 @dataclass(frozen=True)

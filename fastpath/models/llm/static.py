@@ -1,6 +1,6 @@
 """A static-shape KV cache and fixed-shape model steps, ready for CUDA graphs.
 
-The dynamic path (:mod:`~specoracle.fastpath.models.kv`) grows and crops a ``DynamicCache``
+The dynamic path (:mod:`~specoracle.fastpath.models.llm.kv`) grows and crops a ``DynamicCache``
 and feeds each call the tokens it has, so every call has a new shape: nothing can be
 captured. Here every buffer is preallocated and every steady-state call has a fixed shape:
 
@@ -40,7 +40,7 @@ import torch
 
 from specoracle.reference.types import InvalidInput
 
-from .kv import cache_kwarg
+from specoracle.fastpath.models.llm.kv import cache_kwarg
 
 
 def _kv_shape(config):
@@ -174,7 +174,7 @@ def capture_cuda_graph(step: StaticStep, batch: int, width: int) -> CudaGraphSte
 
 
 class StaticKVState:
-    """Drop-in for :class:`~specoracle.fastpath.models.kv.KVState` over static buffers.
+    """Drop-in for :class:`~specoracle.fastpath.models.llm.kv.KVState` over static buffers.
 
     ``feed(rows, width)`` -> (logits [B, width, V] float32, lens [B]) with row b's real tokens
     left-aligned (logits[b, j] for j < lens[b] follow rows[b][j], as KVState's); ``rollback``

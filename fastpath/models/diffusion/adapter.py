@@ -25,8 +25,8 @@ import torch
 
 from specoracle.reference.types import InvalidInput
 
-from .diffusion_chains import GaussianChain
-from .diffusion_spec import TorchDenoiser
+from specoracle.fastpath.models.diffusion.chains import GaussianChain
+from specoracle.fastpath.models.diffusion.spec import TorchDenoiser
 
 
 def _scheduler_arrays(scheduler, steps):

