@@ -46,7 +46,7 @@ def check(args) -> None:
 def check_executor(spec: str) -> str | None:
     """``--executor``'s problem as one line (bad spelling; Ray asked for but not installed,
     naming the extra), or None. Shared with ``certify-engine``."""
-    from specoracle.proofs.executors import RAY_EXTRA, parse_executor
+    from specoracle.proofs.certify.executors import RAY_EXTRA, parse_executor
     from specoracle.reference.types import InvalidInput
 
     try:
@@ -59,7 +59,7 @@ def check_executor(spec: str) -> str | None:
 
 
 def run(args, scenarios) -> int:
-    from specoracle.proofs.sweep import sweep
+    from specoracle.proofs.certify.sweep import sweep
     from specoracle.reference.types import InvalidInput
 
     try:
