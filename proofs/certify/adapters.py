@@ -161,11 +161,23 @@ def fastpath_impls():
 # ---------------------------------------------------------------- third party
 
 
+def hf_speculative_sampling():
+    """transformers' ``_speculative_sampling``, callable the same way on every supported
+    release: older ones (5.0 among them) take a required ``is_done_candidate`` flag (EOS
+    handling), which is passed as False."""
+    import functools
+    import inspect
+
+    from transformers.generation.utils import _speculative_sampling
+    if "is_done_candidate" in inspect.signature(_speculative_sampling).parameters:
+        return functools.partial(_speculative_sampling, is_done_candidate=False)
+    return _speculative_sampling
+
+
 def transformers_speculative_sampling():
     """transformers' ``_speculative_sampling`` through the "probs" protocol (module doc)."""
     import torch
 
-    from specoracle.fastpath.bench_cuda import hf_speculative_sampling
     _speculative_sampling = hf_speculative_sampling()
 
     def call(p, q, draft, rng):
