@@ -280,3 +280,16 @@ def test_the_checks_see_a_cycle_and_a_violation():
     assert layer("specoracle.fastpath.bench.cpu") == layer("specoracle.fastpath.models.dflash_bench") == "bench"
     assert layer("specoracle.fastpath.models.llm.engine") == "models"
     assert layer("specoracle.testing") == "cli"
+
+
+def test_every_package_is_in_the_distribution():
+    """Every folder of the graph with an ``__init__.py`` is listed in pyproject.toml's
+    ``[tool.setuptools] packages`` (an editable install finds an unlisted one, a wheel
+    silently leaves it out); and every listed one exists."""
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    listed = set(tomllib.loads(pyproject.read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    packages = {name for name, path in _modules().items() if path.name == "__init__.py"}
+    assert packages == listed, (f"missing from pyproject.toml: {sorted(packages - listed)}; "
+                                f"listed but absent: {sorted(listed - packages)}")

@@ -87,9 +87,10 @@ def law_check(engine, target, prompts, *, n: int, per_prompt: int, temperature: 
     """Sample ``per_prompt`` requests per prompt from ``engine`` and test the law of their first
     ``n`` tokens against the exact law of each prompt (module doc); ``strata`` (n = 2 only):
     the full-vocabulary law of :func:`stratified_pair_law` instead. Returns a JSON-able dict."""
-    from ..lossless import exact_prefix_law, prefix_law_gof
     from specoracle.fastpath.models.processing import Warp
     from specoracle.proofs.stats import holm
+
+    from ..lossless import exact_prefix_law, prefix_law_gof
 
     warping = Warp(temperature, top_k, top_p)
     if laws is None and strata:
@@ -151,9 +152,9 @@ def run_plan(methods=METHODS, *, quick: bool = False, alpha: float = 1e-3, log=p
     from specoracle.fastpath.models.bench_llm import bench_prompts
     from specoracle.fastpath.models.engine import autoregressive_generate
     from specoracle.fastpath.models.hf import load_pair
-    from ..lossless import exact_prefix_law
     from specoracle.fastpath.models.processing import Warp
 
+    from ..lossless import exact_prefix_law
     from .vllm import WorkerError, make_engine
 
     torch.manual_seed(0)
