@@ -68,7 +68,7 @@ from .. import stats as st
 from . import scenarios as scn
 from .adapters import FASTPATH_BACKENDS, fastpath_impls
 from .decision import CheckRow, Report, cell_counts, decide, gof, verdict_of
-from .impl import Impl, emitted
+from .impl import Impl, tokens_and_tau
 
 MIN_BATCH = 4              # requests per call in the "batch" placement (> 2: cf. 1Cat-vLLM#656)
 DETERMINISM_ROUNDS = 200   # rounds of the exact determinism check
@@ -133,7 +133,7 @@ def split_outputs(out, B):
     seqs = list(out)
     if len(seqs) != B:
         raise ValueError(f"the sampler returned {len(seqs)} outputs for {B} requests")
-    return [emitted(s) for s in seqs]
+    return [tokens_and_tau(s) for s in seqs]
 
 
 # ---------------------------------------------------------------- the battery

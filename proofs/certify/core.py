@@ -18,7 +18,7 @@ from . import scenarios as scn
 from .batch import certify_batch
 from .decision import (DEFAULT_ALPHA, DEFAULT_POWER, DEFAULT_TARGET_TV, CheckRow, Report, check_run_args, decide,
                        needed_n, plan_checks, verdict_of)
-from .impl import DEFAULT_SCENARIOS, LAWS, PROTOCOLS, Impl, OutputFormatError, emitted
+from .impl import DEFAULT_SCENARIOS, LAWS, PROTOCOLS, Impl, OutputFormatError, tokens_and_tau
 from .registry import resolve_impl
 from .sampling import RUNNERS, all_scenarios, logit_keywords, takes_keywords
 
@@ -40,8 +40,8 @@ def coupled_check(core, oracle, cases, name="coupled"):
     a, b = [], []
     first = None
     for i, case in enumerate(cases):
-        x = emitted(oracle(*case))
-        y = emitted(core(*case))
+        x = tokens_and_tau(oracle(*case))
+        y = tokens_and_tau(core(*case))
         a.append(x)
         b.append(y)
         if x != y and first is None:

@@ -95,7 +95,7 @@ def first_sentence(doc) -> str:
 # ---------------------------------------------------------------- output normalisation
 
 
-def emitted(out):
+def tokens_and_tau(out):
     """(tokens tuple, tau or None) from a Verdict, a sequence, or (sequence, tau)."""
     raw, tau = split_output(out)
     return tuple(int(t) for t in np.asarray(raw).ravel()), (None if tau is None else int(tau))

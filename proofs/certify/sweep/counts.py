@@ -27,7 +27,7 @@ from scipy import stats as sps
 from ... import stats as st
 from .. import scenarios as scn
 from ..decision import Planned, needed_n
-from ..impl import emitted
+from ..impl import tokens_and_tau
 from ..sampling import run_markov, sample_gauss_block, sample_gauss_residual, sample_gauss_step
 from .scenarios import RowScenario
 
@@ -217,7 +217,7 @@ def _run_rows(impl, sc: RowScenario, n, rng):
                           sc.warp.get("top_p"))
         else:
             out = impl.fn(sc.p, sc.q, draft[j], rng)
-        toks, tau = emitted(out)
+        toks, tau = tokens_and_tau(out)
         tau = len(toks) - 1 if tau is None else tau
         if 1 <= len(toks) <= K + 1 and all(0 <= t < V for t in toks) and tau == len(toks) - 1:
             joint[j] = sc.joint_cell(sc.complete(toks, rng))
@@ -232,7 +232,7 @@ def _run_multi(impl, sc, n, rng):
     cells = np.full(n, -1, dtype=np.int64)
     for j in range(n):
         q = sc.q if sc.kind == "mss" else sc.q[0]
-        toks, tau = emitted(impl.fn(sc.p, q, children[j], rng))
+        toks, tau = tokens_and_tau(impl.fn(sc.p, q, children[j], rng))
         if len(toks) == 1 and tau in (0, 1) and 0 <= toks[0] < V:
             cells[j] = tau * V + toks[0]
     return cells
@@ -243,7 +243,7 @@ def _run_tree(impl, sc, n, rng):
     joint = np.full(n, -1, dtype=np.int64)
     taus = joint.copy()
     for j in range(n):
-        toks, tau = emitted(impl.fn(rows, sc.tokens, sc.parents, rng))
+        toks, tau = tokens_and_tau(impl.fn(rows, sc.tokens, sc.parents, rng))
         tau = len(toks) - 1 if tau is None else tau
         if 1 <= len(toks) <= sc.D + 1 and all(0 <= t < sc.V for t in toks) and tau == len(toks) - 1:
             joint[j] = scn.seq_index(sc.complete(toks, rng), sc.V)
