@@ -71,7 +71,7 @@ def my_batched_verify(target_probs, draft_probs, draft_token_ids, cu_num_draft_t
     i has K_i = cu[i] - cu[i-1] drafts and K_i + 1 target rows starting at cu[i-1] + i;
     temperature 0 = greedy; generators[i] is request i's own generator. Returns ids
     [B, max K_i + 1] padded with -1. Here each request goes through ``my_verify``."""
-    from specoracle.proofs.batch import pad_outputs, request_slices
+    from specoracle.proofs.certify.batch import pad_outputs, request_slices
     out = []
     for i, (drafts, rows) in enumerate(request_slices(cu_num_draft_tokens)):
         p, q, d = target_probs[rows], draft_probs[drafts], draft_token_ids[drafts]

@@ -24,11 +24,10 @@ import time
 import numpy as np
 
 from .bench import BenchContext, register_suite
+from .bench_gaussian import gaussian_compile_times, run_gaussian
 
 CAT_SHAPES = [(1, 8, 32000), (64, 8, 32000), (256, 4, 32000), (64, 8, 151936), (1024, 8, 1000)]
 CAT_SHAPES_QUICK = [(1, 8, 1000), (64, 4, 2000)]
-GAUSS_SHAPES = [(1024, 8, 2), (256, 8, 3072)]
-GAUSS_SHAPES_QUICK = [(64, 4, 2), (16, 4, 64)]
 
 
 def categorical_inputs(bsz, k, v, dtype, seed=0):
@@ -74,8 +73,6 @@ def compile_times(dtype) -> dict:
         getattr(nc, name)(p, q, d, u)
         out[name] = round(time.perf_counter() - t0, 3)
     try:
-        from .numba_cpu import gaussian as ng  # noqa: F401
-        from .bench_gaussian import gaussian_compile_times
         out.update(gaussian_compile_times())
     except ImportError:
         pass
@@ -126,12 +123,7 @@ def run_kernels(ctx: BenchContext) -> list:
     ctx.extra["numba_first_call_s"] = compile_times(np.dtype(ctx.dtype))
     ctx.extra["numba_threads"] = numba.get_num_threads()
     ctx.extra["input_dtype"] = ctx.dtype
-    rows = run_categorical(ctx)
-    try:
-        from .bench_gaussian import run_gaussian
-    except ImportError:
-        return rows
-    return rows + run_gaussian(ctx)
+    return run_categorical(ctx) + run_gaussian(ctx)
 
 
 register_suite("kernels", "cpu", run_kernels,

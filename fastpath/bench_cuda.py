@@ -152,21 +152,9 @@ def plain_chain_logits(pl, ql, draft, u, temperature=0.8, top_p=0.95):
     return plain_chain(warp(pl), warp(ql), draft, u)
 
 
-def hf_speculative_sampling():
-    """transformers' ``_speculative_sampling``, callable the same way on every supported
-    release: older ones (5.0 among them) take a required ``is_done_candidate`` flag (EOS
-    handling), which is passed as False."""
-    import functools
-    import inspect
-
-    from transformers.generation.utils import _speculative_sampling
-    if "is_done_candidate" in inspect.signature(_speculative_sampling).parameters:
-        return functools.partial(_speculative_sampling, is_done_candidate=False)
-    return _speculative_sampling
-
-
 def hf_chain(p, q, draft, u):
     """transformers' _speculative_sampling (B = 1), fed log-probabilities as logits."""
+    from specoracle.proofs.certify.adapters import hf_speculative_sampling
     _speculative_sampling = hf_speculative_sampling()
     k = q.shape[1]
     ids = draft  # [1, K]: the candidate tokens are the last K ids

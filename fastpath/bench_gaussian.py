@@ -15,6 +15,9 @@ import numpy as np
 
 from .bench import BenchContext
 
+GAUSS_SHAPES = [(1024, 8, 2), (256, 8, 3072)]
+GAUSS_SHAPES_QUICK = [(64, 4, 2), (16, 4, 64)]
+
 
 def gaussian_inputs(bsz, big_l, d, seed=0):
     rng = np.random.default_rng(seed)
@@ -48,7 +51,6 @@ def _torch_block():
 def run_gaussian(ctx: BenchContext) -> list:
     from specoracle.reference import gaussian as ref
 
-    from .bench_cpu import GAUSS_SHAPES, GAUSS_SHAPES_QUICK
     from .numba_cpu import gaussian as ng
 
     tb = _torch_block()

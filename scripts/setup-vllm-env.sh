@@ -38,6 +38,6 @@ import torch, transformers, vllm, specoracle
 print(f"[setup-vllm-env] torch {torch.__version__}, transformers {transformers.__version__}, "
       f"vllm {vllm.__version__}, specoracle {specoracle.__file__}")
 PY
-# the marker that specoracle checks (proofs/engines/vllm.py: vllm_reason)
+# the marker that specoracle checks (proofs/certify/engines/vllm.py: vllm_reason)
 "$venv/bin/python" -c "import vllm; print(vllm.__version__)" > "$venv/specoracle-vllm-env.txt"
 echo "[setup-vllm-env] done in $(( $(date +%s) - start )) s; size $(du -sh "$venv" | cut -f1)"

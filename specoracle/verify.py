@@ -2,7 +2,7 @@
 
 Runs, in order, and collects one row per check:
 1. every registered theorem (exact, symbolic and numeric proofs; proofs/theorems.py);
-2. statistical + coupled certification of the reference samplers (proofs/certify.py);
+2. statistical + coupled certification of the reference samplers (proofs/certify/);
 3. parity of every available fast-path backend against the oracle under the same
    noise (fastpath/parity.py), and the statistical certification of its kernels.
 

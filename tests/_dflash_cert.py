@@ -9,7 +9,7 @@ def certify(target, run_one, prompt, warping, n: int, n_samples: int, alpha: flo
             law=None):
     """run_one(seed, prefilled) -> list of tokens; returns (TestResult, counts)."""
     from specoracle.fastpath.models.dflash.generate import prefill_state
-    from specoracle.fastpath.models.lossless import exact_prefix_law, prefix_law_gof
+    from specoracle.proofs.certify.lossless import exact_prefix_law, prefix_law_gof
 
     law = law or exact_prefix_law(target, prompt, warping, n)
     st = prefill_state(target, prompt)

@@ -40,7 +40,7 @@ PROMPT = [3, 17, 42]
 
 
 class TinyPairFactory:
-    """Picklable engine factory for proofs.executors.map_actors / engine_counts: builds the
+    """Picklable engine factory for proofs.certify.executors.map_actors / engine_counts: builds the
     tiny (target, draft) pair of :func:`tiny_pair_one_thread` (one engine per actor)."""
 
     def __call__(self):
@@ -52,7 +52,7 @@ def sample_tiny_prefixes(engine, first: int, count: int, seed: int):
     seed + r) under chain speculative decoding (k = 2, T = 8, top-k 3, reference verifier),
     with torch on one thread (restored). T = 8 undoes most of the head sharpening: the law
     has 9 cells, the largest 0.32."""
-    from specoracle.fastpath.models.lossless import sample_prefixes
+    from specoracle.proofs.certify.lossless import sample_prefixes
     from specoracle.fastpath.models.llm.processing import Warp
 
     target, draft = engine

@@ -18,7 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def local_ray():
     import ray
 
-    from specoracle.proofs.executors import LOCAL_OBJECT_STORE
+    from specoracle.proofs.certify.executors import LOCAL_OBJECT_STORE
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     path = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH", "")) if p)

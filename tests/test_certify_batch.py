@@ -1,4 +1,4 @@
-"""The batched protocol of certify (proofs/batch.py, issue 17): the engine layout
+"""The batched protocol of certify (proofs/certify/batch.py, issue 17): the engine layout
 (flattened ragged drafts, cu_num_draft_tokens, per-request generators), the exact
 reference, and which check catches which batch bug.
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from specoracle.cli import main as cli_main
-from specoracle.proofs import batch as B
+from specoracle.proofs.certify import batch as B
 from specoracle.proofs import certify as C
 from specoracle.proofs import stats as st
 from specoracle.reference import categorical as cat

@@ -1,4 +1,4 @@
-"""Certification harness (proofs/certify.py): the reference passes, adapters and the
+"""Certification harness (proofs/certify/): the reference passes, adapters and the
 registry work, the report carries alpha / power / detectable TV, underpowered runs
 say so, coupled checks find the first disagreement.
 
@@ -16,7 +16,9 @@ import pytest
 
 from specoracle.cli import main as cli_main
 from specoracle.proofs import certify as C
-from specoracle.proofs.mutants import MUTANTS
+from specoracle.proofs.certify.core import coupled_cases
+from specoracle.proofs.certify.mutants import MUTANTS
+from specoracle.proofs.certify.sampling import all_scenarios
 from specoracle.reference import categorical as cat
 from specoracle.reference.types import InvalidInput
 
@@ -102,9 +104,9 @@ def test_malformed_output_is_a_format_error():
 
 
 def test_coupled_check_reports_first_disagreement():
-    sc = C._all_scenarios()["markov"]
+    sc = all_scenarios()["markov"]
     rng = np.random.default_rng(0)
-    cases = C._coupled_cases(sc, rng, n=300)
+    cases = coupled_cases(sc, rng, n=300)
 
     def off(p, q, d, u):  # the bonus from the wrong row: differs on some all-accepted rounds
         v = cat.verify_chain(p, q, d, u)

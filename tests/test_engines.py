@@ -1,4 +1,4 @@
-"""Engine-level certification (proofs/engines, issue 17) on the tiny random pair: the
+"""Engine-level certification (proofs/certify/engines, issue 17) on the tiny random pair: the
 registry, the exact law (and its exact coarsening), the sample planner, specoracle's engine
 and transformers' generate (assisted, prompt lookup, plain) certified as black boxes, and
 black-box mutant engines that must be rejected.
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import pytest
 
-from specoracle.proofs.engines import ENGINES, EngineUnavailable, check_request, get_engine
-from specoracle.proofs.engines.certify import certify_engine, plan_samples
+from specoracle.proofs.certify.engines import ENGINES, EngineUnavailable, check_request, get_engine
+from specoracle.proofs.certify.engines.certify import certify_engine, plan_samples
 from specoracle.reference.types import InvalidInput
 
 from _llm_tiny import VOCAB, tiny_pair_one_thread
@@ -51,13 +51,13 @@ def _certify(engine, pair, batch, seed=0, **kw):
 
 
 def test_registry_names_and_errors(monkeypatch):
-    assert ENGINES["vllm"] == "specoracle.proofs.engines.vllm:make_engine"
+    assert ENGINES["vllm"] == "specoracle.proofs.certify.engines.vllm:make_engine"
     assert set(ENGINES) >= {"specoracle", "transformers", "vllm"}
     from specoracle.cli.certify_engine_cmd import ENGINE_NAMES
     assert set(ENGINE_NAMES) == set(ENGINES)   # the CLI's choices are the registry's names
     with pytest.raises(InvalidInput, match="engine"):
         get_engine("no-such-engine")
-    monkeypatch.setitem(ENGINES, "vllm", "specoracle.proofs.engines._absent_module:make_engine")
+    monkeypatch.setitem(ENGINES, "vllm", "specoracle.proofs.certify.engines._absent_module:make_engine")
     with pytest.raises(EngineUnavailable, match="vllm"):
         get_engine("vllm", target="x", draft=None, method="none", k=1)
 
@@ -81,7 +81,7 @@ def test_bad_requests_name_the_argument(pair):
 def test_coarsened_law_keeps_exact_cells(pair):
     """T = 1 without truncation: the exact law has VOCAB**2 cells; coarsening at 0.01 keeps the
     cells >= 0.01 with the same probabilities and pools the rest into one cell."""
-    from specoracle.fastpath.models.lossless import REST, prefix_law
+    from specoracle.proofs.certify.lossless import REST, prefix_law
     from specoracle.fastpath.models.llm.processing import Warp
     w = Warp(1.0)
     exact = prefix_law(pair[0], PROMPTS[0], w, 2, EOS).cells
@@ -210,7 +210,7 @@ def test_cli_bad_flag_is_one_line(capsys):
 
 def test_cli_missing_extra_is_one_line(capsys, monkeypatch):
     from specoracle.cli import main
-    monkeypatch.setitem(ENGINES, "vllm", "specoracle.proofs.engines._absent_module:make_engine")
+    monkeypatch.setitem(ENGINES, "vllm", "specoracle.proofs.certify.engines._absent_module:make_engine")
     assert main(["certify-engine", "vllm", "--target", "nowhere", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not available" in err and "install" in err

@@ -14,8 +14,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from specoracle.proofs.engines import EngineFactory  # noqa: E402
-from specoracle.proofs.engines.certify import certify_engine, request_counts  # noqa: E402
+from specoracle.proofs.certify.engines import EngineFactory  # noqa: E402
+from specoracle.proofs.certify.engines.certify import certify_engine, request_counts  # noqa: E402
 from specoracle.fastpath.models.llm.processing import Warp  # noqa: E402
 from specoracle.reference.types import InvalidInput  # noqa: E402
 

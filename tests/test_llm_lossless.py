@@ -3,7 +3,7 @@ verifier + KV-cache rollback + ragged batches) emits the target's autoregressive
 
 For the prompt "def " and the warp (T = 1, top-k = 3) applied to target and draft alike, the
 law of the first n generated tokens is computed EXACTLY from the target model (support
-enumerated, conditionals multiplied: fastpath/models/lossless.py). Samples of the whole
+enumerated, conditionals multiplied: proofs/certify/lossless.py). Samples of the whole
 pipeline are tested against it with Pearson's chi-square goodness of fit
 (specoracle.proofs.stats.chisquare_gof; cells with expected count < 5 merged).
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from specoracle.fastpath.models.lossless import certify_prefix_law, exact_prefix_law
+from specoracle.proofs.certify.lossless import certify_prefix_law, exact_prefix_law
 from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
 from specoracle.fastpath.models.llm.processing import Warp
 from specoracle.proofs.stats import require_power

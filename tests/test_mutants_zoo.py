@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from specoracle.proofs import certify as C
-from specoracle.proofs.mutants import MUTANTS
+from specoracle.proofs.certify.mutants import MUTANTS
 
 # Mutants the harness is known not to detect at this budget (none today). Reusing the
 # rejected draft's orthogonal noise inside Gaussian block verification was listed as a
@@ -58,7 +58,7 @@ def _chain_law_with_acceptance(sc, accept):
     """Exact law of (tau, emitted tokens) of chain verification on MarkovScenario ``sc``
     when a drafted x at position t after ``prev`` is accepted with probability
     ``accept(t, prev)[x]`` (residual and bonus as in §1.2): enumeration, no sampling."""
-    from specoracle.proofs.scenarios import seq_index
+    from specoracle.proofs.certify.scenarios import seq_index
 
     V, K = sc.V, sc.K
     off = sc.emitted_offsets()
@@ -87,7 +87,7 @@ def test_unnormalised_logit_mutant_effect_sizes():
     """Exact (no sampling): the ratio of warped logits never log-softmaxed has TV 0.0052 on
     `warped` (rows sharing a normaliser: below the default TV 0.05 by design) and a large
     TV on the scenarios whose rows carry a model's arbitrary offsets (docs/CERTIFICATION.md)."""
-    from specoracle.proofs.scenarios import logits_scenarios
+    from specoracle.proofs.certify.scenarios import logits_scenarios
 
     tv = {}
     for name, sc in logits_scenarios().items():

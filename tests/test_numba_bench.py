@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 
 from specoracle.cli import main
-from specoracle.fastpath import bench, bench_cpu
+from specoracle.fastpath import bench, bench_cpu, bench_gaussian
 
 
 def test_bench_quick_json_schema(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench_cpu, "CAT_SHAPES_QUICK", [(4, 2, 50)])
-    monkeypatch.setattr(bench_cpu, "GAUSS_SHAPES_QUICK", [(4, 2, 3)])
+    monkeypatch.setattr(bench_gaussian, "GAUSS_SHAPES_QUICK", [(4, 2, 3)])
     monkeypatch.setattr(bench, "copy_bandwidth_GBps", lambda clock="wall", threads=1: 10.0)
     out = tmp_path / "b.json"
     assert main(["bench", "--device", "cpu", "--suite", "kernels", "--quick", "--json", str(out)]) == 0

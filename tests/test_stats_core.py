@@ -136,7 +136,7 @@ def test_simulated_null_is_calibrated_on_thin_merged_cells():
     p-value is valid, P(p <= a) <= a); power: a 1.5x over-rejection (rate 0.015, what the
     chi-square approximation gives at 5e-5 on such cells) is flagged with probability ~0.4,
     a 2x over-rejection (0.02) with probability 0.99. Tolerance: tests/TOLERANCES.md."""
-    from specoracle.proofs.scenarios import markov_scenarios
+    from specoracle.proofs.certify.scenarios import markov_scenarios
 
     law = markov_scenarios()["markov"].chain_law()
     law = law / law.sum()

@@ -15,9 +15,9 @@ import json
 import numpy as np
 import pytest
 
-from specoracle.proofs import scenarios as scn
-from specoracle.proofs.sweep import ResultsFile, partition, random_scenario, run_task, sweep
-from specoracle.proofs.sweep.scenarios import RowScenario
+from specoracle.proofs.certify import scenarios as scn
+from specoracle.proofs.certify.sweep import ResultsFile, partition, random_scenario, run_task, sweep
+from specoracle.proofs.certify.sweep.scenarios import RowScenario
 from specoracle.reference.types import InvalidInput
 
 from _sweep_helpers import StopAfter
@@ -51,7 +51,7 @@ def test_binned_laws_are_the_exact_laws_aggregated(seed):
     """The binned chain laws equal the enumerated (unbinned) chain law of the same rows
     (scenarios.MarkovScenario with context-independent tables), summed over each bin."""
     rng = np.random.default_rng(seed)
-    from specoracle.proofs.sweep.scenarios import random_rows
+    from specoracle.proofs.certify.sweep.scenarios import random_rows
     p, q = random_rows(rng, 5, 2)
     sc = RowScenario("x", "", p, q)
     ref = scn.MarkovScenario("x", "", *scn._independent(p, q))
@@ -171,7 +171,7 @@ def test_random_scenarios_pass_the_reference_and_kill_mutants(name):
 def test_gaussian_sweep_bins_pass_the_reference_and_kill_the_mutant():
     """Binned whitened projections (20 equiprobable N(0,1) bins, chi-square) and the exact
     acceptance binomial: alpha = 1e-3 per sweep, power 0.9 at TV 0.05 per check."""
-    from specoracle.proofs.sweep.counts import gauss_cells
+    from specoracle.proofs.certify.sweep.counts import gauss_cells
     assert list(gauss_cells([-10.0, 0.0, 10.0, np.nan, 1e6])) == [0, 10, 19, -1, -1]
     assert sweep("reference.gaussian_reflection", 0, seed=0).verdict == "exact"
     assert sweep("mutant.gauss_reflection_wrong_sign", 0, seed=0).verdict.startswith("not exact")
@@ -206,8 +206,8 @@ def test_every_mutant_is_rejected_by_a_sweep_of_its_focus_scenarios():
     listed here: the batch protocol's mutants (B requests per call: certify's `batch` checks)
     and `stale_buffer`, whose bug is a dependence between rounds that only certify's
     multi-round `rounds` scenario sees (per round it is exact, so a sweep must pass it)."""
-    from specoracle.proofs.mutants import MUTANTS
-    from specoracle.proofs.sweep.counts import SWEPT_PROTOCOLS
+    from specoracle.proofs.certify.mutants import MUTANTS
+    from specoracle.proofs.certify.sweep.counts import SWEPT_PROTOCOLS
     between_rounds = {"stale_buffer"}
     unswept = sorted(k for k, m in MUTANTS.items() if m.protocol not in SWEPT_PROTOCOLS)
     assert all(MUTANTS[k].protocol == "batch" for k in unswept)

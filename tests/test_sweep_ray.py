@@ -16,10 +16,10 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from specoracle.proofs import certify as cf  # noqa: E402
-from specoracle.proofs import executors as ex  # noqa: E402
-from specoracle.proofs.mutants import MUTANTS  # noqa: E402
-from specoracle.proofs.sweep import sweep  # noqa: E402
-from specoracle.proofs.sweep.counts import SWEPT_PROTOCOLS  # noqa: E402
+from specoracle.proofs.certify import executors as ex  # noqa: E402
+from specoracle.proofs.certify.mutants import MUTANTS  # noqa: E402
+from specoracle.proofs.certify.sweep import sweep  # noqa: E402
+from specoracle.proofs.certify.sweep.counts import SWEPT_PROTOCOLS  # noqa: E402
 
 from _ray_helpers import local_ray  # noqa: E402,F401 - the module's local Ray (a fixture)
 from _sweep_helpers import StopAfter  # noqa: E402
@@ -49,7 +49,7 @@ def test_ray_sweep_resumes(local_ray, tmp_path):
 
 def _flaky_once(task, _seen=set()):
     """Fails the first attempt of scenario 0's tasks in each worker process."""
-    from specoracle.proofs.sweep import run_task
+    from specoracle.proofs.certify.sweep import run_task
     if task.s == 0 and task.blocks not in _seen:
         _seen.add(task.blocks)
         raise OSError("transient")

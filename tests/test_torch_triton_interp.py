@@ -116,7 +116,7 @@ def test_philox_matches_triton_randint4x():
 def test_chain_from_logits(dtype):
     """Streaming log-sum-exp kernel vs the oracle on process_logits rows (per-row T > 0),
     V = 97 over tiles of 16, ragged drafts, -inf logits."""
-    from specoracle.fastpath.torch_cuda import triton_kernels as tk
+    from specoracle.fastpath.torch_cuda import triton_logits
     from specoracle.reference.processing import process_logits as ref_process
     rng = np.random.default_rng(23)
     b, k, v = 6, 3, 97
@@ -136,7 +136,7 @@ def test_chain_from_logits(dtype):
     dt = getattr(torch, dtype)
     args = prepare(torch.tensor(pl).to(dt), torch.tensor(ql).to(dt), torch.tensor(draft), torch.tensor(u),
                    torch.tensor(n))
-    out = tk.chain_logits(*args[:5], torch.tensor(temps), False, block_v=16)
+    out = triton_logits.verify(*args[:5], torch.tensor(temps), False, False, block_v=16)
     p_dt, q_dt = p, q
     if dtype == "float32":
         p_dt = ref_process(torch.tensor(pl).float().double().numpy() / temps[:, None, None], temperature=1.0)

@@ -1,4 +1,4 @@
-"""vLLM V1 rejection-sampler adapter (proofs/vllm_v1.py): argument building without vLLM
+"""vLLM V1 rejection-sampler adapter (proofs/certify/vllm_v1.py): argument building without vLLM
 (default suite), the logits scenarios it is certified on, and, marked slow, the certification
 itself run with the vLLM venv's python (skipped cleanly without it)."""
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from specoracle.proofs import certify as C
-from specoracle.proofs import vllm_v1 as A
-from specoracle.proofs.engines.vllm import vllm_python, vllm_reason, worker_env
+from specoracle.proofs.certify import vllm_v1 as A
+from specoracle.proofs.certify.engines.vllm import vllm_python, vllm_reason, worker_env
 
 
 def _req(draft, T=1.0, top_k=None, top_p=None, seed=1, q=True, V=4):
@@ -71,7 +71,7 @@ def test_expand_torch_writes_in_place_for_every_dtype(dtype):
 
 
 def test_logits_scenarios_laws_match_their_definition():
-    from specoracle.proofs.scenarios import logits_scenarios
+    from specoracle.proofs.certify.scenarios import logits_scenarios
     from specoracle.reference.processing import process_logits
     sc = logits_scenarios()
     LP, LQ = sc["warped"].logits
@@ -130,15 +130,15 @@ def test_vllm_v1_rejection_sampler_verdicts(tmp_path):
 
 
 def test_stratified_pair_law_agrees_with_the_enumerated_law():
-    """The engine-level full-vocabulary law of the first two tokens (proofs/engines/
+    """The engine-level full-vocabulary law of the first two tokens (proofs/certify/engines/
     vllm_verdicts.py): its (a, b) cells equal exact_prefix_law's, the pooled cell holds the
     rest, and samples map to their cells (impossible ones stay visible)."""
     pytest.importorskip("transformers")
     from _llm_tiny import tiny_llama
 
-    from specoracle.fastpath.models.lossless import exact_prefix_law
+    from specoracle.proofs.certify.lossless import exact_prefix_law
     from specoracle.fastpath.models.llm.processing import Warp
-    from specoracle.proofs.engines.vllm_verdicts import EOS_ID, OTHER, stratified_pair_law, stratum_cell
+    from specoracle.proofs.certify.engines.vllm_verdicts import EOS_ID, OTHER, stratified_pair_law, stratum_cell
 
     model = tiny_llama(3, 32, 1, 2, 2)
     prompt, w = [5, 9, 11], Warp(1.0, top_k=6)

@@ -1,4 +1,4 @@
-"""vLLM V1 engine plumbing (proofs/engines/vllm.py, vllm_worker.py): the JSON-lines worker
+"""vLLM V1 engine plumbing (proofs/certify/engines/vllm.py, vllm_worker.py): the JSON-lines worker
 protocol, the worker process with a fake backend (default suite, no vLLM), and, marked slow,
 the real engine in the vLLM venv (skipped cleanly without it: scripts/setup-vllm-env.sh)."""
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from specoracle.proofs.engines import vllm as V
-from specoracle.proofs.engines import vllm_worker as W
+from specoracle.proofs.certify.engines import vllm as V
+from specoracle.proofs.certify.engines import vllm_worker as W
 from specoracle.reference.types import InvalidInput
 
 TESTS = Path(__file__).resolve().parent

@@ -174,7 +174,7 @@ def run_llm(ctx: BenchContext, device: str = "cpu") -> list:
 
 
 def _vllm_rows(ctx, prompts, new: int, ars: dict, k: int = 4) -> list:
-    """vLLM V1 on the CPU (its own venv, proofs/engines/vllm.py) as a speed anchor: the same
+    """vLLM V1 on the CPU (its own venv, proofs/certify/engines/vllm.py) as a speed anchor: the same
     prompts, one request at a time, ``new`` tokens each (EOS ignored, as ``min_new_tokens``
     does for the HF rows), T in ``ars``; rows ``vllm`` (no speculation) and ``vllm-draft``
     (draft_model, k drafts). One engine start per row group (reported as ``engine_start_s``,
@@ -182,7 +182,7 @@ def _vllm_rows(ctx, prompts, new: int, ars: dict, k: int = 4) -> list:
     Always wall clock: vLLM works in other processes, which ``--clock cpu`` would not see."""
     import time
 
-    from specoracle.proofs.engines.vllm import WorkerError, make_engine, vllm_reason
+    from specoracle.proofs.certify.engines.vllm import WorkerError, make_engine, vllm_reason
 
     reason = vllm_reason()
     if reason:

@@ -159,7 +159,7 @@ def tau_table(rows) -> list:
 def run_dflash(ctx: BenchContext) -> list:
     import torch
 
-    from specoracle.cli.zoo_dflash import SHIPPED_DFLASH, SHIPPED_VP
+    from specoracle.fastpath.models.zoo import SHIPPED_DFLASH, SHIPPED_VP
 
     from specoracle.fastpath.models.bench_llm import bench_prompts, zoo_pair
     from specoracle.fastpath.models.dflash.model import DFlashDrafter

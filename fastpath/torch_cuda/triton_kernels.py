@@ -187,20 +187,3 @@ def chain(p, q, draft, u, n, numpy_in, block_v: int = BLOCK_V_DEFAULT):
 def block(p, q, draft, u, n, numpy_in, block_v: int = BLOCK_V_DEFAULT):
     """Block verification (checked inputs from categorical.prepare) -> BatchVerdict."""
     return _launch(p, q, draft, u, n, numpy_in, True, block_v)
-
-
-def chain_logits(p_logits, q_logits, draft, u, n, temperature, numpy_in, block_v: int = BLOCK_V_DEFAULT,
-                 **warps):
-    """Chain verification from logits (triton_logits.verify); ``warps``: top_k, top_p,
-    min_p as per-row tensors [B] or None."""
-    from . import triton_logits
-    return triton_logits.verify(p_logits, q_logits, draft, u, n, temperature, numpy_in, False,
-                                block_v=block_v, **warps)
-
-
-def block_logits(p_logits, q_logits, draft, u, n, temperature, numpy_in, block_v: int = BLOCK_V_DEFAULT,
-                 **warps):
-    """Block verification from logits (triton_logits.verify)."""
-    from . import triton_logits
-    return triton_logits.verify(p_logits, q_logits, draft, u, n, temperature, numpy_in, True,
-                                block_v=block_v, **warps)

@@ -7,6 +7,8 @@ import sys
 
 from specoracle.cli import _args
 from . import certify_sweep
+from ._report import (EXIT_EXACT, EXIT_FORMAT, EXIT_NOT_EXACT, EXIT_NOT_LOADABLE,  # noqa: F401
+                      EXIT_UNDERPOWERED, finish)
 
 EPILOG = """examples:
   specoracle certify reference.chain                  # the oracle itself: expect "exact"
@@ -25,7 +27,6 @@ exit status: 0 exact, 1 not exact, 2 underpowered, incomplete (sweep) or bad usa
 breaks the protocol).
 """
 
-EXIT_EXACT, EXIT_NOT_EXACT, EXIT_UNDERPOWERED, EXIT_NOT_LOADABLE, EXIT_FORMAT = 0, 1, 2, 3, 4
 
 
 def add_parser(subparsers) -> None:
@@ -100,16 +101,3 @@ def run(args) -> int:
         print(f"specoracle certify: {exc}", file=sys.stderr)
         return EXIT_UNDERPOWERED
     return finish(report, args.json)
-
-
-def finish(report, json_path) -> int:
-    """Print ``report`` (certify's, a sweep's or certify-engine's), write it as JSON if asked; the exit status."""
-    print(report.format())
-    if json_path:
-        report.to_json(json_path)
-        print(f"wrote {json_path}")
-    if report.verdict == "exact":
-        return EXIT_EXACT
-    if report.verdict.startswith("format error"):
-        return EXIT_FORMAT
-    return EXIT_NOT_EXACT if report.verdict.startswith("not exact") else EXIT_UNDERPOWERED

@@ -33,7 +33,7 @@ vllm draft_model|ngram|suffix|none.
 exit status: 0 exact, 1 not exact, 2 underpowered, bad input or not available.
 """
 
-ENGINE_NAMES = ("specoracle", "transformers", "vllm")   # = specoracle.proofs.engines.ENGINES (tested)
+ENGINE_NAMES = ("specoracle", "transformers", "vllm")   # = specoracle.proofs.certify.engines.ENGINES (tested)
 DEFAULT_METHOD = {"specoracle": "chain", "transformers": "assisted", "vllm": "draft_model"}
 DEFAULT_PROMPTS = ("def ", "import ")
 
@@ -143,8 +143,8 @@ def _quote(arg: str) -> str:
 
 
 def run(args) -> int:
-    from specoracle.cli.certify_cmd import finish
-    from specoracle.proofs.engines import EngineFactory, EngineUnavailable, get_engine
+    from specoracle.cli._report import finish
+    from specoracle.proofs.certify.engines import EngineFactory, EngineUnavailable, get_engine
     from specoracle.reference.types import InvalidInput
 
     method = args.method or DEFAULT_METHOD[args.engine]
@@ -154,7 +154,7 @@ def run(args) -> int:
         import torch
         from specoracle.fastpath.models.llm.hf import load_model, load_tokenizer
 
-        from specoracle.proofs.executors import parse_executor
+        from specoracle.proofs.certify.executors import parse_executor
         if parse_executor(args.executor)[0] == "inprocess":
             engines.append(get_engine(args.engine, **kw))  # first: a missing extra is reported at once
             if args.baseline:
@@ -172,7 +172,7 @@ def run(args) -> int:
         threads = torch.get_num_threads()
         torch.set_num_threads(args.threads)
         try:
-            from specoracle.proofs.engines.certify import certify_engine
+            from specoracle.proofs.certify.engines.certify import certify_engine
             report = certify_engine(use[0], target, prompts, n=args.n, temperature=args.temperature,
                                     top_k=args.top_k, top_p=args.top_p, samples=args.samples, batch=args.batch,
                                     alpha=args.alpha, power=args.power, tv=args.tv, seed=args.seed,

@@ -46,7 +46,7 @@ def check(args) -> None:
 def check_executor(spec: str) -> str | None:
     """``--executor``'s problem as one line (bad spelling; Ray asked for but not installed,
     naming the extra), or None. Shared with ``certify-engine``."""
-    from specoracle.proofs.executors import RAY_EXTRA, parse_executor
+    from specoracle.proofs.certify.executors import RAY_EXTRA, parse_executor
     from specoracle.reference.types import InvalidInput
 
     try:
@@ -59,7 +59,7 @@ def check_executor(spec: str) -> str | None:
 
 
 def run(args, scenarios) -> int:
-    from specoracle.proofs.sweep import sweep
+    from specoracle.proofs.certify.sweep import sweep
     from specoracle.reference.types import InvalidInput
 
     try:
@@ -74,5 +74,5 @@ def run(args, scenarios) -> int:
     except ConnectionError as exc:
         print(f"specoracle certify: --executor {args.executor}: cannot connect: {exc}", file=sys.stderr)
         return 2
-    from .certify_cmd import finish
+    from ._report import finish
     return finish(rep, args.json)

@@ -13,11 +13,8 @@ import sys
 from pathlib import Path
 
 from specoracle.cli import _args, _deps
-from specoracle.fastpath.models.zoo import DFLASH_WEIGHTS_DIR
+from specoracle.fastpath.models.zoo import SHIPPED_DFLASH, SHIPPED_VP
 
-SHIPPED = DFLASH_WEIGHTS_DIR   # works for editable and regular installs alike
-SHIPPED_DFLASH = SHIPPED / "cpu-dflash"   # block 16, serves 8 and 16
-SHIPPED_VP = SHIPPED / "cpu-vp"
 
 EPILOG = """examples:
   specoracle zoo train-dflash --target zoo:code-target --out runs/dflash-cpu --recipe cpu

@@ -11,3 +11,5 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DFLASH_WEIGHTS_DIR = WEIGHTS_DIR / "dflash"
 DIFFUSION_WEIGHTS_DIR = WEIGHTS_DIR / "diffusion"
+SHIPPED_DFLASH = DFLASH_WEIGHTS_DIR / "cpu-dflash"   # block 16, serves blocks 8 and 16
+SHIPPED_VP = DFLASH_WEIGHTS_DIR / "cpu-vp"           # the D2SD VP drafter, same shape

@@ -64,8 +64,11 @@ import numpy as np
 from specoracle.reference import categorical as cat
 from specoracle.reference.types import InvalidInput, InvalidTest
 
+from .. import stats as st
 from . import scenarios as scn
-from . import stats as st
+from .adapters import FASTPATH_BACKENDS, fastpath_impls
+from .decision import CheckRow, Report, cell_counts, decide, gof, verdict_of
+from .impl import Impl, tokens_and_tau
 
 MIN_BATCH = 4              # requests per call in the "batch" placement (> 2: cf. 1Cat-vLLM#656)
 DETERMINISM_ROUNDS = 200   # rounds of the exact determinism check
@@ -130,8 +133,7 @@ def split_outputs(out, B):
     seqs = list(out)
     if len(seqs) != B:
         raise ValueError(f"the sampler returned {len(seqs)} outputs for {B} requests")
-    from .certify import _emitted
-    return [_emitted(s) for s in seqs]
+    return [tokens_and_tau(s) for s in seqs]
 
 
 # ---------------------------------------------------------------- the battery
@@ -339,14 +341,8 @@ def rounds_needed(kinds, law, alpha_i, power, tv) -> int:
     return n
 
 
-def _counts(idx, size):
-    from .certify import _counts as counts
-    return counts(idx, size)
-
-
 def certify_batch(spec, *, samples=None, alpha, power, target_tv, seed, scenarios=None, progress=False):
     """Certify an impl of protocol "batch" (module doc); returns a certify ``Report``."""
-    from .certify import CheckRow, Report, _decide, _gof, _verdict
     t0 = time.perf_counter()
     pool = request_kinds()
     names = tuple(scenarios or spec.scenarios or DEFAULT_KINDS)
@@ -389,15 +385,15 @@ def certify_batch(spec, *, samples=None, alpha, power, target_tv, seed, scenario
             break
         for pl in PLACEMENTS:
             t = tallies[pl][k.name]
-            results.append(_gof(f"{k.name}@{pl}/joint", np.array(t.joint), k.law.joint_law(), alpha_i, power))
+            results.append(gof(f"{k.name}@{pl}/joint", np.array(t.joint), k.law.joint_law(), alpha_i, power))
             if spec.law in ("chain", "block"):
-                results.append(_gof(f"{k.name}@{pl}/emitted|tau", np.array(t.emitted), _law_of(k, spec.law),
+                results.append(gof(f"{k.name}@{pl}/emitted|tau", np.array(t.emitted), _law_of(k, spec.law),
                                     alpha_i, power))
         size = int(k.law.emitted_offsets()[-1])
-        results.append(st.chisquare_homogeneity(_counts(tallies["solo"][k.name].emitted, size),
-                                                _counts(tallies["batch"][k.name].emitted, size),
+        results.append(st.chisquare_homogeneity(cell_counts(tallies["solo"][k.name].emitted, size),
+                                                cell_counts(tallies["batch"][k.name].emitted, size),
                                                 alpha=alpha_i, power=power, name=f"{k.name}/invariance"))
-    rows = _decide(results, alpha, power, target_tv, m)
+    rows = decide(results, alpha, power, target_tv, m)
     if crashed is not None:
         rows.append(crashed)
     if det is not None:
@@ -413,7 +409,7 @@ def certify_batch(spec, *, samples=None, alpha, power, target_tv, seed, scenario
                              else "first difference: " + greedy.first))
     notes.append(f"batch placement: {len(layout)} requests per call ({', '.join(k.name for k in layout)}); "
                  f"{n} rounds per placement; determinism over {DETERMINISM_ROUNDS} rounds")
-    return Report(spec.name, spec.description, _verdict(rows), alpha, power, target_tv, seed, rows,
+    return Report(spec.name, spec.description, verdict_of(rows), alpha, power, target_tv, seed, rows,
                   time.perf_counter() - t0, notes)
 
 
@@ -440,7 +436,7 @@ def reference_batch(target_probs, draft_probs, draft_token_ids, cu_num_draft_tok
     return pad_outputs(outs, max(ds.stop - ds.start for ds, _ in slices) + 1 if slices else 0)
 
 
-reference_batch.specoracle_protocol = "batch"   # `specoracle certify specoracle.proofs.batch:reference_batch`
+reference_batch.specoracle_protocol = "batch"   # `specoracle certify specoracle.proofs.certify.batch:reference_batch`
 reference_batch.specoracle_law = "chain"
 
 
@@ -481,8 +477,6 @@ def padded_adapter(verify_chain, verify_greedy):
 
 def _fastpath_factory(backend):
     def factory():
-        from .adapters import FASTPATH_BACKENDS
-        from .certify import Impl
         mod = importlib.import_module(FASTPATH_BACKENDS[backend])
         return Impl(f"{backend}.batch", "batch", padded_adapter(mod.verify_chain, mod.verify_greedy), "chain",
                     f"{FASTPATH_BACKENDS[backend]}.verify_chain / verify_greedy with num_draft (ragged, padded)")
@@ -490,10 +484,8 @@ def _fastpath_factory(backend):
 
 
 def register_all(register) -> None:
-    from .adapters import _fastpath_impls
-    from .certify import Impl
     register("reference.batch", lambda: Impl("reference.batch", "batch", reference_batch, "chain",
                                              "the oracle batched: ragged drafts, greedy and sampled rows, "
                                              "per-request generators"))
-    for backend in sorted({name.split(".")[0] for name in _fastpath_impls()}):
+    for backend in sorted({name.split(".")[0] for name in fastpath_impls()}):
         register(f"{backend}.batch", _fastpath_factory(backend))

@@ -191,7 +191,7 @@ def make_sampler(triton: bool = False, patch_expand: bool = False):
 
 def rejection_sampler_call(no_draft_probs: bool = False, triton: bool = False, patch_expand: bool = False,
                            fillers: int = FILLERS):
-    """A "logits"-protocol callable (proofs/certify.py): the certified request at a random
+    """A "logits"-protocol callable (proofs/certify/core.py): the certified request at a random
     position among ``fillers`` random requests, its own seeded generator. ``patch_expand``
     replaces only the expand kernel by :func:`expand_torch` (fault localisation)."""
     from specoracle.reference.processing import process_logits

@@ -21,7 +21,7 @@ full law: TV on the partition is a lower bound of the TV of the laws.
 :func:`prefix_law_gof` runs the chi-square goodness of fit of observed sequence counts
 against such a law (:mod:`specoracle.proofs.stats`, stated alpha, TV detected at power 0.9);
 it is the one GOF used by :func:`certify_prefix_law` (specoracle's own engine, white box)
-and by the engine-level certification of any engine (:mod:`specoracle.proofs.engines`).
+and by the engine-level certification of any engine (:mod:`specoracle.proofs.certify.engines`).
 For greedy decoding the law is a point mass: every sample must equal the greedy sequence
 (any other outcome is impossible under the null and gives p = 0).
 """
@@ -35,6 +35,8 @@ import torch
 
 from specoracle.fastpath.models.llm.engine import speculative_generate
 from specoracle.fastpath.models.llm.processing import Warp, warp
+
+from ..stats import chisquare_gof
 
 MAX_CELLS = 20000
 FORWARD_CHUNK = 256   # rows per cache-free forward while enumerating
@@ -144,8 +146,6 @@ def prefix_law_gof(counts, law: dict, *, alpha: float, power: float = 0.9, name:
     ids (e.g. a malformed output marked by the caller). Probabilities are renormalised: float32 logits
     -> float64 leaves a rounding of ~1e-7 in the total. Returns a
     :class:`~specoracle.proofs.stats.TestResult`."""
-    from specoracle.proofs.stats import chisquare_gof
-
     cells = sorted(c for c in law if c != REST)
     obs = Counter()
     for seq, c in counts.items():

@@ -39,9 +39,13 @@ import numpy as np
 
 from specoracle.reference.types import InvalidInput
 
-from .. import certify as cf
+from ... import stats as st
 from .. import executors as ex
-from .. import stats as st
+from ..decision import (DEFAULT_ALPHA, DEFAULT_POWER, DEFAULT_TARGET_TV, CheckRow, Report, check_run_args, decide,
+                        verdict_of)
+from ..impl import DEFAULT_SCENARIOS
+from ..registry import resolve_impl
+from ..sampling import all_scenarios
 from . import counts as ct
 from .scenarios import random_scenario
 
@@ -84,19 +88,19 @@ class _Guard:
 
 @lru_cache(maxsize=16)
 def _resolve(name):
-    return cf.resolve_impl(name)
+    return resolve_impl(name)
 
 
 @lru_cache(maxsize=16)
 def scenario_of(seed: int, s: int, key: tuple):
     if key[0] == "battery":
-        return cf._all_scenarios()[key[1]]
+        return all_scenarios()[key[1]]
     return random_scenario(seed, s, key[1], name=key[2] if len(key) > 2 else None)
 
 
 def run_task(task: Task) -> dict:
     """Count tables of one task (module doc); pure function of the task."""
-    spec = _resolve(task.impl) if isinstance(task.impl, str) else cf.resolve_impl(task.impl)
+    spec = _resolve(task.impl) if isinstance(task.impl, str) else resolve_impl(task.impl)
     spec = replace(spec, fn=_Guard(spec.fn), batch=_Guard(spec.batch) if spec.batch is not None else None)
     sc = scenario_of(task.seed, task.s, task.scenario)
     sizes = dict(task.sizes)
@@ -138,8 +142,8 @@ def plan(spec, n_random, *, seed, samples, alpha, power, target_tv, battery=True
                                    f"(sweeps cover {', '.join(ct.SWEPT_PROTOCOLS)}); use certify without --sweep")
     if n_random and spec.protocol not in ("probs", "logits"):
         raise InvalidInput("sweep", f"random scenarios exist for the probs and logits protocols, not {spec.protocol!r}")
-    pool = cf._all_scenarios()
-    names = list(scenarios or spec.scenarios or cf.DEFAULT_SCENARIOS[spec.protocol]) if battery else []
+    pool = all_scenarios()
+    names = list(scenarios or spec.scenarios or DEFAULT_SCENARIOS[spec.protocol]) if battery else []
     for nm in names:
         if nm not in pool:
             raise InvalidInput("scenarios", f"unknown scenario {nm!r} (one of {', '.join(sorted(pool))})")
@@ -227,7 +231,7 @@ class SweepReport:
     """A certify :class:`~specoracle.proofs.certify.Report` (checks, verdict) plus the sweep's
     bookkeeping: per-scenario rounds and detectable TV, tasks, failures, workers, time."""
 
-    report: cf.Report
+    report: Report
     executor: str
     scenarios: list
     tasks: int
@@ -287,21 +291,21 @@ def _chunks(planned, done_blocks, chunk):
     return out
 
 
-def sweep(impl, n_random: int = 0, *, samples: int | None = None, alpha: float = cf.DEFAULT_ALPHA,
-          power: float = cf.DEFAULT_POWER, target_tv: float = cf.DEFAULT_TARGET_TV, seed: int = 0,
+def sweep(impl, n_random: int = 0, *, samples: int | None = None, alpha: float = DEFAULT_ALPHA,
+          power: float = DEFAULT_POWER, target_tv: float = DEFAULT_TARGET_TV, seed: int = 0,
           battery: bool = True, scenarios=None, executor: str = "inprocess", workers: int | None = None,
           results: str | None = None, retries: int = 2, chunk: int | None = None, progress: bool = False,
           runtime_env: dict | None = None, task_fn=None, on_task=None) -> SweepReport:
     """Run a certification sweep (module doc). ``task_fn`` replaces :func:`run_task` (tests,
     instrumentation); ``on_task(record)`` is called after each completed task is saved."""
     t0 = time.perf_counter()
-    cf.check_run_args(alpha, target_tv, samples, power=power)
+    check_run_args(alpha, target_tv, samples, power=power)
     if n_random < 0:
         raise InvalidInput("sweep", f"must be >= 0, got {n_random}")
     if chunk is not None and chunk < 1:
         raise InvalidInput("chunk", f"must be >= 1, got {chunk}")
     ex.parse_executor(executor)
-    spec = cf.resolve_impl(impl)
+    spec = resolve_impl(impl)
     planned = plan(spec, n_random, seed=seed, samples=samples, alpha=alpha, power=power, target_tv=target_tv,
                    battery=battery, scenarios=scenarios)
     head = header(spec, impl, planned, seed=seed, alpha=alpha, power=power, target_tv=target_tv)
@@ -396,20 +400,20 @@ def _decide(spec, planned, records, failed, *, alpha, power, target_tv, seed, ex
                      "detectable_tv": max(dets) if dets else None})
     # checks that could not run keep their share of alpha: Holm over the planned m
     padded = results + [st.TestResult(nm, float("nan"), 1.0, 0) for nm in missing]
-    rows = cf._decide(padded, alpha, power, target_tv, m)
+    rows = decide(padded, alpha, power, target_tv, m)
     for row in rows[len(results):]:
         row.verdict = "not run"
     for s, err in errors.items():
-        rows.append(cf.CheckRow(f"{planned[s].name}/run", float("nan"), 0.0, 0, "error", float("nan"),
+        rows.append(CheckRow(f"{planned[s].name}/run", float("nan"), 0.0, 0, "error", float("nan"),
                                 verdict="REJECT", detail=err))
         notes.append(f"{planned[s].name}: the sampler raised {err}")
-    verdict = cf._verdict(rows)
+    verdict = verdict_of(rows)
     if failed and not verdict.startswith("not exact"):
         verdict = f"incomplete: {len(failed)} task(s) failed after retries"
     elif missing and not verdict.startswith("not exact"):
         verdict = f"incomplete: {len(missing)} check(s) not run"
     if failed:
         notes.append(f"{len(missing)} check(s) not run (scenario incomplete): resume with the same --results file")
-    report = cf.Report(spec.name, spec.description, verdict, alpha, power, target_tv, seed, rows,
+    report = Report(spec.name, spec.description, verdict, alpha, power, target_tv, seed, rows,
                        time.perf_counter() - t0, notes)
     return SweepReport(report, executor, scen, n_tasks, resumed, failed, workers, task_secs, tables)

@@ -22,6 +22,8 @@ from scipy import special
 
 from specoracle.reference.processing import process_logits
 
+from .impl import Impl
+
 
 @dataclass(frozen=True)
 class Mutant:
@@ -34,6 +36,9 @@ class Mutant:
     focus: tuple = ()
 
 
+# every mutant, by name; the batched ones (protocol "batch") are defined in mutants_batch.py,
+# which adds them here when it is imported: the package (registry.py) imports it, so MUTANTS
+# is complete whenever specoracle.proofs.certify is imported (any of its modules imports it)
 MUTANTS: dict[str, Mutant] = {}
 
 
@@ -457,16 +462,10 @@ def gauss_residual_cdf_difference(m_p, m_q, s, c, rng):
     return m_q + s * (S * e + z - (e @ z) * e)
 
 
-# ---------------------------------------------------------------- batched mutants (issue 17)
-
-from . import mutants_batch  # noqa: E402,F401  (registers the protocol-"batch" mutants in MUTANTS)
-
-
 # ---------------------------------------------------------------- registration
 
 
 def register_all(register) -> None:
-    from .certify import Impl
     for m in MUTANTS.values():
         register(f"mutant.{m.name}",
                  lambda m=m: Impl(f"mutant.{m.name}", m.protocol, m.fn, m.law,

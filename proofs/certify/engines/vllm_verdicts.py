@@ -5,15 +5,15 @@
     transformers model: a different kernel stack, so equality there is informative, not required);
   * T = 1 (with top-k / top-p): the law of the first n generated tokens against the target's
     exact law, computed from the transformers target in float32 by
-    :func:`~specoracle.fastpath.models.lossless.exact_prefix_law`; Pearson chi-square per prompt
-    (:func:`~specoracle.fastpath.models.lossless.prefix_law_gof`), Holm over the prompts, so the
+    :func:`~specoracle.proofs.certify.lossless.exact_prefix_law`; Pearson chi-square per prompt
+    (:func:`~specoracle.proofs.certify.lossless.prefix_law_gof`), Holm over the prompts, so the
     family-wise false-positive rate of one configuration is <= alpha; ``detectable`` is the
     largest per-prompt TV detected with power 0.9 at the per-prompt Bonferroni level.
 
 Batching: ``batch=None`` sends all requests (prompts interleaved, seeds ``seed + j``) in ONE
 ``generate`` call (several different requests per batch); ``batch=1`` sends one request per call.
 
-Run: ``python -m specoracle.proofs.engines.vllm_verdicts --json FILE`` (in the project venv; each
+Run: ``python -m specoracle.proofs.certify.engines.vllm_verdicts --json FILE`` (in the project venv; each
 method is one engine start; the plan below is what docs/CERTIFICATION.md records).
 """
 from __future__ import annotations
@@ -87,9 +87,10 @@ def law_check(engine, target, prompts, *, n: int, per_prompt: int, temperature: 
     """Sample ``per_prompt`` requests per prompt from ``engine`` and test the law of their first
     ``n`` tokens against the exact law of each prompt (module doc); ``strata`` (n = 2 only):
     the full-vocabulary law of :func:`stratified_pair_law` instead. Returns a JSON-able dict."""
-    from specoracle.fastpath.models.lossless import exact_prefix_law, prefix_law_gof
     from specoracle.fastpath.models.llm.processing import Warp
     from specoracle.proofs.stats import holm
+
+    from ..lossless import exact_prefix_law, prefix_law_gof
 
     warping = Warp(temperature, top_k, top_p)
     if laws is None and strata:
@@ -151,9 +152,9 @@ def run_plan(methods=METHODS, *, quick: bool = False, alpha: float = 1e-3, log=p
     from specoracle.fastpath.models.bench_llm import bench_prompts
     from specoracle.fastpath.models.llm.engine import autoregressive_generate
     from specoracle.fastpath.models.llm.hf import load_pair
-    from specoracle.fastpath.models.lossless import exact_prefix_law
     from specoracle.fastpath.models.llm.processing import Warp
 
+    from ..lossless import exact_prefix_law
     from .vllm import WorkerError, make_engine
 
     torch.manual_seed(0)
@@ -233,7 +234,7 @@ def main(argv=None) -> int:
     chosen = [m for m in METHODS if m[0] in args.methods.split(",")]
     record = run_plan(chosen, quick=args.quick, log=lambda s: print(s, file=sys.stderr, flush=True),
                       max_batch=args.max_batch, labels=args.checks.split(";") if args.checks else None)
-    record["command"] = "python -m specoracle.proofs.engines.vllm_verdicts " + " ".join(argv or sys.argv[1:])
+    record["command"] = "python -m specoracle.proofs.certify.engines.vllm_verdicts " + " ".join(argv or sys.argv[1:])
     with open(args.json, "w") as fh:
         json.dump(record, fh, indent=1)
     return 0

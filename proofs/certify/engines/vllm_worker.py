@@ -29,7 +29,7 @@ import json
 import os
 import sys
 
-DEFAULT_BACKEND = "specoracle.proofs.engines.vllm_worker:VllmBackend"
+DEFAULT_BACKEND = "specoracle.proofs.certify.engines.vllm_worker:VllmBackend"
 METHODS = ("none", "draft_model", "ngram", "suffix")
 
 

@@ -3,7 +3,7 @@ exact laws the outputs must follow (ALGORITHMS.md §1.2-§1.4, §2.3-§2.5, §7)
 
 Each scenario is small enough that its laws are computed exactly (float64
 enumeration of every drafted block), yet chosen so that a known bug shows
-(see ``proofs/mutants.py``): context-dependent rows (off-by-one rows, joint-law bugs),
+(see ``proofs/certify/mutants.py``): context-dependent rows (off-by-one rows, joint-law bugs),
 ``p(x) = 0`` cells drafted with ``q(x) > 0`` (`<=` vs `<`), disjoint supports, K >= 2
 (shared-noise bugs invisible to marginals), temperature / top-p warps.
 

@@ -1,9 +1,9 @@
 """Certification sweeps (issue 18): many scenarios (the fixed battery plus random ones with
 V up to 32k and K up to 8), split into tasks that return exact count tables, run by an
-executor (in-process, local Ray, a Ray cluster: :mod:`specoracle.proofs.executors`),
+executor (in-process, local Ray, a Ray cluster: :mod:`specoracle.proofs.certify.executors`),
 merged exactly, decided with Holm over the whole sweep; resumable through a results file.
 
-    from specoracle.proofs.sweep import sweep
+    from specoracle.proofs.certify.sweep import sweep
     rep = sweep("reference.chain", 20, executor="ray", workers=2, results="sweep.jsonl")
     print(rep.format()); rep.verdict
 """

@@ -6,7 +6,7 @@ batch, alpha, power, tv, seed, progress, baseline, eos_id, min_prob, reproduce) 
 
 What is checked
   * T = 0: every request's first n tokens equal the target's greedy continuation (computed
-    from ``target_model``, cache-free, :func:`~specoracle.fastpath.models.lossless.prefix_law`)
+    from ``target_model``, cache-free, :func:`~specoracle.proofs.certify.lossless.prefix_law`)
     and, when a ``baseline`` engine is given (the same engine with method "none"), the
     baseline's tokens for the same request. Exact comparisons (no alpha).
   * T > 0: per prompt, the law of the first n generated tokens (EOS-terminated shorter
@@ -24,10 +24,10 @@ call gets ``batch`` of them, so with batch > 1 and P > 1 each call mixes differe
 and each prompt's law is checked separately (batch invariance and ragged rows are exercised
 inside the engine). Seeds: one per request, ``SeedSequence(seed).generate_state``.
 
-At scale (issue 18): with an :class:`~specoracle.proofs.engines.EngineFactory` and
+At scale (issue 18): with an :class:`~specoracle.proofs.certify.engines.EngineFactory` and
 ``executor="ray"`` (or ``ray://HOST:PORT``, ``auto``) the requests are cut into shards of
 whole engine calls and run on ``actors`` Ray actors, one engine each
-(proofs/executors.py ``map_actors``); each shard returns exact per-prompt counts, which are
+(proofs/certify/executors.py ``map_actors``); each shard returns exact per-prompt counts, which are
 summed. Request r keeps its prompt and seed and every engine call holds the same requests,
 so the counts and the verdict equal the in-process run's (:func:`request_counts`).
 
@@ -51,8 +51,8 @@ import numpy as np
 
 from specoracle.reference.types import InvalidInput
 
-from ..certify import CheckRow, Report, _decide, _verdict
-from .. import stats as st
+from ... import stats as st
+from ..decision import CheckRow, Report, decide, verdict_of
 
 DEFAULT_ALPHA = 1e-3
 DEFAULT_POWER = 0.9
@@ -149,7 +149,7 @@ def _check_args(prompts, n, temperature, top_k, top_p, samples, batch, alpha, po
 
 def _laws(target_model, prompts, w, n, eos_id, min_prob):
     """One PrefixLaw per prompt; exact when enumerable, else coarsened (module doc)."""
-    from specoracle.fastpath.models.lossless import MAX_CELLS, prefix_law
+    from ..lossless import MAX_CELLS, prefix_law
     exact_ok = w.greedy or w.top_p is not None or (w.top_k is not None and w.top_k ** n <= MAX_CELLS)
     out = []
     for pr in prompts:
@@ -239,8 +239,8 @@ def request_counts(engine, prompts, seeds, *, n: int, w, batch: int, keep: bool 
     the engine's :func:`_describe` and the set of workers that ran shards.
 
     ``engine`` is an Engine (in-process only) or a picklable factory (an
-    :class:`~specoracle.proofs.engines.EngineFactory`). In-process the requests run here, one
-    engine call after the other; on Ray (``executor`` as in proofs/executors.py) the shards go
+    :class:`~specoracle.proofs.certify.engines.EngineFactory`). In-process the requests run here, one
+    engine call after the other; on Ray (``executor`` as in proofs/certify/executors.py) the shards go
     to ``actors`` actors holding one engine each (``executors.map_actors``) and their Counters
     are summed. The engine calls, their requests and seeds do not depend on the split, so the
     counts are identical for every executor and number of actors. A shard that still fails
@@ -307,8 +307,8 @@ def certify_engine(engine, target_model, prompts, *, n: int = 3, temperature: fl
                    power: float = DEFAULT_POWER, tv: float = DEFAULT_TV, seed: int = 0, progress: bool = False,
                    baseline=None, eos_id=None, min_prob: float | None = None, reproduce: str = "",
                    executor: str = "inprocess", actors: int = 1) -> EngineReport:
-    """Certify ``engine`` (an :class:`~specoracle.proofs.engines.Engine`, or an
-    :class:`~specoracle.proofs.engines.EngineFactory`) on ``prompts`` (token-id lists) against
+    """Certify ``engine`` (an :class:`~specoracle.proofs.certify.engines.Engine`, or an
+    :class:`~specoracle.proofs.certify.engines.EngineFactory`) on ``prompts`` (token-id lists) against
     ``target_model`` (a Hugging Face causal LM: the exact law's source); see the module doc.
     ``eos_id`` defaults to the engine's ``eos_id``; ``baseline`` is the same engine with
     method "none" (optional, same kind as ``engine``).
@@ -397,12 +397,12 @@ def _certify(engine, target_model, prompts, *, n, temperature, top_k, top_p, sam
         rows = _greedy_rows(outs[""], outs.get("none/"), laws, P)
         det = float("nan")
     else:
-        from specoracle.fastpath.models.lossless import prefix_law_gof
+        from ..lossless import prefix_law_gof
         m = P * len(engines)
         results = [_blind_if_one_cell(prefix_law_gof(counts[tag][i], laws[i].cells, alpha=alpha / m, power=power,
                                                      name=f"{tag}p{i}/law of {n} tokens"), laws[i])
                    for tag, _ in engines for i in range(P)]
-        rows = _decide(results, alpha, power, tv, m)
+        rows = decide(results, alpha, power, tv, m)
         det = max(r.detectable for r in rows)
         if any(law.coarsened for law in laws):
             notes.append(f"law coarsened: sequences with probability < {min_prob or DEFAULT_MIN_PROB:g} pooled into "
@@ -412,7 +412,7 @@ def _certify(engine, target_model, prompts, *, n, temperature, top_k, top_p, sam
                     baseline=baseline is not None, cells=[len(law.cells) for law in laws],
                     executor=executor if kind != "inprocess" else "inprocess", actors=actors, workers=len(workers))
     desc = f"{me['name']} {me['version']} method={me['method']}, black box, law of the first {n} tokens"
-    return EngineReport(f"{me['name']}:{me['method']}", desc, _verdict(rows), alpha, power, tv, int(seed), rows,
+    return EngineReport(f"{me['name']}:{me['method']}", desc, verdict_of(rows), alpha, power, tv, int(seed), rows,
                         time.perf_counter() - t0, notes, engine=me["name"], version=me["version"],
                         method=me["method"], settings=settings, n=int(n), detectable_tv=det, reproduce=reproduce)
 

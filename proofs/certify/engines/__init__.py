@@ -19,7 +19,7 @@ each (shorter only after EOS). ``close()`` frees the engine. Optional attributes
 certification reads when present: ``eos_id`` (the EOS id the engine stops at) and ``note``
 (one line on how requests are run, e.g. "one request at a time").
 
-:func:`specoracle.proofs.engines.certify.certify_engine` certifies any engine against the
+:func:`specoracle.proofs.certify.engines.certify.certify_engine` certifies any engine against the
 target model's exact law (docs/CERTIFICATION.md, "Engines"); given an :class:`EngineFactory`
 (picklable: engine name + ``make_engine`` keywords) it can shard the requests over Ray actors.
 """
@@ -31,9 +31,9 @@ from typing import Protocol, runtime_checkable
 from specoracle.reference.types import InvalidInput
 
 ENGINES = {
-    "specoracle": "specoracle.proofs.engines.specoracle_engine:make_engine",
-    "transformers": "specoracle.proofs.engines.hf:make_engine",
-    "vllm": "specoracle.proofs.engines.vllm:make_engine",
+    "specoracle": "specoracle.proofs.certify.engines.specoracle_engine:make_engine",
+    "transformers": "specoracle.proofs.certify.engines.hf:make_engine",
+    "vllm": "specoracle.proofs.certify.engines.vllm:make_engine",
 }
 
 # the optional extra each engine needs, named in the one-line "not available" message

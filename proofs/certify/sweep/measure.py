@@ -1,7 +1,7 @@
 """Measure a sweep on the in-process executor and on a local Ray with 1 and 2 workers, and
 tabulate the detectable TV against total samples (issue 18; docs/PERFORMANCE.md).
 
-    python -m specoracle.proofs.sweep.measure --impl reference.chain --sweep 8 --samples 3000 \
+    python -m specoracle.proofs.certify.sweep.measure --impl reference.chain --sweep 8 --samples 3000 \
         --workers 2 --json sweep_measure.json
 
 One local Ray is started (its start-up time is reported apart) and reused for both worker
@@ -14,8 +14,9 @@ import json
 import os
 import time
 
-from .. import certify as cf
-from .. import stats as st
+from ... import stats as st
+from ..decision import DEFAULT_ALPHA, DEFAULT_POWER
+from ..registry import resolve_impl
 from ..executors import LOCAL_OBJECT_STORE, map_tasks, require_ray
 from .run import plan, sweep
 
@@ -30,7 +31,7 @@ def _identity(x):
 def detectable_table(impl, n_random, seed, alpha, power, rounds=ROUNDS) -> list:
     """Rows (rounds per scenario, total rounds, worst and best detectable TV over the chi-square
     checks) for the sweep's scenarios and Holm share alpha/m (stats.detectable_tv)."""
-    spec = cf.resolve_impl(impl)
+    spec = resolve_impl(impl)
     planned = plan(spec, n_random, seed=seed, samples=1000, alpha=alpha, power=power, target_tv=0.05)
     m = sum(len(p.checks) for p in planned)
     dfs = [c.df for p in planned for c in p.checks if c.kind == "gof" and c.df > 0]
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
         ray.shutdown()
     out["ratio_1_over_2"] = out["ray_1_s"] / out[f"ray_{a.workers}_s"]
     out["overhead_per_task_ms"] = 1e3 * (out["ray_1_s"] - out["inprocess_s"]) / out["tasks"]
-    out["detectable"] = detectable_table(a.impl, a.sweep, a.seed, cf.DEFAULT_ALPHA, cf.DEFAULT_POWER)
+    out["detectable"] = detectable_table(a.impl, a.sweep, a.seed, DEFAULT_ALPHA, DEFAULT_POWER)
     print(json.dumps(out, indent=2))
     if a.json:
         with open(a.json, "w") as fh:

@@ -9,7 +9,7 @@ against its exact law, or an exact binomial test of a set of cells.
 
 Scenario types supported by sweeps: the fixed battery's Markov scenarios (probs and
 logits protocols), one-node multi-draft scenarios (mss, kseq), deterministic trees, the
-random :class:`~specoracle.proofs.sweep.scenarios.RowScenario`, and the Gaussian
+random :class:`~specoracle.proofs.certify.sweep.scenarios.RowScenario`, and the Gaussian
 scenarios. Continuous outputs are made countable the same way certify whitens them
 (projections that are N(0, 1) under the null), then binned into ``GAUSS_BINS``
 equiprobable bins of N(0, 1) (cell = floor(Phi(w) * GAUSS_BINS)): a chi-square test
@@ -24,9 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from .. import certify as cf
+from ... import stats as st
 from .. import scenarios as scn
-from .. import stats as st
+from ..decision import Planned, needed_n
+from ..impl import tokens_and_tau
+from ..sampling import run_markov, sample_gauss_block, sample_gauss_residual, sample_gauss_step
 from .scenarios import RowScenario
 
 SWEPT_PROTOCOLS = ("probs", "logits", "mss", "kseq", "tree", "gauss_step", "gauss_residual", "gauss_block")
@@ -53,7 +55,7 @@ class Check:
         return int((self.law > 0).sum()) - 1 if self.kind == "gof" else 1
 
     def planned(self):
-        return cf._Planned(self.name, self.kind, self.df, self.p0)
+        return Planned(self.name, self.kind, self.df, self.p0)
 
     def test(self, tables: dict, alpha_i: float, power: float) -> st.TestResult:
         c = np.asarray(tables[self.table], dtype=np.float64)
@@ -159,7 +161,7 @@ def count_rounds(impl, sc, n: int, rng, sizes: dict) -> dict:
         joint, emitted, taus = _run_rows(impl, sc, n, rng)
         idx = {"joint": joint, "emitted": emitted, "tau": taus}
     elif isinstance(sc, scn.MarkovScenario):
-        joint, emitted, taus = cf._run_markov(impl, sc, n, rng, None)  # OutputFormatError: the task fails
+        joint, emitted, taus = run_markov(impl, sc, n, rng, None)  # OutputFormatError: the task fails
         idx = {"joint": joint, "emitted": emitted, "tau": taus}
     elif isinstance(sc, scn.MultiScenario):
         idx = {"cells": _run_multi(impl, sc, n, rng)}
@@ -175,14 +177,14 @@ def _run_gauss(impl, sc, n, rng) -> dict:
     """Cell indices per table of n Gaussian rounds (certify's samplers, then binned)."""
     names = _gauss_tables(sc)
     if isinstance(sc, scn.GaussBlockScenario):
-        xi, taus = cf._sample_gauss_block(impl, sc, n, rng, None)
+        xi, taus = sample_gauss_block(impl, sc, n, rng, None)
         cols = xi.reshape(n, -1)
         acc = np.where(taus >= 0, (taus >= 1).astype(np.int64), -1)
     elif isinstance(sc, scn.GaussResidualScenario):
-        zS, W = cf._sample_gauss_residual(impl, sc, n, rng, None)
+        zS, W = sample_gauss_residual(impl, sc, n, rng, None)
         cols, acc = np.column_stack([zS, W]), None
     else:
-        cols, accepted, _ = cf._sample_gauss_step(impl, sc, n, rng, None)
+        cols, accepted, _ = sample_gauss_step(impl, sc, n, rng, None)
         acc = np.where(np.all(np.abs(cols) < _MALFORMED, axis=1), accepted.astype(np.int64), -1)
     out = {t: gauss_cells(cols[:, j]) for j, t in enumerate(names)}
     if acc is not None:
@@ -215,7 +217,7 @@ def _run_rows(impl, sc: RowScenario, n, rng):
                           sc.warp.get("top_p"))
         else:
             out = impl.fn(sc.p, sc.q, draft[j], rng)
-        toks, tau = cf._emitted(out)
+        toks, tau = tokens_and_tau(out)
         tau = len(toks) - 1 if tau is None else tau
         if 1 <= len(toks) <= K + 1 and all(0 <= t < V for t in toks) and tau == len(toks) - 1:
             joint[j] = sc.joint_cell(sc.complete(toks, rng))
@@ -230,7 +232,7 @@ def _run_multi(impl, sc, n, rng):
     cells = np.full(n, -1, dtype=np.int64)
     for j in range(n):
         q = sc.q if sc.kind == "mss" else sc.q[0]
-        toks, tau = cf._emitted(impl.fn(sc.p, q, children[j], rng))
+        toks, tau = tokens_and_tau(impl.fn(sc.p, q, children[j], rng))
         if len(toks) == 1 and tau in (0, 1) and 0 <= toks[0] < V:
             cells[j] = tau * V + toks[0]
     return cells
@@ -241,7 +243,7 @@ def _run_tree(impl, sc, n, rng):
     joint = np.full(n, -1, dtype=np.int64)
     taus = joint.copy()
     for j in range(n):
-        toks, tau = cf._emitted(impl.fn(rows, sc.tokens, sc.parents, rng))
+        toks, tau = tokens_and_tau(impl.fn(rows, sc.tokens, sc.parents, rng))
         tau = len(toks) - 1 if tau is None else tau
         if 1 <= len(toks) <= sc.D + 1 and all(0 <= t < sc.V for t in toks) and tau == len(toks) - 1:
             joint[j] = scn.seq_index(sc.complete(toks, rng), sc.V)
@@ -251,7 +253,7 @@ def _run_tree(impl, sc, n, rng):
 
 def needed_rounds(impl, sc, alpha_i, power, tv) -> int:
     """Smallest rounds reaching ``power`` at ``tv`` for every check of ``sc`` (certify's rule)."""
-    return max(max(cf._needed_n(c.planned(), alpha_i, power, tv) for c in checks(impl, sc)), 200)
+    return max(max(needed_n(c.planned(), alpha_i, power, tv) for c in checks(impl, sc)), 200)
 
 
 def add_tables(a: dict, b: dict) -> dict:

@@ -1,6 +1,6 @@
 """Adapters: the built-in names of ``specoracle certify`` (reference.*, fast paths,
 third-party samplers), each a factory registered lazily with
-:func:`specoracle.proofs.certify.register_impl`.
+:func:`specoracle.proofs.certify.register_impl` (registry.py).
 
 Protocols are documented in :mod:`specoracle.proofs.certify`. Third-party adapters
 import their package only when built (``certify`` then reports "not available:
@@ -19,7 +19,7 @@ import their package only when built (``certify`` then reports "not available:
     output ids padded with -1.
 ``vllm.v1.rejection_sampler`` (``.ngram``: draft_probs=None; ``.triton``: the Triton kernel
     sources in Triton's interpreter)  vLLM V1's ``RejectionSampler.forward`` as the engine
-    calls it, the certified request inside a ragged batch (see proofs/vllm_v1.py); run
+    calls it, the certified request inside a ragged batch (see proofs/certify/vllm_v1.py); run
     ``certify`` with the vLLM venv's python (scripts/setup-vllm-env.sh). The former v0
     adapter (``vllm.model_executor.layers.rejection_sampler``) targeted an API that vLLM V1
     removed; it is gone.
@@ -31,10 +31,7 @@ import importlib.util
 
 import numpy as np
 
-
-def _impl(*args, **kw):
-    from .certify import Impl
-    return Impl(*args, **kw)
+from .impl import Impl
 
 
 # ---------------------------------------------------------------- reference
@@ -49,32 +46,32 @@ def _reference_impls():
         return cat.verify_chain_rng(process_logits(lp, **warp), process_logits(lq, **warp), draft, rng)
 
     return {
-        "reference.chain": lambda: _impl("reference.chain", "probs", cat.verify_chain_rng, "chain",
-                                         "token-level speculative sampling (Leviathan/Chen), §1.2"),
-        "reference.block": lambda: _impl("reference.block", "probs", cat.verify_block_rng, "block",
-                                         "block verification (Sun et al.), §1.3"),
-        "reference.greedy": lambda: _impl("reference.greedy", "probs",
-                                          lambda p, q, d, rng: cat.verify_greedy(p, d), "chain",
-                                          "greedy verification on one-hot (temperature 0) targets",
-                                          scenarios=("greedy",)),
-        "reference.chain_logits": lambda: _impl("reference.chain_logits", "logits", chain_logits, "chain",
-                                                "process_logits on both sides, then verify_chain"),
+        "reference.chain": lambda: Impl("reference.chain", "probs", cat.verify_chain_rng, "chain",
+                                        "token-level speculative sampling (Leviathan/Chen), §1.2"),
+        "reference.block": lambda: Impl("reference.block", "probs", cat.verify_block_rng, "block",
+                                        "block verification (Sun et al.), §1.3"),
+        "reference.greedy": lambda: Impl("reference.greedy", "probs",
+                                         lambda p, q, d, rng: cat.verify_greedy(p, d), "chain",
+                                         "greedy verification on one-hot (temperature 0) targets",
+                                         scenarios=("greedy",)),
+        "reference.chain_logits": lambda: Impl("reference.chain_logits", "logits", chain_logits, "chain",
+                                               "process_logits on both sides, then verify_chain"),
     }
 
 
 def _tree_impls():
     def mss():
         from specoracle.reference import tree
-        return _impl("reference.mss", "mss", tree.verify_mss_rng, None, "SpecInfer MSS at one node, §1.4.1")
+        return Impl("reference.mss", "mss", tree.verify_mss_rng, None, "SpecInfer MSS at one node, §1.4.1")
 
     def kseq():
         from specoracle.reference import tree
-        return _impl("reference.kseq", "kseq", tree.verify_kseq_rng, None, "SpecTr K-SEQ, §1.4.2")
+        return Impl("reference.kseq", "kseq", tree.verify_kseq_rng, None, "SpecTr K-SEQ, §1.4.2")
 
     def det():
         from specoracle.reference import tree
-        return _impl("reference.tree_deterministic", "tree", tree.verify_tree_deterministic_rng, None,
-                     "sample-and-match over deterministic candidates, §1.4.3")
+        return Impl("reference.tree_deterministic", "tree", tree.verify_tree_deterministic_rng, None,
+                    "sample-and-match over deterministic candidates, §1.4.3")
 
     return {"reference.mss": mss, "reference.kseq": kseq, "reference.tree_deterministic": det}
 
@@ -82,16 +79,16 @@ def _tree_impls():
 def _gaussian_impls():
     def refl():
         from specoracle.reference import gaussian as g
-        return _impl("reference.gaussian_reflection", "gauss_step",
-                     lambda mp, mq, s, z, rng: g.reflection_coupling(mp, mq, s, z, rng.random()), None,
-                     "reflection maximal coupling, §2.3")
+        return Impl("reference.gaussian_reflection", "gauss_step",
+                    lambda mp, mq, s, z, rng: g.reflection_coupling(mp, mq, s, z, rng.random()), None,
+                    "reflection maximal coupling, §2.3")
 
     def gamma():
         from specoracle.reference import gaussian as g
-        return _impl("reference.gaussian_gamma", "gauss_step",
-                     lambda mp, mq, s, z, rng: g.gamma_coupling(mp, mq, s, z, rng.random(), rng.random(),
+        return Impl("reference.gaussian_gamma", "gauss_step",
+                    lambda mp, mq, s, z, rng: g.gamma_coupling(mp, mq, s, z, rng.random(), rng.random(),
                                                                 rng.standard_normal(len(mp))), None,
-                     "gamma-maximal coupling with ResidualGauss, §2.4 / §4.2")
+                    "gamma-maximal coupling with ResidualGauss, §2.4 / §4.2")
 
     def residual():
         from specoracle.reference import gaussian as g
@@ -99,13 +96,13 @@ def _gaussian_impls():
             out = g.residual_gauss_rng(mp, mq, s, c, rng)
             return out[0] if isinstance(out, tuple) else out  # (x, fallbacks)
 
-        return _impl("reference.gaussian_residual", "gauss_residual", call, None,
-                     "ResidualGauss: exact sampler of (c p - q)+, §2.4")
+        return Impl("reference.gaussian_residual", "gauss_residual", call, None,
+                    "ResidualGauss: exact sampler of (c p - q)+, §2.4")
 
     def block():
         from specoracle.reference import gaussian as g
-        return _impl("reference.gaussian_block", "gauss_block", g.verify_gaussian_block_rng, None,
-                     "Gaussian block verification, §2.5")
+        return Impl("reference.gaussian_block", "gauss_block", g.verify_gaussian_block_rng, None,
+                    "Gaussian block verification, §2.5")
 
     return {"reference.gaussian_reflection": refl, "reference.gaussian_gamma": gamma,
             "reference.gaussian_residual": residual, "reference.gaussian_block": block}
@@ -129,8 +126,8 @@ def _fastpath_factory(backend, module, op, fname, law):
         if op == "greedy":
             def call(p, q, d, rng):
                 return fn(p[None], np.asarray(d)[None]).verdict(0)
-            return _impl(f"{backend}.{op}", "probs", call, law, f"{module}.{fname} (batch of 1)",
-                         scenarios=("greedy",))
+            return Impl(f"{backend}.{op}", "probs", call, law, f"{module}.{fname} (batch of 1)",
+                        scenarios=("greedy",))
 
         def core(p, q, d, u):
             return fn(np.asarray(p)[None], np.asarray(q)[None], np.asarray(d)[None], np.asarray(u)[None]).verdict(0)
@@ -142,12 +139,12 @@ def _fastpath_factory(backend, module, op, fname, law):
             return fn(np.ascontiguousarray(p), np.ascontiguousarray(q), np.ascontiguousarray(d),
                       np.ascontiguousarray(u))
 
-        return _impl(f"{backend}.{op}", "probs", call, law, f"{module}.{fname}, batched, coupled to the oracle",
-                     core=core, oracle=oracle, batch=batch)
+        return Impl(f"{backend}.{op}", "probs", call, law, f"{module}.{fname}, batched, coupled to the oracle",
+                    core=core, oracle=oracle, batch=batch)
     return factory
 
 
-def _fastpath_impls():
+def fastpath_impls():
     out = {}
     for backend, module in FASTPATH_BACKENDS.items():
         try:
@@ -164,11 +161,23 @@ def _fastpath_impls():
 # ---------------------------------------------------------------- third party
 
 
+def hf_speculative_sampling():
+    """transformers' ``_speculative_sampling``, callable the same way on every supported
+    release: older ones (5.0 among them) take a required ``is_done_candidate`` flag (EOS
+    handling), which is passed as False."""
+    import functools
+    import inspect
+
+    from transformers.generation.utils import _speculative_sampling
+    if "is_done_candidate" in inspect.signature(_speculative_sampling).parameters:
+        return functools.partial(_speculative_sampling, is_done_candidate=False)
+    return _speculative_sampling
+
+
 def transformers_speculative_sampling():
     """transformers' ``_speculative_sampling`` through the "probs" protocol (module doc)."""
     import torch
 
-    from specoracle.fastpath.bench_cuda import hf_speculative_sampling
     _speculative_sampling = hf_speculative_sampling()
 
     def call(p, q, draft, rng):
@@ -187,8 +196,8 @@ def transformers_speculative_sampling():
             torch.set_num_threads(threads)
         return [int(t) for t in tokens[0].tolist()], int(n_matches)
 
-    return _impl("transformers.speculative_sampling", "probs", call, "chain",
-                 "transformers.generation.utils._speculative_sampling (float32 logits = log p, log q)")
+    return Impl("transformers.speculative_sampling", "probs", call, "chain",
+                "transformers.generation.utils._speculative_sampling (float32 logits = log p, log q)")
 
 
 def flashinfer_chain_speculative_sampling():
@@ -208,8 +217,8 @@ def flashinfer_chain_speculative_sampling():
         ids = (out[0] if isinstance(out, tuple) else out)[0].tolist()
         return [int(t) for t in ids if t >= 0]
 
-    return _impl("flashinfer.chain_speculative_sampling", "probs", call, "chain",
-                 "flashinfer.sampling.chain_speculative_sampling (CUDA, float32)")
+    return Impl("flashinfer.chain_speculative_sampling", "probs", call, "chain",
+                "flashinfer.sampling.chain_speculative_sampling (CUDA, float32)")
 
 
 def vllm_v1_rejection_sampler(no_draft_probs: bool = False, triton: bool = False, patch_expand: bool = False):
@@ -221,12 +230,12 @@ def vllm_v1_rejection_sampler(no_draft_probs: bool = False, triton: bool = False
     if patch_expand:
         name, where = name + ".patched_expand", where + ", expand kernel replaced by a torch one"
     if no_draft_probs:
-        return _impl(name, "logits", call, "chain",
-                     f"vllm.v1 RejectionSampler, draft_probs=None (q one-hot, ngram/suffix), ragged batch, {where}",
-                     scenarios=("logits_onehot_q", "logits_greedy"))
-    return _impl(name, "logits", call, "chain",
-                 f"vllm.v1 RejectionSampler.forward with draft_probs, ragged batch of 4 requests, {where}",
-                 scenarios=("logits_t1", "logits_topk", "warped", "logits_greedy"))
+        return Impl(name, "logits", call, "chain",
+                    f"vllm.v1 RejectionSampler, draft_probs=None (q one-hot, ngram/suffix), ragged batch, {where}",
+                    scenarios=("logits_onehot_q", "logits_greedy"))
+    return Impl(name, "logits", call, "chain",
+                f"vllm.v1 RejectionSampler.forward with draft_probs, ragged batch of 4 requests, {where}",
+                scenarios=("logits_t1", "logits_topk", "warped", "logits_greedy"))
 
 
 def _vllm_v1_variants():
@@ -252,6 +261,6 @@ THIRD_PARTY = {
 
 def register_all(register) -> None:
     """Register every adapter name with ``register(name, factory)``."""
-    for group in (_reference_impls(), _tree_impls(), _gaussian_impls(), _fastpath_impls(), THIRD_PARTY):
+    for group in (_reference_impls(), _tree_impls(), _gaussian_impls(), fastpath_impls(), THIRD_PARTY):
         for name, factory in group.items():
             register(name, factory)

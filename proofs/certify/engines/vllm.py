@@ -8,7 +8,7 @@ else ``~/.cache/specoracle/venvs/vllm``). :class:`VllmEngine` starts ONE long-li
 Methods: ``none`` (no speculation), ``draft_model`` (the draft model drafts k tokens),
 ``ngram`` (prompt lookup, k tokens), ``suffix`` (suffix decoding, k tokens). Models may be zoo
 names (``zoo:code-target``); they are resolved here to folders. The target runs in float32 (as
-specoracle's own engine and :func:`~specoracle.fastpath.models.lossless.exact_prefix_law` do),
+specoracle's own engine and :func:`~specoracle.proofs.certify.lossless.exact_prefix_law` do),
 with ``VLLM_CPU_KVCACHE_SPACE=1`` (GiB) unless set.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from specoracle.reference.types import InvalidInput
 
 from .vllm_worker import METHODS
 
-WORKER_MODULE = "specoracle.proofs.engines.vllm_worker"
+WORKER_MODULE = "specoracle.proofs.certify.engines.vllm_worker"
 START_TIMEOUT_S = 1800.0  # an engine start takes minutes on a shared 2-core machine
 
 

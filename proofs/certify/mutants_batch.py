@@ -1,6 +1,6 @@
-"""Batched mutants (protocol "batch", :mod:`specoracle.proofs.batch`): known-wrong
+"""Batched mutants (protocol "batch", :mod:`specoracle.proofs.certify.batch`): known-wrong
 samplers modelled on the 2026 engine bugs of issue 17, registered in the same zoo
-(:data:`specoracle.proofs.mutants.MUTANTS`, ``mutant.<name>``) and rejected by
+(:data:`specoracle.proofs.certify.mutants.MUTANTS`, ``mutant.<name>``) and rejected by
 ``certify`` at the default settings.
 
 Each is a deliberately wrong copy of a batched verifier over the vLLM V1-style layout
