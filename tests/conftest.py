@@ -2,8 +2,9 @@
 
 Profiles: ``dev`` (default locally), ``ci`` (derandomized, no example database,
 selected automatically when CI=true), ``thorough`` (many more examples; select
-with HYPOTHESIS_PROFILE=thorough). Statistical tests use fixed seeds: never
-re-roll a seed to turn a test green.
+with HYPOTHESIS_PROFILE=thorough). Every hypothesis test draws its inputs from
+tests/strategies.py. Statistical tests use fixed seeds: never re-roll a seed to turn
+a test green.
 """
 from __future__ import annotations
 
