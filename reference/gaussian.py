@@ -356,7 +356,7 @@ def _quantile_log(u, log_c, delta):
     def f(s):
         return log_tail(s, log_c, delta, s_star) - target
 
-    if u == 0.0:
+    if u == 0.0 or f(s_star) <= 0:  # u within rounding of 0 (e.g. 2^-53): T(s*) = R
         return s_star
     m = 1.0
     while f(s_star + m) > 0:

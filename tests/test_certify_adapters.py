@@ -88,8 +88,10 @@ def test_misspelt_or_unknown_law_is_an_error():
     assert C.resolve_impl(f).law == "chain"
 
 
-def test_missing_law_is_said():
-    report = C.certify(_chain, scenarios=("t1",), **QUICK)
+@pytest.mark.statistical
+def test_missing_law_is_said(specoracle_alpha):
+    """alpha: the suite budget's share (1e-3); power 0.9 at TV 0.1."""
+    report = C.certify(_chain, scenarios=("t1",), alpha=specoracle_alpha, **QUICK)
     assert report.verdict == "exact"
     assert any("declares no law" in n and "chain, block" in n for n in report.notes)
 
@@ -187,7 +189,9 @@ def test_report_states_the_smallest_tv(tmp_path):
     assert data["smallest_detectable"]["TV"]["every_check"] == pytest.approx(sens["every_check"])
 
 
-def test_logits_adapter_without_the_new_keywords_skips_with_a_note():
+@pytest.mark.statistical
+def test_logits_adapter_without_the_new_keywords_skips_with_a_note(specoracle_alpha):
+    """alpha: the suite budget's share (1e-3); power 0.9 at TV 0.1."""
     from specoracle.reference.processing import process_logits
 
     def old(lp, lq, d, rng, temperature, top_p):
@@ -195,6 +199,6 @@ def test_logits_adapter_without_the_new_keywords_skips_with_a_note():
         return cat.verify_chain_rng(process_logits(lp, **w), process_logits(lq, **w), d, rng)
     old.specoracle_protocol = "logits"
     old.specoracle_law = "chain"
-    report = C.certify(old, scenarios=("warped", "topk"), **QUICK)
+    report = C.certify(old, scenarios=("warped", "topk"), alpha=specoracle_alpha, **QUICK)
     assert report.verdict == "exact"
     assert any(n.startswith("topk skipped") for n in report.notes)

@@ -21,8 +21,8 @@ from specoracle.reference.types import InvalidInput
 
 
 @lru_cache(maxsize=None)
-def _report(name, kinds):
-    return C.certify(name, scenarios=kinds, target_tv=0.1, seed=0)
+def _report(name, kinds, alpha):
+    return C.certify(name, scenarios=kinds, alpha=alpha, target_tv=0.1, seed=0)
 
 
 def _verdicts(report):
@@ -94,7 +94,7 @@ def test_homogeneity_calibration_and_power():
 
 @pytest.mark.statistical
 def test_reference_batch_is_exact(lossless):
-    """The suite budget's share (Holm over the run's checks); power 0.9 at TV 0.1, seed 0.
+    """The suite budget's share (1e-3; Holm over the run's checks); power 0.9 at TV 0.1, seed 0.
     Every check ran: per-request laws alone and in a batch, invariance, determinism,
     greedy rows."""
     report = lossless("reference.batch", tv=0.1, seed=0, scenarios=("t1", "markov", "markov_k0", "greedy"))
@@ -105,18 +105,20 @@ def test_reference_batch_is_exact(lossless):
 
 
 @pytest.mark.statistical
-def test_batch_only_bugs_pass_alone_and_fail_in_a_batch():
+def test_batch_only_bugs_pass_alone_and_fail_in_a_batch(specoracle_alpha):
     """wrong_logits_slice reads its neighbour's rows: exact with B = 1, rejected in the
-    batch placement and by invariance (alpha 1e-3 per run, power 0.9 at TV 0.1)."""
-    v = _verdicts(_report("mutant.wrong_logits_slice", ("t1",)))
+    batch placement and by invariance (alpha: the suite budget's share, 1e-3 per run;
+    power 0.9 at TV 0.1)."""
+    v = _verdicts(_report("mutant.wrong_logits_slice", ("t1",), specoracle_alpha))
     assert v["t1@solo/joint"] == v["t1@solo/emitted|tau"] == "pass"
     assert v["t1@batch/joint"] == "REJECT" and v["t1/invariance"] == "REJECT"
 
 
 @pytest.mark.statistical
-def test_determinism_catches_a_shared_generator():
-    """Per-request seeds ignored: every law is exact, only the exact determinism check fails."""
-    report = _report("mutant.shared_generator", ("t1",))
+def test_determinism_catches_a_shared_generator(specoracle_alpha):
+    """Per-request seeds ignored: every law is exact, only the exact determinism check fails
+    (alpha: the suite budget's share, 1e-3; power 0.9 at TV 0.1)."""
+    report = _report("mutant.shared_generator", ("t1",), specoracle_alpha)
     v = _verdicts(report)
     assert v.pop("determinism") == "DISAGREE"
     assert all(x == "pass" for x in v.values()), report.format()
@@ -124,10 +126,11 @@ def test_determinism_catches_a_shared_generator():
 
 
 @pytest.mark.statistical
-def test_invariance_catches_a_lossless_batch_dependent_law():
+def test_invariance_catches_a_lossless_batch_dependent_law(specoracle_alpha):
     """Block verification in batches, chain alone: every joint law passes (both are
-    lossless, law=None claims no algorithm), the homogeneity test rejects."""
-    v = _verdicts(_report("mutant.batch_switches_algorithm", ("scaled",)))
+    lossless, law=None claims no algorithm), the homogeneity test rejects (alpha: the
+    suite budget's share, 1e-3; power 0.9 at TV 0.1)."""
+    v = _verdicts(_report("mutant.batch_switches_algorithm", ("scaled",), specoracle_alpha))
     assert v["scaled@solo/joint"] == v["scaled@batch/joint"] == "pass"
     assert v["scaled/invariance"] == "REJECT"
 

@@ -38,8 +38,9 @@ def test_decay_weights_t5():
 
 
 @pytest.mark.statistical
-def test_truncated_geometric_prior():
-    """Pr(l = j) ∝ beta^j on 0..n-1 (D2SD Eq. (6)). Chi-square GOF, 20000 draws, alpha = 1e-3;
+def test_truncated_geometric_prior(specoracle_alpha):
+    """Pr(l = j) ∝ beta^j on 0..n-1 (D2SD Eq. (6)). Chi-square GOF, 20000 draws, alpha = the
+    suite budget's share (1e-3);
     the detectable TV at power 0.9 is checked below (< 0.03); the wrong variant (untruncated
     geometric clipped to n-1, i.e. the tail mass piled on the last cell) is rejected."""
     from specoracle.proofs.stats import chisquare_gof
@@ -47,10 +48,11 @@ def test_truncated_geometric_prior():
     beta, n, size = 0.7, 7, 20000
     draws = truncated_geometric(rng, beta, n, size)
     pmf = beta ** np.arange(n) / (beta ** np.arange(n)).sum()
-    res = chisquare_gof(np.bincount(draws, minlength=n), pmf, alpha=1e-3)
-    assert res.p_value > 1e-3 and res.detectable < 0.03
+    alpha = specoracle_alpha
+    res = chisquare_gof(np.bincount(draws, minlength=n), pmf, alpha=alpha)
+    assert res.p_value > alpha and res.detectable < 0.03
     wrong = np.minimum(rng.geometric(1 - beta, size) - 1, n - 1)
-    assert chisquare_gof(np.bincount(wrong, minlength=n), pmf, alpha=1e-3).p_value < 1e-3
+    assert chisquare_gof(np.bincount(wrong, minlength=n), pmf, alpha=alpha).p_value < alpha
 
 
 def test_block_sparse_mask():

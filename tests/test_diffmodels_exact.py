@@ -9,8 +9,8 @@ fixed directions: data coordinates for moons, the data's first two principal axe
 digits; cells with < 10 pooled counts dropped).
 
 Error rates (stated, fixed seeds, never re-rolled):
-* alpha = 1e-3 per test (false-positive rate; the default suite runs 2 such tests, the
-  slow suite 10 more).
+* alpha = the test's share of the suite budget per case (``specoracle_alpha``,
+  tests/conftest.py: 1e-3; the default suite runs 2 such cases, the slow suite 8 more).
 * power: with n1 and n2 samples the noncentrality is >= 4 n_eff eps^2 for binned TV eps,
   n_eff = n1 n2 / (n1 + n2), i.e. the one-sample rule of proofs.stats with n_eff samples:
   the binned TV detected with power 0.9 is ``detectable_tv(n_eff, df, alpha)`` (0.057 at
@@ -32,8 +32,8 @@ from specoracle.fastpath.models.diffusion.chains import ddpm_chain
 from specoracle.fastpath.models.diffusion.data import load_dataset
 from specoracle.fastpath.models.diffusion.verify import WindowBatch
 from specoracle.proofs.stats import detectable_tv
+from specoracle.pytest_plugin import alpha_of
 
-ALPHA = 1e-3
 N = 6000
 N_PLAIN = 12000
 STEPS = 20
@@ -116,9 +116,10 @@ def _spec(name, drafter, verify, window=4, seed=202, steps=STEPS, n=N):
                                      draft=draft)
 
 
-def test_power_statement():
+def test_power_statement(request):
     df = (BINS * BINS) - 1
-    assert detectable_tv(N * N_PLAIN // (N + N_PLAIN), df, ALPHA, 0.9) < 0.06
+    alpha = alpha_of(request.config, "test_diffmodels_exact.py::test_moons_speculative_equals_plain")
+    assert detectable_tv(N * N_PLAIN // (N + N_PLAIN), df, alpha, 0.9) < 0.06
 
 
 @pytest.mark.statistical
@@ -130,33 +131,34 @@ def test_power_statement():
     pytest.param("frozen", "token", marks=pytest.mark.slow),
     pytest.param("independent", "block", marks=pytest.mark.slow),
     pytest.param("independent", "reflection", marks=pytest.mark.slow)])
-def test_moons_speculative_equals_plain(moons_plain, drafter, verify):
-    """alpha = 1e-3, power 0.9 at binned TV 0.057 (module docstring)."""
+def test_moons_speculative_equals_plain(moons_plain, drafter, verify, specoracle_alpha):
+    """alpha = the suite budget's share (1e-3), power 0.9 at binned TV 0.057 (module docstring)."""
     res = _spec("moons", drafter, verify)
     p, df = homogeneity(res.samples, moons_plain, _cells("moons"))
     assert df >= 20
-    assert p > ALPHA, f"{drafter}/{verify}: p = {p:.2e}"
+    assert p > specoracle_alpha, f"{drafter}/{verify}: p = {p:.2e}"
     assert res.stats["mean_accepted_length"] > 1.0          # the test ran a real speculative sampler
 
 
 @pytest.mark.statistical
 @pytest.mark.parametrize("mutant,drafter", [("accept_all", "free"), ("target_resample", "free")])
-def test_moons_negative_controls_rejected(moons_plain, mutant, drafter, monkeypatch):
-    """The same test (alpha = 1e-3) rejects the known-wrong samplers (N_PLAIN per arm)."""
+def test_moons_negative_controls_rejected(moons_plain, mutant, drafter, monkeypatch, specoracle_alpha):
+    """The same test (alpha: the level of test_moons_speculative_equals_plain) rejects the
+    known-wrong samplers (N_PLAIN per arm)."""
     monkeypatch.setattr(ds, "verify_windows", MUTANTS[mutant])
     res = _spec("moons", drafter, "block", n=N_PLAIN)
     p, _ = homogeneity(res.samples, moons_plain, _cells("moons"))
-    assert p < ALPHA, f"mutant {mutant} not rejected: p = {p:.2e}"
+    assert p < specoracle_alpha, f"mutant {mutant} not rejected: p = {p:.2e}"
 
 
 @pytest.mark.slow
 @pytest.mark.statistical
 @pytest.mark.parametrize("drafter,verify", [("free", "block"), ("independent", "token")])
-def test_digits_speculative_equals_plain(drafter, verify):
-    """Digits (64-D), 50 steps, N = 3000 per arm, first two principal axes; alpha = 1e-3,
-    power 0.9 at binned TV detectable_tv(1500, 35, 1e-3) = 0.094."""
+def test_digits_speculative_equals_plain(drafter, verify, specoracle_alpha):
+    """Digits (64-D), 50 steps, N = 3000 per arm, first two principal axes; alpha = the suite
+    budget's share (1e-3), power 0.9 at binned TV detectable_tv(1500, 35, 1e-3) = 0.094."""
     target, _ = _pair("digits")
     plain = ds.sample_plain_rng(target, ddpm_chain(50), 3000, np.random.default_rng(303)).samples
     res = _spec("digits", drafter, verify, window=8, seed=404, steps=50, n=3000)
     p, df = homogeneity(res.samples, plain, _cells("digits"))
-    assert p > ALPHA, f"{drafter}/{verify}: p = {p:.2e}"
+    assert p > specoracle_alpha, f"{drafter}/{verify}: p = {p:.2e}"

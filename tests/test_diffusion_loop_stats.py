@@ -3,9 +3,9 @@
 matches the closed forms, block verification dominates token verification, and the
 known-wrong scaled residual (c = 1 instead of p_tau) is rejected.
 
-Per-test alpha and power are in each docstring (formulas: tests/_continuous_stats.py).
-Suite budget of this file: 28 combination / Langevin tests at 2e-4 + 4 T7 tests at 1e-3
-+ 2 at 1e-3 = 0.0116."""
+Per-test alpha and power are in each docstring (formulas: tests/_continuous_stats.py); each
+test reads its level from the suite budget (``specoracle_alpha``, tests/conftest.py): 30
+combination / Langevin cases at 2e-4 + 4 T7 cases at 2e-3 + 4 cases at 1e-3 = 0.017."""
 from __future__ import annotations
 
 import math
@@ -20,7 +20,6 @@ from specoracle.reference import gaussian_batch as gb
 from specoracle.reference import targets_continuous as tc
 
 SCHED = tc.linear_schedule(50, 1e-3, 0.2)
-ALPHA_COMBO = 2e-4
 N_COMBO = 10000
 
 COMBOS = [(d, v, {}) for d in ("free", "frozen", "independent", "target")
@@ -41,26 +40,27 @@ def _run(data, sampler, drafter, verify, opts, draft_data, seed, n=N_COMBO, par=
 
 @pytest.mark.statistical
 @pytest.mark.parametrize("drafter,verify,opts", COMBOS)
-def test_gaussian_data_chain_law(drafter, verify, opts):
+def test_gaussian_data_chain_law(drafter, verify, opts, specoracle_alpha):
     """T9 in d = 2 (DDPM, sigma_1 = 0 applied outside the loop): 10^4 chains against the
-    recursion's N(m_0, V_0 I). alpha 2e-4 (KS + mean + variance per whitened coordinate,
+    recursion's N(m_0, V_0 I). alpha: the budget's share, 2e-4 (KS + mean + variance per whitened coordinate,
     Bonferroni); power 90%: mean shifts of 0.054 sd, variance changes of 7.7%."""
     data = tc.GaussianData([0.7, -0.3], 0.4)
     sampler = df.DiffusionSampler(SCHED, "ddpm")
     res = _run(data, sampler, drafter, verify, opts, tc.GaussianData([0.7, -0.3], 0.5), seed=41)
     m, v = tc.linear_chain_law(data, sampler)
-    assert normal_law_pvalue(res.samples, m[-1], v[-1] * np.eye(2)) > ALPHA_COMBO
+    assert normal_law_pvalue(res.samples, m[-1], v[-1] * np.eye(2)) > specoracle_alpha
     assert res.sequential_calls.mean() < 50
 
 
 @pytest.mark.statistical
-def test_gaussian_data_chain_law_em_sampler():
-    """The same check for Euler-Maruyama (free drafter, block verification); alpha 2e-4."""
+def test_gaussian_data_chain_law_em_sampler(specoracle_alpha):
+    """The same check for Euler-Maruyama (free drafter, block verification); alpha: the
+    budget's share, 2e-4."""
     data = tc.GaussianData([0.7, -0.3], 0.4)
     sampler = df.DiffusionSampler(SCHED, "em")
     res = _run(data, sampler, "free", "block", {}, data, seed=43, par="score")
     m, v = tc.linear_chain_law(data, sampler)
-    assert normal_law_pvalue(res.samples, m[-1], v[-1] * np.eye(2)) > ALPHA_COMBO
+    assert normal_law_pvalue(res.samples, m[-1], v[-1] * np.eye(2)) > specoracle_alpha
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +72,16 @@ def mixture_reference():
 
 @pytest.mark.statistical
 @pytest.mark.parametrize("drafter,verify,opts", COMBOS[:12])
-def test_mixture_chain_law_against_grid(drafter, verify, opts, mixture_reference):
-    """T10, 1-D mixture, every step Gaussian: 10^4 chains against the grid law. KS
-    (alpha 1e-4; power 90%: sup-CDF distance 0.021) and mean z-test (alpha 1e-4; power:
-    shifts of 0.054 sd)."""
+def test_mixture_chain_law_against_grid(drafter, verify, opts, mixture_reference, specoracle_alpha):
+    """T10, 1-D mixture, every step Gaussian: 10^4 chains against the grid law. The budget's
+    share (2e-4) split in two: KS (alpha 1e-4; power 90%: sup-CDF distance 0.021) and mean
+    z-test (alpha 1e-4; power: shifts of 0.054 sd)."""
     mix, sampler, law = mixture_reference
     draft = tc.GaussianMixtureData([0.3, 0.7], [-2.0, 1.5], [0.6, 0.4])
     x = _run(mix, sampler, drafter, verify, opts, draft, seed=47).samples[:, 0]
-    assert stats.kstest(x, law.cdf).pvalue > ALPHA_COMBO / 2
+    assert stats.kstest(x, law.cdf).pvalue > specoracle_alpha / 2
     mean, var, _ = law.moments()
-    assert 2 * stats.norm.sf(abs(x.mean() - mean) / math.sqrt(var / x.size)) > ALPHA_COMBO / 2
+    assert 2 * stats.norm.sf(abs(x.mean() - mean) / math.sqrt(var / x.size)) > specoracle_alpha / 2
 
 
 # ---------------------------------------------------------------- T7: constant offset
@@ -107,18 +107,18 @@ def _constant_offset(delta, verify, n, seed, big_l=3, dim=2):
 @pytest.mark.statistical
 @pytest.mark.parametrize("delta", [0.5, 1.0])
 @pytest.mark.parametrize("verify", ["block", "token"])
-def test_t7_acceptance_closed_forms(delta, verify):
+def test_t7_acceptance_closed_forms(delta, verify, specoracle_alpha):
     """T7, window 3, 6*10^4 chains: P(tau >= i), i = 1..3, of the first round against
     a^i (token) or the quadrature values (block; P(tau >= 3) on an 801^2 trapezoid grid,
-    accurate to < 1e-6), exact binomial tests at alpha 1e-3 / 3 each; power 90%: a
-    change of 0.009 in any P(tau >= i). The output law N(x_0 + 3b, 3 s^2 I) is checked
-    too (alpha 1e-3)."""
+    accurate to < 1e-6). The budget's share (2e-3) split in two: exact binomial tests at
+    alpha 1e-3 / 3 each; power 90%: a change of 0.009 in any P(tau >= i). The output law
+    N(x_0 + 3b, 3 s^2 I) is checked too (alpha 1e-3)."""
     n = 60000
     res, b, s = _constant_offset(delta, verify, n, seed=53)
     closed = tc.constant_offset_tau_survival(delta, verify, grid=801)
     for i in range(1, 4):
-        assert binomial_pvalue(np.sum(res.tau_first >= i), n, closed[i - 1]) > 1e-3 / 3
-    assert normal_law_pvalue(res.samples, 3 * b, 3 * s ** 2 * np.eye(2)) > 1e-3
+        assert binomial_pvalue(np.sum(res.tau_first >= i), n, closed[i - 1]) > specoracle_alpha / 2 / 3
+    assert normal_law_pvalue(res.samples, 3 * b, 3 * s ** 2 * np.eye(2)) > specoracle_alpha / 2
 
 
 @pytest.mark.parametrize("delta", [0.25, 0.5, 1.0, 2.0])
@@ -140,10 +140,11 @@ def _c_one(verify, m_p, m_q, s, z, log_c, u_res, z_orth, reuse_orth, _orig=df._c
 
 @pytest.mark.statistical
 @pytest.mark.parametrize("variant", ["correct", "c_one"])
-def test_block_residual_needs_the_scale(variant, monkeypatch):
+def test_block_residual_needs_the_scale(variant, monkeypatch, specoracle_alpha):
     """1-D constant offset, delta = 1.5, window 3, 4*10^4 chains; law of x_3 against
-    N(3b, 3 s^2): alpha 1e-3 (KS + mean + variance). The correct sampler passes, the
-    scaled residual without c = p_tau is rejected (its law check p-value < 1e-3)."""
+    N(3b, 3 s^2): alpha = the budget's share, 1e-3 (KS + mean + variance). The correct
+    sampler passes, the scaled residual without c = p_tau is rejected (its law check
+    p-value < alpha)."""
     if variant == "c_one":
         monkeypatch.setattr(df, "_correction", _c_one)
     s, b = 0.6, np.array([0.9])
@@ -156,11 +157,11 @@ def test_block_residual_needs_the_scale(variant, monkeypatch):
     res = df.speculative_sample_chain(m_p, m_q, np.full(3, s), np.zeros((40000, 1)),
                                       np.random.default_rng(59), window=3, verify="block")
     p = normal_law_pvalue(res.samples, 3 * b, 3 * s ** 2 * np.eye(1))
-    assert (p > 1e-3) if variant == "correct" else (p < 1e-3)
+    assert (p > specoracle_alpha) if variant == "correct" else (p < specoracle_alpha)
 
 
 @pytest.mark.statistical
-def test_orthogonal_part_is_independent_of_tau_in_block_verification():
+def test_orthogonal_part_is_independent_of_tau_in_block_verification(specoracle_alpha):
     """ALGORITHMS.md §2.4 says re-using the rejected draft's orthogonal noise W_{tau+1} is
     invalid in block verification. It is in fact valid: given X~^{i+1}, the probability
     that no index > i passes is 1 - p_{i+1} (induction with E[p_{j+1} | X~^j] = p_j - R_j
@@ -169,7 +170,7 @@ def test_orthogonal_part_is_independent_of_tau_in_block_verification():
     (docs/CONTINUOUS.md). This test checks the consequence on a chain built to make
     W_{i+1} matter as much as possible (the next offset is 3 x_2): the component of
     W_{tau+1} orthogonal to e is N(0, 1) given each value of tau. 3*10^5 windows;
-    KS + mean + variance per tau, alpha 1e-3 in all (Bonferroni over 9); power 90%:
+    KS + mean + variance per tau, alpha = the budget's share, 1e-3 in all (Bonferroni over 9); power 90%:
     mean shifts of 0.011 sd for the rarest tau (~10^5 windows)."""
     rng = np.random.default_rng(61)
     n, big_l, s = 300000, 3, 0.6
@@ -190,17 +191,17 @@ def test_orthogonal_part_is_independent_of_tau_in_block_verification():
         e /= np.linalg.norm(e, axis=1, keepdims=True)
         w = z[sel, t, 0] * -e[:, 1] + z[sel, t, 1] * e[:, 0]
         pvals.append(normal_law_pvalue(w[:, None], np.zeros(1), np.eye(1)))
-    assert min(pvals) * 3 > 1e-3
+    assert min(pvals) * 3 > specoracle_alpha
 
 
 @pytest.mark.statistical
 @pytest.mark.parametrize("drafter", ["frozen", "free"])
-def test_langevin_chain_law(drafter):
+def test_langevin_chain_law(drafter, specoracle_alpha):
     """§3.4: the same loop on an unadjusted Langevin chain for pi = N(1, 0.5^2),
     x' = x + h grad log pi(x) + sqrt(2h) xi (h = 0.05, 20 steps, block verification, FD
     drafters freezing the gradient drift). The chain is linear: its law after 20 steps is
     N(m, v) with m <- a m + h mu / sigma^2, v <- a^2 v + 2h, a = 1 - h / sigma^2.
-    2*10^4 chains from x_0 = -2; alpha 2e-4 (KS + mean + variance); power 90%: mean shifts
+    2*10^4 chains from x_0 = -2; alpha: the budget's share, 2e-4 (KS + mean + variance); power 90%: mean shifts
     of 0.038 sd."""
     h, mu, sd, k = 0.05, 1.0, 0.5, 20
     a = 1 - h / sd ** 2
@@ -212,5 +213,5 @@ def test_langevin_chain_law(drafter):
         m, v = a * m + h * mu / sd ** 2, a * a * v + 2 * h
     res = df.speculative_sample_chain(m_p, None, np.full(k, math.sqrt(2 * h)), np.full((20000, 1), -2.0),
                                       np.random.default_rng(67), window=4, verify="block", drafter=drafter)
-    assert normal_law_pvalue(res.samples, [m], [[v]]) > ALPHA_COMBO
+    assert normal_law_pvalue(res.samples, [m], [[v]]) > specoracle_alpha
     assert res.sequential_calls.mean() < k

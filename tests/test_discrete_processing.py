@@ -1,10 +1,13 @@
 """processing.py's documented tie rules and warp order (temperature -> top-k -> top-p
--> min-p -> renormalise), on hand-computed rows."""
+-> min-p -> renormalise), on hand-computed rows, and its invariants on any row
+(hypothesis, tests/strategies.py)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
 
+from strategies import logits, warps
 from specoracle.reference.processing import process_logits, softmax
 
 
@@ -56,3 +59,28 @@ def test_rows_sum_to_one_and_neg_inf_is_zero():
     out = process_logits([[0.0, -np.inf, 1.0], [3.0, 2.0, 1.0]], top_p=0.9)
     assert out.sum(axis=1) == pytest.approx([1, 1], abs=1e-15)
     assert out[0, 1] == 0
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+
+
+@given(logits(), warps())
+def test_warped_row_is_a_distribution_on_a_prefix_of_the_logit_order(row, kw):
+    """Any warp maps a logits row to a probability vector (>= 0, sums to 1 within 1e-12,
+    0 on -inf logits) whose support is a prefix of the documented order (logit
+    descending, lower id first on ties) of at most top_k tokens; on the support the
+    ratios are those of exp(logit / T) (the renormalisations rescale, never reshape)."""
+    out = process_logits(row, **kw)
+    assert np.all(out >= 0) and out.sum() == pytest.approx(1.0, abs=1e-12)
+    assert np.all(out[np.isneginf(row)] == 0)
+    order = np.argsort(-row, kind="stable")
+    size = int(np.count_nonzero(out))
+    assert set(np.flatnonzero(out)) == set(order[:size].tolist())
+    if kw["top_k"] is not None:
+        assert size <= kw["top_k"]
+    if kw["temperature"] == 0:
+        assert size == 1 and out[int(np.argmax(row))] == 1.0
+    else:
+        kept = np.flatnonzero(out)
+        expected = softmax(row[kept] / kw["temperature"])
+        assert out[kept] == pytest.approx(expected, rel=1e-9, abs=1e-300)

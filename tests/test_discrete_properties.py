@@ -3,7 +3,8 @@
 Probability vectors are integer weights normalised to Fractions. Every pair strategy
 forces the edge cases in: p == q, disjoint supports, one-hot rows, q(x) = 0 on some
 tokens (``mode``), plus K = 0 and K = 1. Exact output laws come from integrating over
-the uniforms (tests/_discrete_exact.py) and over the drafts' own law.
+the uniforms (tests/_discrete_exact.py) and over the drafts' own law. Strategies:
+tests/strategies.py.
 """
 from __future__ import annotations
 
@@ -11,48 +12,14 @@ from fractions import Fraction as F
 from itertools import product
 
 import numpy as np
-from hypothesis import assume, example, given, settings
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from _discrete_exact import exact_law, normalise_weights
+from strategies import examples, markov_pair, seeds, small_round, tree_parents, weight_pair, weight_pairs
 from specoracle.reference import targets, tree
 from specoracle.reference.categorical import verify_block, verify_chain, verify_greedy
 from specoracle.reference.decoding import sample_autoregressive, speculative_decode
-
-# Per-test example counts are set for the default profiles (60 examples) and scale
-# with the active profile (HYPOTHESIS_PROFILE=thorough runs ~33x more).
-_SCALE = max(settings.default.max_examples / 60, 1 / 60)
-
-
-def budget(n: int) -> settings:
-    return settings(max_examples=max(1, int(n * _SCALE)))
-
-
-MODES = ("random", "equal", "disjoint", "onehot_p", "onehot_q", "sparse_q")
-
-
-@st.composite
-def weight_pair(draw, v):
-    """Integer weights (wp, wq) [v] with an edge-case ``mode`` applied."""
-    mode = draw(st.sampled_from(MODES))
-    row = st.lists(st.integers(0, 5), min_size=v, max_size=v).filter(lambda w: sum(w) > 0)
-    wp, wq = draw(row), draw(row)
-    if mode == "equal":
-        wq = list(wp)
-    elif mode == "disjoint":
-        cut = draw(st.integers(1, v - 1))
-        wp = [w if i < cut else 0 for i, w in enumerate(wp)]
-        wq = [w if i >= cut else 0 for i, w in enumerate(wq)]
-        wp[0] = wp[0] or 1
-        wq[-1] = wq[-1] or 1
-    elif mode in ("onehot_p", "onehot_q"):
-        hot = draw(st.integers(0, v - 1))
-        onehot = [int(i == hot) for i in range(v)]
-        wp, wq = (onehot, wq) if mode == "onehot_p" else (wp, onehot)
-    elif mode == "sparse_q":
-        wq = [w if i % 2 == 0 else 0 for i, w in enumerate(wq)]
-        wq[0] = wq[0] or 1
-    return wp, wq
 
 
 def as_dict(row):
@@ -66,7 +33,7 @@ def nonzero(law):
 # ---------------------------------------------------------------- K = 0 and K = 1 chain / block
 
 
-@given(st.integers(2, 4).flatmap(weight_pair), st.sampled_from(["chain", "block"]))
+@given(weight_pairs(2, 4), st.sampled_from(["chain", "block"]))
 @example(([1, 0], [0, 1]), "chain")     # disjoint supports
 @example(([2, 3], [2, 3]), "block")     # p == q
 def test_k1_output_law_is_p(pair, which):
@@ -90,7 +57,7 @@ def test_k1_output_law_is_p(pair, which):
     assert acc == targets.beta(p, q)
 
 
-@given(st.integers(2, 4).flatmap(weight_pair))
+@given(weight_pairs(2, 4))
 def test_k0_is_a_target_draw(pair):
     p = normalise_weights(pair[0])
     for fn in (verify_chain, verify_block):
@@ -101,19 +68,6 @@ def test_k0_is_a_target_draw(pair):
 
 
 # ---------------------------------------------------------------- Markov models: chain vs block
-
-
-@st.composite
-def markov_pair(draw, max_vocab=3, order_max=1):
-    v = draw(st.integers(2, max_vocab))
-    order = draw(st.integers(0, order_max))
-    seed = draw(st.integers(0, 2 ** 32 - 1))
-    rng = np.random.default_rng(seed)
-    target = targets.MarkovModel.random(rng, v, order=order, exact=True, max_weight=4)
-    draft = targets.MarkovModel.random(rng, v, order=order, exact=True, max_weight=4)
-    if draw(st.booleans()):  # force an edge case: the draft equals the target
-        draft = target if draw(st.booleans()) else draft
-    return target, draft
 
 
 def round_law(target, draft, prefix, gamma, verifier):
@@ -138,7 +92,7 @@ def round_law(target, draft, prefix, gamma, verifier):
     return law, taus
 
 
-@budget(25)
+@examples(25)
 @given(markov_pair(), st.integers(1, 3))
 def test_block_and_chain_exact_and_block_dominates(models, gamma):
     """§8 item 1: exact target law for chain and block verification on context-dependent
@@ -161,7 +115,7 @@ def test_block_and_chain_exact_and_block_dominates(models, gamma):
 # ---------------------------------------------------------------- MSS at one node
 
 
-@budget(30)
+@examples(30)
 @given(st.integers(2, 3).flatmap(lambda v: st.tuples(weight_pair(v), weight_pair(v), weight_pair(v))),
        st.integers(1, 3))
 def test_mss_node_output_law_is_p(pairs, k):
@@ -189,13 +143,6 @@ def test_mss_node_output_law_is_p(pairs, k):
 
 # ---------------------------------------------------------------- trees
 
-@st.composite
-def small_tree(draw, max_nodes=4):
-    n = draw(st.integers(0, max_nodes))
-    parents = [draw(st.integers(-1, i - 1)) for i in range(n)]
-    return parents
-
-
 def node_prefix(prefix, tokens, parents, n):
     return list(prefix) + [tokens[i] for i in tree.path_to(n, parents)]
 
@@ -213,8 +160,8 @@ def completed(target, prefix, head, length):
     return out
 
 
-@budget(20)
-@given(markov_pair(max_vocab=2, order_max=2), small_tree(max_nodes=4))
+@examples(20)
+@given(markov_pair(max_vocab=2, order_max=2), tree_parents(max_nodes=4))
 @example(None, [-1, -1, -1])  # three i.i.d. children of the root (k = 3)
 def test_mss_tree_output_law(models, parents):
     """SpecInfer MSS on a stochastic tree: every node's token drawn from the draft row
@@ -255,8 +202,8 @@ def check_tree_verdict(v, toks, parents):
     assert v.fallbacks == ()
 
 
-@budget(40)
-@given(markov_pair(max_vocab=3, order_max=2), small_tree(max_nodes=6), st.data())
+@examples(40)
+@given(markov_pair(max_vocab=3, order_max=2), tree_parents(max_nodes=6), st.data())
 @example(None, [-1, -1, 0, 1], None)  # duplicated sibling tokens with different subtrees
 def test_deterministic_tree_output_law(models, parents, data):
     """Sample-and-match on a fixed (deterministic) tree of any tokens, duplicates
@@ -302,8 +249,8 @@ def test_duplicated_siblings_act_as_a_trie():
 # ---------------------------------------------------------------- K-SEQ
 
 
-@budget(30)
-@given(st.integers(2, 3).flatmap(weight_pair), st.integers(1, 3), st.booleans())
+@examples(30)
+@given(weight_pairs(2, 3), st.integers(1, 3), st.booleans())
 def test_kseq_output_law_is_p(pair, k, at_k):
     """Any valid exact rho (rho = k, or a rational just above rho*) gives law == p and
     acceptance 1 - (1 - beta(rho))^k; rho* itself is never beaten by the upper bound."""
@@ -331,7 +278,7 @@ def test_kseq_output_law_is_p(pair, k, at_k):
 # ---------------------------------------------------------------- the decoding loop
 
 
-@budget(15)
+@examples(15)
 @given(markov_pair(max_vocab=2, order_max=1), st.integers(0, 2), st.sampled_from(["chain", "block"]))
 def test_speculative_decode_exact_law(models, k, verifier):
     """The whole loop (drafting noise + verifier noise, several rounds) generates exactly
@@ -395,8 +342,8 @@ def _floats(a):
     return np.array(a, dtype=np.float64)
 
 
-@budget(30)
-@given(st.integers(2, 4).flatmap(weight_pair), st.integers(0, 2 ** 32 - 1))
+@examples(30)
+@given(weight_pairs(2, 4), seeds)
 def test_float64_and_exact_runs_agree(pair, seed):
     """The same code in float64 and in Fractions makes the same decisions on the same
     uniforms (float u converted exactly to Fractions). The two runs could differ only if
@@ -423,6 +370,25 @@ def test_float64_and_exact_runs_agree(pair, seed):
         assert (a.n_accepted, a.tokens, a.bonus, a.path) == (b.n_accepted, b.tokens, b.bonus, b.path)
 
 
+@given(small_round())
+@example((np.array([[0.5, 0.5], [1.0, 0.0]]), np.array([[1.0, 0.0]]), np.array([0]), np.array([0.0, 0.5])))
+def test_float_rounds_emit_accepted_drafts_then_a_token_of_the_target_support(case):
+    """Chain, block and greedy on any float64 round: the emitted tokens are the first
+    n_accepted drafts, then one token with p[n_accepted] > 0 (a residual or bonus draw
+    never leaves the target's support, fallbacks included); p == q rows accept."""
+    p, q, draft, u = case
+    k = len(draft)
+    for fn in (verify_chain, verify_block):
+        v = fn(p, q, draft, u)
+        n = v.n_accepted
+        assert 0 <= n <= k and v.tokens[:n] == tuple(int(t) for t in draft[:n]), (fn.__name__, v)
+        assert p[n, v.tokens[n]] > 0 and v.bonus == (n == k), (fn.__name__, v)
+    g = verify_greedy(p, draft)
+    assert g.tokens[-1] == int(np.argmax(p[g.n_accepted]))
+    if k and np.array_equal(p[:k], q):
+        assert verify_chain(p, q, draft, u).n_accepted == k
+
+
 # ---------------------------------------------------------------- the Verdict length invariant
 
 ROUND_VERIFIERS = ("verify_chain", "verify_block", "verify_greedy", "verify_mss_tree",
@@ -439,9 +405,9 @@ def test_every_verifier_has_a_documented_length_invariant():
     assert found == set(ROUND_VERIFIERS) | set(NODE_STEP_VERIFIERS)
 
 
-@budget(60)
-@given(st.integers(2, 4).flatmap(weight_pair), st.integers(0, 3), small_tree(max_nodes=5),
-       st.integers(0, 2 ** 32 - 1))
+@examples(60)
+@given(weight_pairs(2, 4), st.integers(0, 3), tree_parents(max_nodes=5),
+       seeds)
 @example(([1, 1], [1, 1]), 2, [-1, 0], 0)      # p == q: everything accepted
 @example(([1, 0], [0, 1]), 2, [-1, -1], 0)     # disjoint: nothing accepted
 def test_verdict_length_invariant_every_verifier(pair, k, parents, seed):

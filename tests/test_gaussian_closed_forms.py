@@ -2,7 +2,8 @@
 
 Deterministic tests: the T6 table must come out to its printed 6 decimals, the 1-D
 residual's CDF and quantile must agree with a 40-digit mpmath evaluation of the
-survival-function formula (independent of the code under test)."""
+survival-function formula (independent of the code under test). Properties on any
+parameters (hypothesis, tests/strategies.py): quantile/CDF inversion, the reflection step."""
 from __future__ import annotations
 
 import math
@@ -10,8 +11,10 @@ import math
 import mpmath as mp
 import numpy as np
 import pytest
+from hypothesis import example, given
 from scipy import integrate, stats
 
+from strategies import gaussian_step, residual_params
 from specoracle.reference import gaussian as g
 from specoracle.reference.types import InvalidInput
 
@@ -227,3 +230,41 @@ def test_residual_functions_take_c_then_delta():
                  "residual_cdf", "residual_quantile"):
         params = list(inspect.signature(getattr(g, name)).parameters)
         assert params[-2:] == ["c", "delta"], (name, params)
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+
+
+@given(residual_params())
+@example((2.0 ** -53, 1.0, 0.05))  # the smallest positive rng.random(): f(s*) rounded to <= 0
+def test_residual_quantile_inverts_the_cdf(params):
+    """For any (u, c, delta): S = residual_quantile(u) lies in the residual's support
+    (S >= s*) and residual_cdf(S) == u within 1e-9 (the quantile's bracket-and-Brent
+    tolerance, ~1e-13 in S, times the density, <= 1)."""
+    u, c, delta = params
+    s = g.residual_quantile(u, c, delta)
+    assert s >= g.residual_threshold(c, delta)
+    assert g.residual_cdf(s, c, delta) == pytest.approx(u, abs=1e-9)
+
+
+@given(gaussian_step())
+def test_reflection_step_is_the_documented_coupling(step):
+    """Reflection coupling (§2.3) on any parameters: log_ratio is log N(draft; m_p) -
+    log N(draft; m_q); the draft is accepted iff log(u) < log_ratio (equal means: always),
+    and then Y is the draft; on a rejection Y is the reflection, an isometry of the
+    noise: |Y - m_p| / s == |z|, and Y is the mirror image of the draft across the
+    bisector of the means: |Y - m_q| == |draft - m_p|."""
+    m_p, m_q, s, z, u = step
+    out = g.reflection_coupling(m_p, m_q, s, z, u)
+    draft = m_q + s * z
+    direct = (np.sum((draft - m_q) ** 2) - np.sum((draft - m_p) ** 2)) / (2 * s * s)
+    assert out.log_ratio == pytest.approx(direct, rel=1e-9, abs=1e-9)
+    assert np.array_equal(out.draft, draft)
+    assert out.accepted == (u == 0.0 or math.log(u) < out.log_ratio)
+    if np.array_equal(m_p, m_q):
+        assert out.accepted
+    if out.accepted:
+        assert np.array_equal(out.x, draft)
+    else:
+        assert np.linalg.norm(out.x - m_p) / s == pytest.approx(np.linalg.norm(z), rel=1e-9, abs=1e-12)
+        assert np.linalg.norm(out.x - m_q) == pytest.approx(np.linalg.norm(draft - m_p), rel=1e-9, abs=1e-9)

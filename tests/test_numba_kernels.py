@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
+from strategies import small_round
 from specoracle.fastpath.numba_cpu import _primitives, categorical as nc, gaussian as ng, tree as nt
 from specoracle.fastpath.types import (FALLBACK_CDF_ROUNDING, FALLBACK_RESIDUAL_ZERO_MASS,
                                        STATUS_BAD_LENGTH, STATUS_BAD_TREE, STATUS_DRAFT_OUT_OF_RANGE,
@@ -132,21 +132,7 @@ def test_float32_inputs_equal_the_float64_upcast_and_threads_agree(name, rng):
         assert np.array_equal(x.tokens, y.tokens) and np.array_equal(x.n_accepted, y.n_accepted)
 
 
-@st.composite
-def _small_round(draw):
-    v = draw(st.integers(1, 5))
-    k = draw(st.integers(0, 3))
-    probs = st.lists(st.integers(0, 4), min_size=v, max_size=v).filter(lambda r: sum(r) > 0)
-    p = np.array([draw(probs) for _ in range(k + 1)], float)
-    q = np.array([draw(probs) for _ in range(k)], float).reshape(k, v)
-    p /= p.sum(1, keepdims=True)
-    q /= np.where(q.sum(1, keepdims=True) > 0, q.sum(1, keepdims=True), 1)
-    draft = [draw(st.sampled_from([i for i in range(v) if q[j, i] > 0])) for j in range(k)]
-    u = draw(st.lists(st.floats(0, 1, exclude_max=True), min_size=k + 1, max_size=k + 1))
-    return p, q, np.array(draft, np.int64), np.array(u)
-
-
-@given(_small_round())
+@given(small_round())
 def test_exact_parity_on_small_rounds(case):
     """Hypothesis: chain, block and greedy equal the oracle on small integer-weight rounds
     (ties and exact boundaries u q = p are frequent with such weights)."""

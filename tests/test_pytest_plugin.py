@@ -92,14 +92,17 @@ def test_silent_in_suites_that_do_not_use_it(pytester):
     assert "false-positive budget" not in res.stdout.str()
 
 
-def test_assert_lossless_underpowered_and_not_exact():
+@pytest.mark.statistical
+def test_assert_lossless_underpowered_and_not_exact(specoracle_alpha):
+    """The exact run: alpha = the suite budget's share (1e-3), power 0.9 at TV 0.2."""
     with pytest.raises(NotLossless, match="underpowered: with samples=50") as err:
         assert_lossless("reference.chain", scenarios=("t1",), samples=50)
     assert err.value.report.verdict == "underpowered" and isinstance(err.value, AssertionError)
     with pytest.raises(NotLossless, match=r"(?s)mutant.accept_always is not lossless.*verdict: not exact"):
-        assert_lossless("mutant.accept_always", scenarios=("t1",), tv=0.2)
+        assert_lossless("mutant.accept_always", scenarios=("t1",), tv=0.2, alpha=specoracle_alpha)
     from specoracle.reference.categorical import verify_chain_rng
-    report = assert_lossless(verify_chain_rng, "probs", law="chain", scenarios=("t1",), tv=0.2, seed=1)
+    report = assert_lossless(verify_chain_rng, "probs", law="chain", scenarios=("t1",), tv=0.2, seed=1,
+                             alpha=specoracle_alpha)
     assert report.exact and report.impl == "verify_chain_rng" and len(report.checks) == 4
     with pytest.raises(ValueError, match="protocol: unknown protocol 'nope'"):
         assert_lossless(verify_chain_rng, "nope")
@@ -115,3 +118,86 @@ def test_plugin_module_is_light():
             "print(any(m.startswith(('specoracle.proofs', 'scipy')) for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+ALLOCATING_CONFTEST = """
+import pytest
+from specoracle.pytest_plugin import Control, Designed, Share, allocate
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    allocate(config, 0.01, {
+        "test_suite.py::test_share": Share(1e-3, 2, controls=1),
+        "test_suite.py::test_control": Control("test_suite.py::test_share"),
+        "test_suite.py::test_designed": Designed(1e-4, why="replicate band"),
+    }, marker="statistical")
+"""
+
+
+def test_allocation_table_fixed_shares_controls_and_remainder(pytester):
+    """A table entry's level does not depend on the selection; a control runs at the level
+    of the test it controls; an unlisted fixture user splits what the table leaves."""
+    pytester.makeini("[pytest]\nmarkers =\n    statistical: x\n")
+    pytester.makeconftest(ALLOCATING_CONFTEST)
+    pytester.makepyfile(test_suite="""
+        import pytest
+        @pytest.mark.statistical
+        @pytest.mark.parametrize("case", ["exact", "mutant"])
+        def test_share(case, specoracle_alpha):
+            assert specoracle_alpha == 1e-3
+        @pytest.mark.statistical
+        def test_control(specoracle_alpha):
+            assert specoracle_alpha == 1e-3
+        @pytest.mark.statistical
+        def test_designed():
+            pass
+        def test_unlisted(specoracle_alpha):
+            assert specoracle_alpha == pytest.approx((0.01 - 1e-3 - 1e-4) / 2)
+        def test_unlisted_too(specoracle_alpha):
+            pass
+    """)
+    res = pytester.runpytest(*PLUGIN)
+    res.assert_outcomes(passed=6)
+    res.stdout.fnmatch_lines([
+        "*specoracle false-positive budget*",
+        "budget alpha = 0.01; allocation table: 3 tests spend 0.0011 in all; this run: 3 of them (3 cases) "
+        "spend 0.0011; P(any exact sampler fails) <= 0.01",
+        "  control at alpha=0.001 (level of test_suite.py::test_share)  test_suite.py::test_control",
+        "  alpha=0.0001 x 1 of 1 cases (designed)  test_suite.py::test_designed",
+        "  alpha=0.001 x 2 of 2 cases (1 controls)  test_suite.py::test_share",
+        "  remainder 0.0089 split over 2 test(s) without an entry: alpha = 0.00445 each",
+    ])
+    res = pytester.runpytest(*PLUGIN, "-k", "test_share and exact")   # the level does not follow the selection
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines(["*this run: 1 of them (1 cases) spend 0.001*"])
+
+
+def test_allocation_table_refusals(pytester):
+    """A table over the budget, a statistical test without an entry, more cases than
+    declared, a control of nothing: usage errors that name the test."""
+    pytester.makeini("[pytest]\nmarkers =\n    statistical: x\n")
+    pytester.makeconftest(ALLOCATING_CONFTEST.replace("0.01, {", "1e-4, {"))
+    pytester.makepyfile("def test_x():\n    pass\n")
+    res = pytester.runpytest(*PLUGIN)
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines(["*the table spends 0.0011, more than the budget 0.0001*"])
+    pytester.makeconftest(ALLOCATING_CONFTEST)
+    pytester.makepyfile(test_suite="""
+        import pytest
+        @pytest.mark.statistical
+        @pytest.mark.parametrize("case", [1, 2, 3])
+        def test_share(case):
+            pass
+        @pytest.mark.statistical
+        def test_forgotten():
+            pass
+    """)
+    res = pytester.runpytest(*PLUGIN)
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines(["*marked 'statistical' have no entry in the allocation table: "
+                              "test_suite.py::test_forgotten*"])
+    res = pytester.runpytest(*PLUGIN, "-k", "share")
+    res.stderr.fnmatch_lines(["*more collected cases than the table declares: test_suite.py::test_share (3 > 2)*"])
+    pytester.makeconftest(ALLOCATING_CONFTEST.replace('Control("test_suite.py::test_share")', 'Control("nope")'))
+    res = pytester.runpytest(*PLUGIN)
+    res.stderr.fnmatch_lines(["*control test_suite.py::test_control names 'nope', which has no Share*"])

@@ -154,13 +154,14 @@ def test_bad_arguments():
     pytest.param("mutant.resample_from_p", marks=pytest.mark.slow),
     pytest.param("mutant.bonus_off_by_one", marks=pytest.mark.slow),
     pytest.param("mutant.ratio_swapped", marks=pytest.mark.slow)])
-def test_random_scenarios_pass_the_reference_and_kill_mutants(name):
-    """alpha = 1e-3 per sweep; every check detects TV 0.1 with power 0.9 (module doc).
+def test_random_scenarios_pass_the_reference_and_kill_mutants(name, specoracle_alpha):
+    """alpha = the suite budget's share (1e-3 per sweep); every check detects TV 0.1 with
+    power 0.9 (module doc).
     Four random scenarios only (no battery): the reference must be exact, and chain bugs
     that live in the residual, the acceptance rule or the bonus row must be rejected.
     Not claimed: mutant.shared_noise is NOT rejected by these four scenarios at TV 0.1 (its
     effect on their binned laws is smaller); the battery's ``scaled`` scenario catches it."""
-    verdict = sweep(name, 4, battery=False, seed=0, target_tv=0.1).verdict
+    verdict = sweep(name, 4, battery=False, seed=0, target_tv=0.1, alpha=specoracle_alpha).verdict
     if name.startswith("reference."):
         assert verdict == "exact"
     else:
@@ -168,13 +169,15 @@ def test_random_scenarios_pass_the_reference_and_kill_mutants(name):
 
 
 @pytest.mark.statistical
-def test_gaussian_sweep_bins_pass_the_reference_and_kill_the_mutant():
+def test_gaussian_sweep_bins_pass_the_reference_and_kill_the_mutant(specoracle_alpha):
     """Binned whitened projections (20 equiprobable N(0,1) bins, chi-square) and the exact
-    acceptance binomial: alpha = 1e-3 per sweep, power 0.9 at TV 0.05 per check."""
+    acceptance binomial: alpha = the suite budget's share (1e-3 per sweep), power 0.9 at
+    TV 0.05 per check."""
     from specoracle.proofs.certify.sweep.counts import gauss_cells
     assert list(gauss_cells([-10.0, 0.0, 10.0, np.nan, 1e6])) == [0, 10, 19, -1, -1]
-    assert sweep("reference.gaussian_reflection", 0, seed=0).verdict == "exact"
-    assert sweep("mutant.gauss_reflection_wrong_sign", 0, seed=0).verdict.startswith("not exact")
+    assert sweep("reference.gaussian_reflection", 0, seed=0, alpha=specoracle_alpha).verdict == "exact"
+    wrong = sweep("mutant.gauss_reflection_wrong_sign", 0, seed=0, alpha=specoracle_alpha)
+    assert wrong.verdict.startswith("not exact")
 
 
 def test_cli_sweep(tmp_path, capsys):
@@ -200,8 +203,9 @@ def test_cli_executor_ray_without_ray_names_the_extra(monkeypatch, capsys):
 
 @pytest.mark.slow
 @pytest.mark.statistical
-def test_every_mutant_is_rejected_by_a_sweep_of_its_focus_scenarios():
-    """Defaults (alpha = 1e-3 per sweep, power 0.9 at TV 0.05 per check, seed 0): every
+def test_every_mutant_is_rejected_by_a_sweep_of_its_focus_scenarios(specoracle_alpha):
+    """Defaults (alpha = the suite budget's share, 1e-3 per sweep = the default; power 0.9
+    at TV 0.05 per check, seed 0): every
     single-round mutant of the zoo, every swept protocol (~35 s on 2 cores). Not swept, and
     listed here: the batch protocol's mutants (B requests per call: certify's `batch` checks)
     and `stale_buffer`, whose bug is a dependence between rounds that only certify's
@@ -215,5 +219,7 @@ def test_every_mutant_is_rejected_by_a_sweep_of_its_focus_scenarios():
         if m.name in unswept or m.name in between_rounds:
             continue
         focus = tuple(s for s in m.focus if s != "rounds") or ("t1",)
-        assert sweep(f"mutant.{m.name}", 0, seed=0, scenarios=focus).verdict.startswith("not exact"), m.name
-    assert sweep("mutant.stale_buffer", 0, seed=0, scenarios=("t1",)).verdict == "exact"  # per round: exact
+        assert sweep(f"mutant.{m.name}", 0, seed=0, scenarios=focus,
+                     alpha=specoracle_alpha).verdict.startswith("not exact"), m.name
+    assert sweep("mutant.stale_buffer", 0, seed=0, scenarios=("t1",),
+                 alpha=specoracle_alpha).verdict == "exact"  # per round: exact

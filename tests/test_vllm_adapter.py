@@ -82,15 +82,16 @@ def test_logits_scenarios_laws_match_their_definition():
 
 
 @pytest.mark.statistical
-def test_reference_on_the_new_logits_scenarios_and_a_negative_control():
+def test_reference_on_the_new_logits_scenarios_and_a_negative_control(specoracle_alpha):
     """reference.chain_logits (q recomputed from the draft logits with the same warp) is exact
     on logits_t1 / logits_topk (not run on logits_greedy: its drafts come from the soft q, which
     that recomputation at T = 0 rightly refuses as impossible drafts); on logits_onehot_q (deterministic drafts) that
     same recomputation is the rtp-llm#1311 bug (soft q for an argmax draft) and must be
-    rejected. alpha 1e-3 per run (Holm), power 0.9 at TV 0.1, seed 0."""
-    ok = C.certify("reference.chain_logits", scenarios=("logits_t1", "logits_topk"), target_tv=0.1, seed=0)
+    rejected. alpha: the suite budget's share (1e-3 per run, Holm), power 0.9 at TV 0.1, seed 0."""
+    kw = dict(alpha=specoracle_alpha, target_tv=0.1, seed=0)
+    ok = C.certify("reference.chain_logits", scenarios=("logits_t1", "logits_topk"), **kw)
     assert ok.verdict == "exact", ok.format()
-    bad = C.certify("reference.chain_logits", scenarios=("logits_onehot_q",), target_tv=0.1, seed=0)
+    bad = C.certify("reference.chain_logits", scenarios=("logits_onehot_q",), **kw)
     assert bad.verdict.startswith("not exact"), bad.format()
 
 
@@ -117,15 +118,16 @@ def _certify_in_vllm_venv(tmp_path, name, *args):
 @pytest.mark.slow
 @pytest.mark.statistical
 @needs_vllm
-def test_vllm_v1_rejection_sampler_verdicts(tmp_path):
+def test_vllm_v1_rejection_sampler_verdicts(tmp_path, specoracle_alpha):
     """The recorded verdicts (docs/CERTIFICATION.md, vLLM V1): with vLLM 0.32.0's CPU kernels
     the sampler fails (its expand fallback leaves temperature / top-k / top-p uninitialised);
-    with only the expand kernel replaced it is exact (alpha 1e-3, power 0.9 at TV 0.1)."""
-    broken = _certify_in_vllm_venv(tmp_path, "vllm.v1.rejection_sampler", "--scenarios", "logits_t1",
-                                   "--tv", "0.1")
+    with only the expand kernel replaced it is exact (alpha: the suite budget's share, 1e-3;
+    power 0.9 at TV 0.1)."""
+    run = ("--tv", "0.1", "--alpha", repr(specoracle_alpha))
+    broken = _certify_in_vllm_venv(tmp_path, "vllm.v1.rejection_sampler", "--scenarios", "logits_t1", *run)
     assert broken["verdict"].startswith("not exact")
     fixed = _certify_in_vllm_venv(tmp_path, "vllm.v1.rejection_sampler.patched_expand", "--scenarios",
-                                  "logits_t1,logits_greedy", "--tv", "0.1")
+                                  "logits_t1,logits_greedy", *run)
     assert fixed["verdict"] == "exact", fixed
 
 
