@@ -26,9 +26,6 @@ import their package only when built (``certify`` then reports "not available:
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 import numpy as np
 
 
@@ -111,54 +108,75 @@ def _gaussian_impls():
             "reference.gaussian_residual": residual, "reference.gaussian_block": block}
 
 
-# ---------------------------------------------------------------- fast paths (lazy discovery)
+# ---------------------------------------------------------------- fast paths (from the registry)
+#
+# The names are ``<backend>.<certify>`` for every op of fastpath/registry.py that has a certify
+# name, on every fast-path backend present (``registry.certify_names()``); the adapters below wrap
+# the batched twin (a batch of one) into the op's protocol. chain / block also expose the
+# noise-injected core and its oracle, for the coupled check.
 
-FASTPATH_BACKENDS = {"numba": "specoracle.fastpath.numba_cpu.categorical",
-                     "torch": "specoracle.fastpath.torch_cuda.categorical"}
-FASTPATH_OPS = {"chain": ("verify_chain", "chain"), "block": ("verify_block", "block"),
-                "greedy": ("verify_greedy", "chain")}
+
+def _host(out):
+    """A backend's batched result on the host (torch results convert themselves)."""
+    return out.to_numpy() if hasattr(out, "to_numpy") else out
 
 
-def _fastpath_factory(backend, module, op, fname, law):
+def _probs_adapter(name, fn, op, where):
+    from specoracle.reference import categorical as cat
+    oracle = getattr(cat, op.function)
+
+    def core(p, q, d, u):
+        return _host(fn(np.asarray(p)[None], np.asarray(q)[None], np.asarray(d)[None], np.asarray(u)[None])).verdict(0)
+
+    def call(p, q, d, rng):
+        return core(p, q, d, rng.random(np.shape(p)[0]))
+
+    def batch(p, q, d, u):
+        return fn(np.ascontiguousarray(p), np.ascontiguousarray(q), np.ascontiguousarray(d),
+                  np.ascontiguousarray(u))
+
+    law = {"verify_chain": "chain", "verify_block": "block"}[op.function]
+    return _impl(name, "probs", call, law, f"{where}, batched, coupled to the oracle",
+                 core=core, oracle=oracle, batch=batch)
+
+
+def _greedy_adapter(name, fn, op, where):
+    def call(p, q, d, rng):
+        return _host(fn(p[None], np.asarray(d)[None])).verdict(0)
+    return _impl(name, "probs", call, "chain", f"{where} (batch of 1)", scenarios=("greedy",))
+
+
+def _tree_adapter(name, fn, op, where):
+    def call(p, tokens, parents, rng):
+        n = len(tokens)
+        return _host(fn(np.asarray(p)[None], np.asarray(tokens, dtype=np.int64)[None],
+                        np.asarray(parents, dtype=np.int64)[None], rng.random(n + 1)[None],
+                        num_nodes=np.array([n], dtype=np.int64))).verdict(0)
+    return _impl(name, "tree", call, None, f"{where} (batch of 1)")
+
+
+#: registry op name -> the adapter of its twins (every op with a certify name has one)
+FASTPATH_ADAPTERS = {"chain": _probs_adapter, "block": _probs_adapter, "greedy": _greedy_adapter,
+                     "tree_deterministic": _tree_adapter}
+
+
+def _fastpath_factory(name, backend, op_name):
     def factory():
-        mod = importlib.import_module(module)
-        fn = getattr(mod, fname)
-        from specoracle.reference import categorical as cat
-        oracle = getattr(cat, fname)
-
-        if op == "greedy":
-            def call(p, q, d, rng):
-                return fn(p[None], np.asarray(d)[None]).verdict(0)
-            return _impl(f"{backend}.{op}", "probs", call, law, f"{module}.{fname} (batch of 1)",
-                         scenarios=("greedy",))
-
-        def core(p, q, d, u):
-            return fn(np.asarray(p)[None], np.asarray(q)[None], np.asarray(d)[None], np.asarray(u)[None]).verdict(0)
-
-        def call(p, q, d, rng):
-            return core(p, q, d, rng.random(np.shape(p)[0]))
-
-        def batch(p, q, d, u):
-            return fn(np.ascontiguousarray(p), np.ascontiguousarray(q), np.ascontiguousarray(d),
-                      np.ascontiguousarray(u))
-
-        return _impl(f"{backend}.{op}", "probs", call, law, f"{module}.{fname}, batched, coupled to the oracle",
-                     core=core, oracle=oracle, batch=batch)
+        from specoracle.fastpath import registry
+        op = registry.get(op_name)
+        try:
+            fn = registry.resolve(backend, op)
+        except registry.MissingOp as exc:  # reported by certify as "not available"
+            raise ImportError(str(exc)) from None
+        where = f"{registry.PACKAGES[backend]}.{op.module}.{op.function}"
+        return FASTPATH_ADAPTERS[op_name](name, fn, op, where)
     return factory
 
 
 def _fastpath_impls():
-    out = {}
-    for backend, module in FASTPATH_BACKENDS.items():
-        try:
-            present = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            present = False
-        if not present:
-            continue
-        for op, (fname, law) in FASTPATH_OPS.items():
-            out[f"{backend}.{op}"] = _fastpath_factory(backend, module, op, fname, law)
-    return out
+    from specoracle.fastpath import registry
+    return {name: _fastpath_factory(name, backend, op_name)
+            for name, (backend, op_name) in registry.certify_names().items()}
 
 
 # ---------------------------------------------------------------- third party
@@ -168,7 +186,7 @@ def transformers_speculative_sampling():
     """transformers' ``_speculative_sampling`` through the "probs" protocol (module doc)."""
     import torch
 
-    from specoracle.fastpath.bench_cuda import hf_speculative_sampling
+    from specoracle.fastpath.bench.kernels_cuda import hf_speculative_sampling
     _speculative_sampling = hf_speculative_sampling()
 
     def call(p, q, draft, rng):

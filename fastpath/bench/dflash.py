@@ -18,7 +18,7 @@ target pass over ``[anchor] + trie`` after a prefix of P cached tokens, plain SD
 additive tree mask vs cascade (dense prefix + masked tree, merged by LSE); rows ``op =
 "tree-pass"``, ``L`` = P, ``vs_sdpa`` = speed-up of cascade.
 
-Prompts: bench_llm.bench_prompts (the first 8, quick 2, held-out zoo documents longer than 2000
+Prompts: llm.bench_prompts (the first 8, quick 2, held-out zoo documents longer than 2000
 characters; the drafters' training split excludes them), 64 tokens each (quick 32); 160 new
 tokens (quick 24).
 """
@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from specoracle.fastpath.bench import BenchContext, register_suite
+from ..registry import register_suite
+from . import BenchContext
 
 METHODS = ("target", "ar-draft", "dflash-b8", "dflash-b16", "d2sd")
 
@@ -45,10 +46,10 @@ def decode_rows(target, draft, dflash, vp, prompts, new_tokens: int, temperature
     """One row per (method, T): same prompts and seeds for every method."""
     import time
 
-    from .d2sd import generate_d2sd
-    from .dflash_generate import generate_dflash
-    from .engine import autoregressive_generate, speculative_generate
-    from .processing import Warp
+    from specoracle.fastpath.models.d2sd import generate_d2sd
+    from specoracle.fastpath.models.dflash_generate import generate_dflash
+    from specoracle.fastpath.models.engine import autoregressive_generate, speculative_generate
+    from specoracle.fastpath.models.processing import Warp
 
     clock = clock or time.perf_counter
     rows = []
@@ -101,9 +102,9 @@ def tree_pass_rows(target, prefix_lens=(128, 384), n_nodes: int = 40, reps: int 
 
     import torch
 
-    from .cascade import use_cascade
-    from .d2sd import node_depths, tree_attention
-    from .kv import forward_cached, new_cache
+    from specoracle.fastpath.models.cascade import use_cascade
+    from specoracle.fastpath.models.d2sd import node_depths, tree_attention
+    from specoracle.fastpath.models.kv import forward_cached, new_cache
 
     clock = clock or time.perf_counter
     parents = [-1]                 # a shared first node, then 4 chains of m nodes under it
@@ -159,10 +160,10 @@ def tau_table(rows) -> list:
 def run_dflash(ctx: BenchContext) -> list:
     import torch
 
-    from specoracle.cli.zoo_dflash import SHIPPED_DFLASH, SHIPPED_VP
+    from specoracle.fastpath.models.dflash import DFlashDrafter
+    from specoracle.fastpath.models.zoo import SHIPPED_DFLASH, SHIPPED_VP
 
-    from .bench_llm import bench_prompts, zoo_pair
-    from .dflash import DFlashDrafter
+    from .llm import bench_prompts, zoo_pair
 
     pair = zoo_pair(ctx, "dflash")
     if pair is None:

@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bench import BenchContext, register_suite
+from ..registry import register_suite
+from . import BenchContext
 
 FULL = {"steps": (100, 1000), "windows": (4, 8, 16), "batch": 64}
 QUICK = {"steps": (100,), "windows": (4,), "batch": 16}
 
 
 def _digits(steps):
-    from .diffusion_chains import ddpm_chain
-    from .diffusion_spec import TorchDenoiser
-    from .diffusion_zoo import load_pair
+    from specoracle.fastpath.models.diffusion_chains import ddpm_chain
+    from specoracle.fastpath.models.diffusion_spec import TorchDenoiser
+    from specoracle.fastpath.models.diffusion_zoo import load_pair
 
     tnet, _, _ = load_pair("digits")
     return TorchDenoiser(tnet), ddpm_chain(steps), 64
@@ -41,9 +42,9 @@ def _mixture(steps):
     from specoracle.reference import diffusion as rd
     from specoracle.reference import targets_continuous as tc
 
-    from .diffusion_adapter import NumpyDenoiser, chain_from_reference
+    from specoracle.fastpath.models.diffusion_adapter import NumpyDenoiser, chain_from_reference
 
-    from .diffusion_chains import VPSchedule
+    from specoracle.fastpath.models.diffusion_chains import VPSchedule
 
     ab = VPSchedule().alpha_bar(np.arange(steps + 1) / steps)          # the zoo chains' VP grid
     sched = tc.Schedule(1.0 - ab[1:] / ab[:-1])
@@ -60,7 +61,7 @@ def run_diffusion(ctx: BenchContext, models=("digits", "mixture"), grid=None, se
     """Rows of the suite (module docstring)."""
     import torch
 
-    from .diffusion_spec import SpecConfig, sample_plain_rng, sample_speculative_rng
+    from specoracle.fastpath.models.diffusion_spec import SpecConfig, sample_plain_rng, sample_speculative_rng
 
     grid = grid or (QUICK if ctx.quick else FULL)
     B = grid["batch"]

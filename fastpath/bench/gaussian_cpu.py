@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .bench import BenchContext
+from . import BenchContext
 
 
 def gaussian_inputs(bsz, big_l, d, seed=0):
@@ -27,7 +27,7 @@ def gaussian_inputs(bsz, big_l, d, seed=0):
 
 
 def gaussian_compile_times() -> dict:
-    from .numba_cpu import gaussian as ng
+    from ..numba_cpu import gaussian as ng
 
     x = gaussian_inputs(2, 2, 2)
     t0 = time.perf_counter()
@@ -39,7 +39,7 @@ def _torch_block():
     try:
         import torch
 
-        from .torch_cuda import gaussian as tg
+        from ..torch_cuda import gaussian as tg
     except ImportError:
         return None
     return torch, tg
@@ -48,8 +48,8 @@ def _torch_block():
 def run_gaussian(ctx: BenchContext) -> list:
     from specoracle.reference import gaussian as ref
 
-    from .bench_cpu import GAUSS_SHAPES, GAUSS_SHAPES_QUICK
-    from .numba_cpu import gaussian as ng
+    from ..numba_cpu import gaussian as ng
+    from .kernels_cpu import GAUSS_SHAPES, GAUSS_SHAPES_QUICK
 
     tb = _torch_block()
     now = ctx.timer()
@@ -104,11 +104,11 @@ def run_gaussian(ctx: BenchContext) -> list:
 
 def _rows(op, shape, floor, t_ref, t_numba, t_torch, n_ref):
     out = [{"op": op, "backend": "reference", **shape, "median_us": t_ref, "floor_us": floor,
-            "vs_reference": 1.0, "vs_torch_cpu": (t_torch / t_ref) if t_torch else None,
+            "vs_reference": 1.0, "vs_torch": (t_torch / t_ref) if t_torch else None,
             "reference_rows_timed": n_ref},
-           {"op": op, "backend": "numba_cpu", **shape, "median_us": t_numba, "floor_us": floor,
-            "vs_reference": t_ref / t_numba, "vs_torch_cpu": (t_torch / t_numba) if t_torch else None}]
+           {"op": op, "backend": "numba", **shape, "median_us": t_numba, "floor_us": floor,
+            "vs_reference": t_ref / t_numba, "vs_torch": (t_torch / t_numba) if t_torch else None}]
     if t_torch:
-        out.append({"op": op, "backend": "torch_cpu", **shape, "median_us": t_torch, "floor_us": floor,
-                    "vs_reference": t_ref / t_torch, "vs_torch_cpu": 1.0})
+        out.append({"op": op, "backend": "torch", **shape, "median_us": t_torch, "floor_us": floor,
+                    "vs_reference": t_ref / t_torch, "vs_torch": 1.0})
     return out

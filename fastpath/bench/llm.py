@@ -34,7 +34,8 @@ sign test.
 """
 from __future__ import annotations
 
-from specoracle.fastpath.bench import BenchContext, register_suite
+from ..registry import register_suite
+from . import BenchContext
 
 FALLBACK_PROMPTS = [
     "import os\nimport sys\n\n\ndef main(argv=None):\n    parser = argparse.ArgumentParser(",
@@ -52,7 +53,7 @@ def bench_prompts(tok, n_prompts: int, n_tokens: int) -> list:
     """Token-id prompts: held-out documents of the zoo corpus, else the fixed snippets."""
     import lzma
 
-    from .zoo import zoo_dir
+    from specoracle.fastpath.models.zoo import zoo_dir
     path = zoo_dir() / "corpus" / "heldout.txt.xz"
     texts = []
     if path.is_file():
@@ -71,8 +72,8 @@ def bench_prompts(tok, n_prompts: int, n_tokens: int) -> list:
 def zoo_pair(ctx: BenchContext, suite: str, device: str = "cpu"):
     """The zoo pair ``(target, draft, tokenizer)`` for a bench suite, or ``None`` after adding a
     note that says why the suite was skipped (no zoo installed)."""
-    from .hf import load_pair
-    from .zoo import zoo_reason
+    from specoracle.fastpath.models.hf import load_pair
+    from specoracle.fastpath.models.zoo import zoo_reason
 
     reason = zoo_reason("zoo:code-target", "zoo:code-draft")
     if reason:
@@ -94,8 +95,8 @@ def run_llm(ctx: BenchContext, device: str = "cpu") -> list:
     static rows run as CUDA graphs, at every k, and batch 8 / 64 rows are added)."""
     import torch
 
-    from .engine import autoregressive_generate, speculative_generate
-    from .processing import Warp
+    from specoracle.fastpath.models.engine import autoregressive_generate, speculative_generate
+    from specoracle.fastpath.models.processing import Warp
 
     if device == "cuda" and not torch.cuda.is_available():
         ctx.notes.append("llm-cuda suite skipped: no CUDA device")
@@ -229,8 +230,8 @@ def _step_cost_rows(ctx, target, draft, k: int, paths=("static-graphs",), contex
     and the per-call price of the static path."""
     import torch
 
-    from .kv import KVState
-    from .static import StaticKVState
+    from specoracle.fastpath.models.kv import KVState
+    from specoracle.fastpath.models.static import StaticKVState
 
     out = []
     cuda = next(target.parameters()).device.type == "cuda"
@@ -313,7 +314,7 @@ def heldout_docs(tok, n_docs: int, min_chars: int = 2000) -> list:
     the zoo corpus ($SPECORACLE_ZOO/corpus/heldout.txt.xz); [] without the corpus."""
     import lzma
 
-    from .zoo import zoo_dir
+    from specoracle.fastpath.models.zoo import zoo_dir
     path = zoo_dir() / "corpus" / "heldout.txt.xz"
     if not path.is_file():
         return []
@@ -330,7 +331,7 @@ def tau_rows(per_k: dict, setting: str, warping, source: str, us_per_context: fl
     estimators (lowest variance; the expectation over drafts); ``cond_*``: the exact
     conditional expectations given each drafted block (the per-draft comparison: ``n_pos`` /
     ``n_neg`` drafts where block > / < chain, sign test ``p_sign``, ``min_diff``)."""
-    from .tau_paired import paired_summary
+    from specoracle.fastpath.models.tau_paired import paired_summary
 
     rows = []
     for k, d in per_k.items():
@@ -355,8 +356,8 @@ def run_llm_tau(ctx: BenchContext) -> list:
     import numpy as np
     import torch
 
-    from .processing import Warp
-    from .tau_paired import heldout_windows, paired_tau, target_contexts
+    from specoracle.fastpath.models.processing import Warp
+    from specoracle.fastpath.models.tau_paired import heldout_windows, paired_tau, target_contexts
 
     pair = zoo_pair(ctx, "llm-tau")
     if pair is None:

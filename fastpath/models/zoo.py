@@ -21,6 +21,12 @@ from specoracle.reference.types import InvalidInput
 
 PREFIX = "zoo:"
 
+#: the DFlash / D2SD drafters shipped with the package (recipes: dflash_train.py); the CLI and the
+#: dflash bench suite read them from here
+SHIPPED_DFLASH_DIR = Path(__file__).resolve().parent / "dflash_weights"
+SHIPPED_DFLASH = SHIPPED_DFLASH_DIR / "cpu-dflash"   # block 16, serves 8 and 16
+SHIPPED_VP = SHIPPED_DFLASH_DIR / "cpu-vp"
+
 
 @dataclass(frozen=True)
 class ZooEntry:

@@ -148,7 +148,7 @@ def run_plan(methods=METHODS, *, quick: bool = False, alpha: float = 1e-3, log=p
     """Every check of the plan; one engine start per method. Returns the JSON record."""
     import torch
 
-    from specoracle.fastpath.models.bench_llm import bench_prompts
+    from specoracle.fastpath.bench.llm import bench_prompts
     from specoracle.fastpath.models.engine import autoregressive_generate
     from specoracle.fastpath.models.hf import load_pair
     from specoracle.fastpath.models.lossless import exact_prefix_law

@@ -13,10 +13,7 @@ import sys
 from pathlib import Path
 
 from specoracle.cli import _args, _deps
-
-SHIPPED = Path(__file__).resolve().parents[2] / "fastpath" / "models" / "dflash_weights"
-SHIPPED_DFLASH = SHIPPED / "cpu-dflash"   # block 16, serves 8 and 16
-SHIPPED_VP = SHIPPED / "cpu-vp"
+from specoracle.fastpath.models.zoo import SHIPPED_DFLASH, SHIPPED_VP
 
 EPILOG = """examples:
   specoracle zoo train-dflash --target zoo:code-target --out runs/dflash-cpu --recipe cpu
