@@ -25,7 +25,7 @@ def test_bench_quick_json_schema(tmp_path, monkeypatch, capsys):
     assert {"B", "K", "V", "vs_torch_plain"} <= set(chain)
     # floor: drafted entries + one row pair per sequence, float32, at 10 GB/s
     assert abs(chain["floor_us"] - 4 * (2 * 4 * 2 + 2 * 4 * 50) / 10e9 * 1e6) < 1e-9
-    assert "| chain | numba_cpu |" in capsys.readouterr().out
+    assert "| chain | numba |" in capsys.readouterr().out
 
 
 def test_bench_unknown_suite_fails():

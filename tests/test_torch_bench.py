@@ -18,8 +18,8 @@ def test_suite_plumbing_on_cpu():
     assert {("chain", "torch"), ("chain", "torch_plain"), ("chain", "hf"), ("block", "torch"),
             ("block", "torch_plain"), ("chain_logits_bf16", "torch"),
             ("gaussian_block", "torch"), ("gaussian_block", "torch_plain"),
-            ("chain", "torch_cuda_graph")} <= seen
-    assert not any(r["backend"] == "torch_cuda_graph" and r["B"] != 1 for r in rep["rows"])
+            ("chain", "torch_graph")} <= seen
+    assert not any(r["backend"] == "torch_graph" and r["B"] != 1 for r in rep["rows"])
     for r in rep["rows"]:
         assert r["median_us"] > 0 and r["floor_us"] > 0
         if r["backend"] in ("torch", "torch_graph") and r["op"] in ("chain", "block"):
