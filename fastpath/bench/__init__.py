@@ -24,7 +24,7 @@ Built-in suites (``registry.SUITE_MODULES``, each module of this package registe
     llm, llm-tau  cpu   llm.py (end-to-end decoding on the zoo pair); llm-cuda on cuda
     dflash        cpu   dflash.py (DFlash / D2SD vs the AR draft)
     diffusion     cpu   diffusion.py (speculative diffusion sampling)
-    device-round  cpu   device_round.py (device round vs host round, paired); on cuda too
+    device-round  cpu   device_round.py (device round vs host round, paired); device-round-cuda
 """
 from __future__ import annotations
 
