@@ -7,7 +7,9 @@ exception) when the statement does not hold. ``run_theorems`` turns each into a
 :class:`TheoremResult` for the table and the JSON certificate.
 
 Theorems register themselves with :func:`register` from the modules listed in
-``THEOREM_MODULES`` (imported lazily, in order).
+``THEOREM_MODULES`` (imported lazily, in order). A theorem's *subject* (the reference
+function it is about) is looked up in the one registry, fastpath/registry.py
+(``THEOREM_SUBJECTS``), where the twins and certify names of that function are listed too.
 """
 from __future__ import annotations
 
@@ -34,6 +36,13 @@ class Theorem:
     paper: str
     method: str  # "exact" | "symbolic" | "numeric"
     check: Callable[[bool], tuple]
+
+    @property
+    def subject(self) -> str:
+        """The reference function this theorem is about (``"categorical.verify_chain"``)."""
+        from specoracle.fastpath.registry import theorem_subject
+
+        return theorem_subject(self.id)
 
 
 @dataclass(frozen=True)

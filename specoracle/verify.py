@@ -2,9 +2,12 @@
 
 Runs, in order, and collects one row per check:
 1. every registered theorem (exact, symbolic and numeric proofs; proofs/theorems.py);
-2. statistical + coupled certification of the reference samplers (proofs/certify/);
+2. statistical + coupled certification of the reference samplers and of every fast-path
+   twin with a certify name (proofs/certify/; the names come from fastpath/registry.py);
 3. parity of every available fast-path backend against the oracle under the same
-   noise (fastpath/parity.py), and the statistical certification of its kernels.
+   noise (fastpath/ops/parity.py), op by op from the registry.
+
+Rows name backends in the registry's vocabulary (reference, numpy_batch, numba, torch).
 
 A row is ``Row(section, name, method, n, status, seconds, detail)`` with status
 ``pass`` / ``fail`` / ``skip`` (skip only for a backend that cannot run here, with the
@@ -47,15 +50,12 @@ def proof_rows(quick: bool, progress: bool) -> list[Row]:
     return rows
 
 
-REFERENCE_IMPLS = [
-    "reference.chain", "reference.chain_logits", "reference.block", "reference.greedy",
-    "reference.mss", "reference.kseq", "reference.tree_deterministic",
-    "reference.gaussian_reflection", "reference.gaussian_gamma", "reference.gaussian_residual",
-    "reference.gaussian_block",
-]
-# The batched fast-path kernels, certified statistically on top of their parity rows.
-FASTPATH_IMPLS = ["numba.chain", "numba.block", "numba.greedy",
-                  "torch.chain", "torch.block", "torch.greedy"]
+def certify_names() -> list[str]:
+    """The oracle's certify names, then every fast-path twin's (``<backend>.<op>``, certified
+    statistically on top of its parity rows), all from fastpath/registry.py."""
+    from specoracle.fastpath import registry
+
+    return registry.reference_certify_names() + list(registry.certify_names())
 
 
 def certify_rows(names, seed: int, progress: bool) -> list[Row]:
@@ -79,18 +79,19 @@ TORCH_PATH_NOTE = ("ran the torch path: the Triton kernels of these ops run with
 
 
 def _triton_impl() -> str:
-    from specoracle.fastpath.torch_cuda.parity_ops import parity_impl
+    from specoracle.fastpath.ops.torch_only import parity_impl
 
     return parity_impl()
 
 
 def parity_rows(quick: bool) -> list[Row]:
     """Each fast-path backend against the oracle under the same noise, op by op
-    (fastpath/parity.py); an op a backend has no twin of is listed as skipped."""
-    from specoracle.fastpath import parity, registry
+    (fastpath/ops/parity.py); an op a backend has no twin of is listed as skipped."""
+    from specoracle.fastpath import registry
+    from specoracle.fastpath.ops import parity
 
     rows = []
-    for backend in registry.BACKENDS:
+    for backend in registry.available_backends():
         for op, r in parity.run_parity(backend, quick=quick).items():
             if r.status == "missing":
                 rows.append(Row("parity", f"{backend}.{op}", r.rule, 0, "skip", r.seconds,
@@ -109,8 +110,8 @@ def run_verify(quick: bool = True, seed: int = 0, progress: bool = False) -> lis
     rows: list[Row] = []
     rows += proof_rows(quick, progress)
     if _available("specoracle.proofs.certify"):
-        rows += certify_rows(REFERENCE_IMPLS + FASTPATH_IMPLS, seed, progress)
-    if _available("specoracle.fastpath.parity"):
+        rows += certify_rows(certify_names(), seed, progress)
+    if _available("specoracle.fastpath.ops.parity"):
         rows += parity_rows(quick)
     return rows
 

@@ -4,14 +4,14 @@
 result under the rule of tests/TOLERANCES.md ("torch / Triton fast path"):
 ``tol = 0`` is the ``exact`` rule (every decision compared); ``tol > 0`` is
 ``decisions_with_margin``: a row that differs is excluded only if the oracle's
-smallest decision margin on it (fastpath/parity.py chain_margin / block_margin) is
+smallest decision margin on it (fastpath/ops/parity.py chain_margin / block_margin) is
 <= tol, and the excluded fraction must stay <= 2 %.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from specoracle.fastpath.parity import block_margin, chain_margin
+from specoracle.fastpath.ops.parity import block_margin, chain_margin
 from specoracle.fastpath.types import PAD_ID, STATUS_OK
 from specoracle.reference import categorical as ref
 from specoracle.reference.types import InvalidInput

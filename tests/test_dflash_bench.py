@@ -1,4 +1,4 @@
-"""Plumbing of the ``dflash`` bench suite (fastpath/models/dflash_bench.py) at tiny size: every
+"""Plumbing of the ``dflash`` bench suite (fastpath/bench/dflash.py) at tiny size: every
 method runs on the same prompts at T = 0 and T = 1, rows carry tau / tok/s / speed-up over
 target-only, T = 0 tau of the AR draft is consistent with its tokens, the tree-pass rows time SDPA
 vs cascade, and the suite is registered for ``specoracle bench --device cpu --suite dflash``."""
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from specoracle.fastpath.models.dflash_bench import (decode_rows, tau_table, tree_pass_rows)
+from specoracle.fastpath.bench.dflash import (decode_rows, tau_table, tree_pass_rows)
 
 from _dflash_zoo import tiny_drafter, tiny_target
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 def test_split_holds_out_the_bench_documents():
     docs = [f"doc{i} " + ("x" * (2500 if i % 3 == 0 else 100)) for i in range(40)]
     train, held = split_documents(SEP.join(docs), n_bench=8, every=10)
-    long_ = [d for d in docs if len(d) > 2000][:8]          # what bench_llm.bench_prompts takes
+    long_ = [d for d in docs if len(d) > 2000][:8]          # what fastpath/bench/llm.py bench_prompts takes
     assert all(d in held for d in long_) and not set(train) & set(held)
     assert sorted(train + held) == sorted(docs)
     assert docs[9] in held and docs[19] in held and docs[1] in train

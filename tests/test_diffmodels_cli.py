@@ -73,7 +73,7 @@ def test_model_diffuse_errors(capsys):
 def test_bench_suite_rows():
     """The `diffusion` bench suite (registered with specoracle bench) on a tiny grid."""
     from specoracle.fastpath import bench
-    from specoracle.fastpath.models.diffusion_bench import run_diffusion
+    from specoracle.fastpath.bench.diffusion import run_diffusion
 
     assert "diffusion" in bench.suites("cpu")
     ctx = bench.BenchContext(quick=True)

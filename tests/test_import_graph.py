@@ -58,8 +58,6 @@ EXEMPT_EDGES = {
 
 # violations still to remove (issue 16, whose files they are in brackets): (importer, imported) -> how
 PENDING_EDGES = {
-    ("specoracle.proofs.certify.engines.vllm_verdicts", "specoracle.fastpath.models.bench_llm"):
-        "[h/registry] bench_prompts / FALLBACK_PROMPTS (the zoo corpus prompts) belong in fastpath/models/zoo",
 }
 # cycles of the all-imports graph still to remove: frozenset of modules -> how
 PENDING_CYCLES = {

@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 
 from specoracle.cli import main
-from specoracle.fastpath import bench, bench_cpu, bench_gaussian
+from specoracle.fastpath import bench
+from specoracle.fastpath.bench import gaussian_cpu, kernels_cpu
 
 
 def test_bench_quick_json_schema(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench_cpu, "CAT_SHAPES_QUICK", [(4, 2, 50)])
-    monkeypatch.setattr(bench_gaussian, "GAUSS_SHAPES_QUICK", [(4, 2, 3)])
+    monkeypatch.setattr(kernels_cpu, "CAT_SHAPES_QUICK", [(4, 2, 50)])
+    monkeypatch.setattr(gaussian_cpu, "GAUSS_SHAPES_QUICK", [(4, 2, 3)])
     monkeypatch.setattr(bench, "copy_bandwidth_GBps", lambda clock="wall", threads=1: 10.0)
     out = tmp_path / "b.json"
     assert main(["bench", "--device", "cpu", "--suite", "kernels", "--quick", "--json", str(out)]) == 0
@@ -17,14 +18,14 @@ def test_bench_quick_json_schema(tmp_path, monkeypatch, capsys):
     assert {"device", "date", "copy_bandwidth_GBps", "copy_threads", "rows"} <= set(doc)
     ops = {(r["op"], r["backend"]) for r in doc["rows"]}
     for op in ("chain", "block", "gaussian_block", "gaussian_step"):
-        assert (op, "reference") in ops and (op, "numba_cpu") in ops
+        assert (op, "reference") in ops and (op, "numba") in ops
     for r in doc["rows"]:
         assert r["median_us"] > 0 and r["floor_us"] > 0 and r["vs_reference"] > 0
-    chain = next(r for r in doc["rows"] if r["op"] == "chain" and r["backend"] == "numba_cpu")
-    assert {"B", "K", "V", "vs_torch_cpu"} <= set(chain)
+    chain = next(r for r in doc["rows"] if r["op"] == "chain" and r["backend"] == "numba")
+    assert {"B", "K", "V", "vs_torch_plain"} <= set(chain)
     # floor: drafted entries + one row pair per sequence, float32, at 10 GB/s
     assert abs(chain["floor_us"] - 4 * (2 * 4 * 2 + 2 * 4 * 50) / 10e9 * 1e6) < 1e-9
-    assert "| chain | numba_cpu |" in capsys.readouterr().out
+    assert "| chain | numba |" in capsys.readouterr().out
 
 
 def test_bench_unknown_suite_fails():

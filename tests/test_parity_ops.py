@@ -1,11 +1,12 @@
 """One parity test over every (op, backend): each fast-path twin against the oracle.
 
 The ops, their input cases and comparison rules live in fastpath/registry.py
-(built-in ops: fastpath/parity_*.py); the rules are in tests/TOLERANCES.md
+(built-in ops: fastpath/ops/*.py); the rules are in tests/TOLERANCES.md
 ("Fast path parity"). A backend that lacks an op is a strict xfail naming the op,
 so a missing twin is visible; the mark is only applied while the twin is absent.
-Ops that declare ``backends`` (e.g. the Triton kernels of torch_cuda) are only
-parametrized over those backends.
+Ops that declare ``backends`` (e.g. the Triton kernels of the torch backend) are only
+parametrized over those backends. Backends: every fast-path backend present
+(``registry.available_backends()``: numba, torch, and numpy_batch once it exists).
 
 Default: the quick case set (every size and edge case, 16 rows per random case).
 HYPOTHESIS_PROFILE=thorough: the full case set. The >= 10^5-sequence random
@@ -17,7 +18,8 @@ import os
 
 import pytest
 
-from specoracle.fastpath import parity, registry
+from specoracle.fastpath import registry
+from specoracle.fastpath.ops import parity
 
 THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
 SWEEP_SEQUENCES = 100_000
@@ -28,7 +30,7 @@ def _params(with_sweep=False):
     for name, op in sorted(registry.ops().items()):
         if with_sweep and op.sweep is None:
             continue
-        for backend in registry.BACKENDS:
+        for backend in registry.available_backends():
             if op.backends is not None and backend not in op.backends:
                 continue  # by design one backend's op (a Triton kernel), not a missing twin
             marks = []
@@ -63,12 +65,24 @@ def test_parity_sweep(op_name, backend):
 
 def test_run_parity_reports_every_op():
     """run_parity returns one result per registered op, and a missing op as 'missing'."""
-    res = parity.run_parity("numba_cpu", quick=True, ops=["greedy"])
+    res = parity.run_parity("numba", quick=True, ops=["greedy"])
     assert list(res) == ["greedy"] and res["greedy"].passed
-    missing = parity.run_op("no_such_backend", registry.get("greedy"))
-    assert missing.status == "missing" and "greedy" in missing.detail
-    row = parity.summary_row("numba_cpu", res)
+    missing = parity.run_op("numba", registry.get("chain_logits"))   # a torch-only op
+    assert missing.status == "missing" and "chain_logits" in missing.detail
+    row = parity.summary_row("numba", res)
     assert row["ok"] and row["passed"] == ["greedy"]
+
+
+@pytest.mark.parametrize("old, new", [("numba_cpu", "numba"), ("torch_cuda", "torch")])
+def test_retired_backend_spellings_are_rejected_with_the_new_name(old, new):
+    """One vocabulary (issue 16): the package names are not backend names; the error says
+    which name replaced them, everywhere a backend is named (parity, resolve)."""
+    with pytest.raises(registry.UnknownBackend, match=f"now spelled '{new}'"):
+        parity.run_parity(old, ops=["greedy"])
+    with pytest.raises(registry.UnknownBackend, match=f"now spelled '{new}'"):
+        registry.resolve(old, "greedy")
+    with pytest.raises(registry.UnknownBackend, match="known: reference, numpy_batch, numba, torch"):
+        registry.backend_name("cuda")
 
 
 def _shift_final_token(fn):
@@ -103,7 +117,7 @@ def test_parity_rejects_wrong_kernels(op_name, mutate):
 
     op = registry.get(op_name)
     wrong = mutate(getattr(categorical, op.function))
-    res = parity.run_op("numba_cpu", op, function=wrong)
+    res = parity.run_op("numba", op, function=wrong)
     assert res.status == "fail" and res.mismatches > 0, res.detail
 
 
@@ -132,7 +146,7 @@ def test_gaussian_parity_rejects_wrong_kernels(op_name, mutate):
     from specoracle.fastpath.numba_cpu import gaussian
 
     op = registry.get(op_name)
-    res = parity.run_op("numba_cpu", op, function=mutate(getattr(gaussian, op.function)))
+    res = parity.run_op("numba", op, function=mutate(getattr(gaussian, op.function)))
     assert res.status == "fail" and res.mismatches > 0, res.detail
 
 
@@ -145,5 +159,5 @@ def test_tree_parity_rejects_a_wrong_kernel():
     def wrong(p, q, tokens, parents, u, **kw):
         return tree.verify_mss_tree(p, q, tokens, parents, np.asarray(u) / 1.5, **kw)
 
-    res = parity.run_op("numba_cpu", registry.get("tree_mss"), function=wrong)
+    res = parity.run_op("numba", registry.get("tree_mss"), function=wrong)
     assert res.status == "fail" and res.mismatches > 0, res.detail

@@ -1,4 +1,4 @@
-"""Plumbing of the CUDA bench suite (fastpath/bench_cuda.py) on CPU tensors at tiny shapes:
+"""Plumbing of the CUDA bench suite (fastpath/bench/kernels_cuda.py) on CPU tensors at tiny shapes:
 the schema of issue 6, the baselines' decisions, the clear error without a GPU."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from specoracle.fastpath import bench_cuda as bc
+from specoracle.fastpath.bench import kernels_cuda as bc
 from specoracle.fastpath.torch_cuda import categorical as tc
 
 
@@ -15,14 +15,14 @@ def test_suite_plumbing_on_cpu():
     json.dumps(rep)
     assert rep["copy_bandwidth_GBps"] > 0 and rep["rows"]
     seen = {(r["op"], r["backend"]) for r in rep["rows"]}
-    assert {("chain", "torch_cuda"), ("chain", "torch_plain"), ("chain", "hf"), ("block", "torch_cuda"),
-            ("block", "torch_plain"), ("chain_logits_bf16", "torch_cuda"),
-            ("gaussian_block", "torch_cuda"), ("gaussian_block", "torch_plain"),
-            ("chain", "torch_cuda_graph")} <= seen
-    assert not any(r["backend"] == "torch_cuda_graph" and r["B"] != 1 for r in rep["rows"])
+    assert {("chain", "torch"), ("chain", "torch_plain"), ("chain", "hf"), ("block", "torch"),
+            ("block", "torch_plain"), ("chain_logits_bf16", "torch"),
+            ("gaussian_block", "torch"), ("gaussian_block", "torch_plain"),
+            ("chain", "torch_graph")} <= seen
+    assert not any(r["backend"] == "torch_graph" and r["B"] != 1 for r in rep["rows"])
     for r in rep["rows"]:
         assert r["median_us"] > 0 and r["floor_us"] > 0
-        if r["backend"] in ("torch_cuda", "torch_cuda_graph") and r["op"] in ("chain", "block"):
+        if r["backend"] in ("torch", "torch_graph") and r["op"] in ("chain", "block"):
             assert r["vs_torch_plain"] > 0
         if r["op"] == "chain" and r["B"] == 1:
             assert r["vs_hf"] > 0

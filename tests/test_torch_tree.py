@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from specoracle.fastpath.parity_tree import tree_batch
+from specoracle.fastpath.ops.tree import tree_batch
 from specoracle.fastpath.torch_cuda import tree as tt
 from specoracle.fastpath.types import (STATUS_BAD_TREE, STATUS_DRAFT_OUT_OF_RANGE, STATUS_DRAFT_ZERO_Q,
                                        STATUS_NONFINITE, STATUS_OK)

@@ -231,9 +231,10 @@ def test_warp_bad_rows_and_one_token():
 
 
 def _op_subset(name, n_cases):
-    from specoracle.fastpath import parity, registry
+    from specoracle.fastpath import registry
+    from specoracle.fastpath.ops import parity
     op = registry.get(name)
-    res = parity.run_op("torch_cuda", op, cases=op.cases(True)[:n_cases])
+    res = parity.run_op("torch", op, cases=op.cases(True)[:n_cases])
     assert res.status == "pass", res.detail
     assert res.rows > 0 and res.excluded_fraction <= parity.MAX_EXCLUDED_FRACTION
     return res
@@ -244,9 +245,9 @@ def _op_subset(name, n_cases):
                                           ("gaussian_block.fused", 3),
                                           ("gaussian_chain.fused", 2), ("gaussian_step.fused", 2)])
 def test_registry_ops_quick(name, n_cases):
-    """The registry's Triton-only ops (fastpath/torch_cuda/parity_ops.py) on their first
+    """The registry's Triton-only ops (fastpath/ops/torch_only.py) on their first
     cases, in the interpreter (parity_impl() is "triton" here)."""
-    from specoracle.fastpath.torch_cuda.parity_ops import parity_impl
+    from specoracle.fastpath.ops.torch_only import parity_impl
     assert parity_impl() == "triton"
     _op_subset(name, n_cases)
 
@@ -254,11 +255,12 @@ def test_registry_ops_quick(name, n_cases):
 def test_logits_bad_rows_flagged():
     """NaN logit, out-of-range id, a drafted token cut by top-k, an all -inf row: each
     row gets a status, the good rows match the oracle (chain; block in the slow run)."""
-    from specoracle.fastpath import parity, registry
+    from specoracle.fastpath import registry
+    from specoracle.fastpath.ops import parity
     for name in ("chain_logits",):  # block_logits' bad rows: test_registry_ops_full (slow)
         op = registry.get(name)
         bad = [c for c in op.cases(True) if "bad rows" in c.name]
-        res = parity.run_op("torch_cuda", op, cases=bad)
+        res = parity.run_op("torch", op, cases=bad)
         assert res.status == "pass", res.detail
 
 
@@ -300,9 +302,10 @@ def test_logits_fp16_inputs():
     runs on the fp16 values; tolerance 32 * 2^-23 as for bf16."""
     import dataclasses
 
-    from specoracle.fastpath import parity, registry
+    from specoracle.fastpath import registry
+    from specoracle.fastpath.ops import parity
     from specoracle.fastpath.registry import Case
-    from specoracle.fastpath.torch_cuda import parity_ops as po
+    from specoracle.fastpath.ops import torch_only as po
     x = po.logits_batch(np.random.default_rng(16), 6, 2, 37)
     for key in ("p_logits", "q_logits"):
         x[key] = torch.tensor(x[key]).half().double().numpy()
@@ -314,6 +317,6 @@ def test_logits_fp16_inputs():
                   torch.tensor(y["u"]), num_draft=torch.tensor(y["num_draft"]), raise_on_error=False, impl="triton",
                   **kn).to_numpy()
     op = dataclasses.replace(registry.get("chain_logits.bf16"), name="chain_logits.fp16", call=call)
-    res = parity.run_op("torch_cuda", op, cases=[Case("fp16 logits V=37 K=2", x)])
+    res = parity.run_op("torch", op, cases=[Case("fp16 logits V=37 K=2", x)])
     assert res.status == "pass" and res.rows == 6, res.detail
 

@@ -151,7 +151,7 @@ def test_bench_vllm_rows_with_a_fake_engine(monkeypatch):
     """The llm bench's vLLM rows: skipped with a note without the venv; with an engine, one
     row per (engine, T); an engine that fails at T = 1 leaves a note, not a crash."""
     from specoracle.fastpath.bench import BenchContext
-    from specoracle.fastpath.models import bench_llm
+    from specoracle.fastpath.bench import llm as bench_llm
 
     ars = {0.0: {"median_us": 100.0}, 1.0: {"median_us": 100.0}}
     monkeypatch.setattr(V, "vllm_reason", lambda: "no venv here")

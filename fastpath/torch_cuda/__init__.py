@@ -10,7 +10,6 @@ fastpath/types.py; runs on any torch device (the CPU is how CI checks it).
     processing   process_logits (torch twin of reference/processing.py)
     rng          counter_uniforms: Philox4x32-10 per-request (seed, position, slot) noise
     graphs       GraphedVerifier: capture a verifier call in a CUDA graph (B = 1), replay
-    parity_ops   registry ops only this backend has (logits, Triton kernels)
 
 Triton kernels (imported lazily; TRITON_INTERPRET=1 runs them on CPU tensors):
     triton_kernels   chain / block from probabilities (+ launch helpers)
@@ -19,6 +18,9 @@ Triton kernels (imported lazily; TRITON_INTERPRET=1 runs them on CPU tensors):
     triton_draw      shared device functions: row-pair tiles, residual mass, the draw
     triton_tree      sample-and-match over deterministic trees
     triton_gaussian  the fused (B, L, d) pass of Gaussian verification
+
+Backend name in the registry: ``torch``. Its parity ops, those only this backend has
+included (logits, Triton kernels), are in fastpath/ops/ (torch_only.py).
 
 User guide: docs/TORCH_CUDA.md.
 """

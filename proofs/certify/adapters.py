@@ -26,10 +26,9 @@ import their package only when built (``certify`` then reports "not available:
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 import numpy as np
+
+from specoracle.fastpath import registry
 
 from .impl import Impl
 
@@ -108,76 +107,83 @@ def _gaussian_impls():
             "reference.gaussian_residual": residual, "reference.gaussian_block": block}
 
 
-# ---------------------------------------------------------------- fast paths (lazy discovery)
+# ---------------------------------------------------------------- fast paths (from the registry)
+#
+# The names are ``<backend>.<certify>`` for every op of fastpath/registry.py that has a certify
+# name, on every fast-path backend present (``registry.certify_names()``); the adapters below wrap
+# the batched twin (a batch of one) into the op's protocol. chain / block also expose the
+# noise-injected core and its oracle, for the coupled check.
 
-FASTPATH_BACKENDS = {"numba": "specoracle.fastpath.numba_cpu.categorical",
-                     "torch": "specoracle.fastpath.torch_cuda.categorical"}
-FASTPATH_OPS = {"chain": ("verify_chain", "chain"), "block": ("verify_block", "block"),
-                "greedy": ("verify_greedy", "chain")}
+
+def _host(out):
+    """A backend's batched result on the host (torch results convert themselves)."""
+    return out.to_numpy() if hasattr(out, "to_numpy") else out
 
 
-def _fastpath_factory(backend, module, op, fname, law):
+def _probs_adapter(name, fn, op, where):
+    from specoracle.reference import categorical as cat
+    oracle = getattr(cat, op.function)
+
+    def core(p, q, d, u):
+        return _host(fn(np.asarray(p)[None], np.asarray(q)[None], np.asarray(d)[None], np.asarray(u)[None])).verdict(0)
+
+    def call(p, q, d, rng):
+        return core(p, q, d, rng.random(np.shape(p)[0]))
+
+    def batch(p, q, d, u):
+        return fn(np.ascontiguousarray(p), np.ascontiguousarray(q), np.ascontiguousarray(d),
+                  np.ascontiguousarray(u))
+
+    law = {"verify_chain": "chain", "verify_block": "block"}[op.function]
+    return Impl(name, "probs", call, law, f"{where}, batched, coupled to the oracle",
+                 core=core, oracle=oracle, batch=batch)
+
+
+def _greedy_adapter(name, fn, op, where):
+    def call(p, q, d, rng):
+        return _host(fn(p[None], np.asarray(d)[None])).verdict(0)
+    return Impl(name, "probs", call, "chain", f"{where} (batch of 1)", scenarios=("greedy",))
+
+
+def _tree_adapter(name, fn, op, where):
+    def call(p, tokens, parents, rng):
+        n = len(tokens)
+        return _host(fn(np.asarray(p)[None], np.asarray(tokens, dtype=np.int64)[None],
+                        np.asarray(parents, dtype=np.int64)[None], rng.random(n + 1)[None],
+                        num_nodes=np.array([n], dtype=np.int64))).verdict(0)
+    return Impl(name, "tree", call, None, f"{where} (batch of 1)")
+
+
+#: registry op name -> the adapter of its twins (every op with a certify name has one)
+FASTPATH_ADAPTERS = {"chain": _probs_adapter, "block": _probs_adapter, "greedy": _greedy_adapter,
+                     "tree_deterministic": _tree_adapter}
+
+
+def _fastpath_factory(name, backend, op_name):
     def factory():
-        mod = importlib.import_module(module)
-        fn = getattr(mod, fname)
-        from specoracle.reference import categorical as cat
-        oracle = getattr(cat, fname)
-
-        if op == "greedy":
-            def call(p, q, d, rng):
-                return fn(p[None], np.asarray(d)[None]).verdict(0)
-            return Impl(f"{backend}.{op}", "probs", call, law, f"{module}.{fname} (batch of 1)",
-                        scenarios=("greedy",))
-
-        def core(p, q, d, u):
-            return fn(np.asarray(p)[None], np.asarray(q)[None], np.asarray(d)[None], np.asarray(u)[None]).verdict(0)
-
-        def call(p, q, d, rng):
-            return core(p, q, d, rng.random(np.shape(p)[0]))
-
-        def batch(p, q, d, u):
-            return fn(np.ascontiguousarray(p), np.ascontiguousarray(q), np.ascontiguousarray(d),
-                      np.ascontiguousarray(u))
-
-        return Impl(f"{backend}.{op}", "probs", call, law, f"{module}.{fname}, batched, coupled to the oracle",
-                    core=core, oracle=oracle, batch=batch)
+        op = registry.get(op_name)
+        try:
+            fn = registry.resolve(backend, op)
+        except registry.MissingOp as exc:  # reported by certify as "not available"
+            raise ImportError(str(exc)) from None
+        where = f"{registry.PACKAGES[backend]}.{op.module}.{op.function}"
+        return FASTPATH_ADAPTERS[op_name](name, fn, op, where)
     return factory
 
 
 def fastpath_impls():
-    out = {}
-    for backend, module in FASTPATH_BACKENDS.items():
-        try:
-            present = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            present = False
-        if not present:
-            continue
-        for op, (fname, law) in FASTPATH_OPS.items():
-            out[f"{backend}.{op}"] = _fastpath_factory(backend, module, op, fname, law)
-    return out
+    return {name: _fastpath_factory(name, backend, op_name)
+            for name, (backend, op_name) in registry.certify_names().items()}
 
 
 # ---------------------------------------------------------------- third party
-
-
-def hf_speculative_sampling():
-    """transformers' ``_speculative_sampling``, callable the same way on every supported
-    release: older ones (5.0 among them) take a required ``is_done_candidate`` flag (EOS
-    handling), which is passed as False."""
-    import functools
-    import inspect
-
-    from transformers.generation.utils import _speculative_sampling
-    if "is_done_candidate" in inspect.signature(_speculative_sampling).parameters:
-        return functools.partial(_speculative_sampling, is_done_candidate=False)
-    return _speculative_sampling
 
 
 def transformers_speculative_sampling():
     """transformers' ``_speculative_sampling`` through the "probs" protocol (module doc)."""
     import torch
 
+    from specoracle.fastpath.models.llm.hf import hf_speculative_sampling
     _speculative_sampling = hf_speculative_sampling()
 
     def call(p, q, draft, rng):
@@ -222,7 +228,7 @@ def flashinfer_chain_speculative_sampling():
 
 
 def vllm_v1_rejection_sampler(no_draft_probs: bool = False, triton: bool = False, patch_expand: bool = False):
-    """vLLM V1's rejection sampler through the "logits" protocol (proofs/vllm_v1.py)."""
+    """vLLM V1's rejection sampler through the "logits" protocol (proofs/certify/vllm_v1.py)."""
     from .vllm_v1 import rejection_sampler_call
     call = rejection_sampler_call(no_draft_probs=no_draft_probs, triton=triton, patch_expand=patch_expand)
     where = "Triton kernels in Triton's interpreter" if triton else "the engine's kernels (CPU: C++ fallbacks)"

@@ -54,7 +54,6 @@ zeros), ``markov_k0`` (the same rows, K = 0: bonus only) and ``greedy`` (the sof
 """
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from dataclasses import dataclass
@@ -64,9 +63,10 @@ import numpy as np
 from specoracle.reference import categorical as cat
 from specoracle.reference.types import InvalidInput, InvalidTest
 
+from specoracle.fastpath import registry
+
 from .. import stats as st
 from . import scenarios as scn
-from .adapters import FASTPATH_BACKENDS, fastpath_impls
 from .decision import CheckRow, Report, cell_counts, decide, gof, verdict_of
 from .impl import Impl, tokens_and_tau
 
@@ -477,15 +477,20 @@ def padded_adapter(verify_chain, verify_greedy):
 
 def _fastpath_factory(backend):
     def factory():
-        mod = importlib.import_module(FASTPATH_BACKENDS[backend])
-        return Impl(f"{backend}.batch", "batch", padded_adapter(mod.verify_chain, mod.verify_greedy), "chain",
-                    f"{FASTPATH_BACKENDS[backend]}.verify_chain / verify_greedy with num_draft (ragged, padded)")
+        chain, greedy = registry.resolve(backend, "chain"), registry.resolve(backend, "greedy")
+        return Impl(f"{backend}.batch", "batch", padded_adapter(chain, greedy), "chain",
+                    f"{registry.PACKAGES[backend]}.categorical.verify_chain / verify_greedy with num_draft "
+                    "(ragged, padded)")
     return factory
 
 
 def register_all(register) -> None:
+    """``reference.batch`` and ``<backend>.batch`` for every fast-path backend of the registry
+    that has certified chain and greedy twins."""
     register("reference.batch", lambda: Impl("reference.batch", "batch", reference_batch, "chain",
                                              "the oracle batched: ragged drafts, greedy and sampled rows, "
                                              "per-request generators"))
-    for backend in sorted({name.split(".")[0] for name in fastpath_impls()}):
-        register(f"{backend}.batch", _fastpath_factory(backend))
+    names = registry.certify_names()
+    for backend in registry.available_backends():
+        if f"{backend}.chain" in names and f"{backend}.greedy" in names:
+            register(f"{backend}.batch", _fastpath_factory(backend))

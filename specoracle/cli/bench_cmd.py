@@ -14,9 +14,11 @@ EPILOG = """examples:
   specoracle bench --device cpu --threads 1 --clock cpu   # on a shared, busy machine
   specoracle bench --suite llm-tau --threads 1     # paired block-vs-chain tau on the zoo pair
   specoracle bench --suite dflash --quick          # DFlash / D2SD vs the AR draft (zoo pair)
-  specoracle bench --device cuda --json cuda.json  # torch_cuda / Triton kernels vs plain torch and HF
+  specoracle bench --suite device-round --threads 1  # device round vs host round (zoo pair)
+  specoracle bench --device cuda --json cuda.json  # torch / Triton kernels vs plain torch and HF
+  specoracle bench --list                          # every suite (fastpath/registry.py)
 
-The suites llm, llm-tau, llm-cuda and dflash need the 'models' extra
+The suites llm, llm-tau, llm-cuda, dflash, device-round(-cuda) need the 'models' extra
 (pip install 'specoracle[models]'); --device cuda needs a CUDA device.
 """
 
@@ -46,7 +48,7 @@ def add_parser(subparsers) -> None:
 
 
 # suites that load the zoo LLMs (transformers); the others need only the core dependencies
-NEEDS_MODELS = {"llm", "llm-tau", "llm-cuda", "dflash"}
+NEEDS_MODELS = {"llm", "llm-tau", "llm-cuda", "dflash", "device-round", "device-round-cuda"}
 
 
 def check(parser, args) -> None:
@@ -55,9 +57,9 @@ def check(parser, args) -> None:
         return
     _args.check_device("--device", args.device)
     _require_models(args.suite or (), True)    # before importing the suites (seconds)
-    from specoracle.fastpath import bench
+    from specoracle.fastpath import registry
 
-    available = bench.suites(args.device)
+    available = registry.suites(args.device)
     names = args.suite or list(available)
     unknown = [n for n in names if n not in available]
     if unknown or not names:
@@ -77,12 +79,12 @@ def _require_models(names, chosen: bool) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from specoracle.fastpath import bench
+    from specoracle.fastpath import bench, registry
 
-    available = bench.suites(args.device)
+    available = registry.suites(args.device)
     if args.list:
-        for name, s in bench.suites().items():
-            print(f"{name:12s} {s.device:5s} {s.description}")
+        for name, s in registry.suites().items():
+            print(f"{name:17s} {s.device:5s} {s.description}")
         return 0
     names = args.suite or list(available)
     if args.threads:

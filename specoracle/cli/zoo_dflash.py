@@ -15,7 +15,6 @@ from pathlib import Path
 from specoracle.cli import _args, _deps
 from specoracle.fastpath.models.zoo import SHIPPED_DFLASH, SHIPPED_VP
 
-
 EPILOG = """examples:
   specoracle zoo train-dflash --target zoo:code-target --out runs/dflash-cpu --recipe cpu
   specoracle zoo train-dflash --out runs/cpu-dflash --recipe shipped-dflash --threads 1

@@ -13,8 +13,6 @@ Nothing here touches the network: ``HF_HUB_OFFLINE=1`` is set (if unset) and eve
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 from specoracle.reference.types import InvalidInput
 
@@ -66,3 +64,16 @@ def load_pair(target, draft, dtype="float32", device="cpu"):
         raise InvalidInput("draft", f"vocabulary size {q_model.config.vocab_size} differs from the "
                            f"target's {p_model.config.vocab_size}")
     return p_model, q_model, tok_p
+
+
+def hf_speculative_sampling():
+    """transformers' ``_speculative_sampling``, callable the same way on every supported
+    release: older ones (5.0 among them) take a required ``is_done_candidate`` flag (EOS
+    handling), which is passed as False."""
+    import functools
+    import inspect
+
+    from transformers.generation.utils import _speculative_sampling
+    if "is_done_candidate" in inspect.signature(_speculative_sampling).parameters:
+        return functools.partial(_speculative_sampling, is_done_candidate=False)
+    return _speculative_sampling

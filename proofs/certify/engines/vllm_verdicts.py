@@ -149,7 +149,7 @@ def run_plan(methods=METHODS, *, quick: bool = False, alpha: float = 1e-3, log=p
     """Every check of the plan; one engine start per method. Returns the JSON record."""
     import torch
 
-    from specoracle.fastpath.models.bench_llm import bench_prompts
+    from specoracle.fastpath.models.zoo.prompts import bench_prompts
     from specoracle.fastpath.models.llm.engine import autoregressive_generate
     from specoracle.fastpath.models.llm.hf import load_pair
     from specoracle.fastpath.models.llm.processing import Warp

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .bench import BenchContext
+from . import BenchContext
 
 GAUSS_SHAPES = [(1024, 8, 2), (256, 8, 3072)]
 GAUSS_SHAPES_QUICK = [(64, 4, 2), (16, 4, 64)]
@@ -30,7 +30,7 @@ def gaussian_inputs(bsz, big_l, d, seed=0):
 
 
 def gaussian_compile_times() -> dict:
-    from .numba_cpu import gaussian as ng
+    from ..numba_cpu import gaussian as ng
 
     x = gaussian_inputs(2, 2, 2)
     t0 = time.perf_counter()
@@ -42,7 +42,7 @@ def _torch_block():
     try:
         import torch
 
-        from .torch_cuda import gaussian as tg
+        from ..torch_cuda import gaussian as tg
     except ImportError:
         return None
     return torch, tg
@@ -51,7 +51,7 @@ def _torch_block():
 def run_gaussian(ctx: BenchContext) -> list:
     from specoracle.reference import gaussian as ref
 
-    from .numba_cpu import gaussian as ng
+    from ..numba_cpu import gaussian as ng
 
     tb = _torch_block()
     now = ctx.timer()
@@ -106,11 +106,11 @@ def run_gaussian(ctx: BenchContext) -> list:
 
 def _rows(op, shape, floor, t_ref, t_numba, t_torch, n_ref):
     out = [{"op": op, "backend": "reference", **shape, "median_us": t_ref, "floor_us": floor,
-            "vs_reference": 1.0, "vs_torch_cpu": (t_torch / t_ref) if t_torch else None,
+            "vs_reference": 1.0, "vs_torch": (t_torch / t_ref) if t_torch else None,
             "reference_rows_timed": n_ref},
-           {"op": op, "backend": "numba_cpu", **shape, "median_us": t_numba, "floor_us": floor,
-            "vs_reference": t_ref / t_numba, "vs_torch_cpu": (t_torch / t_numba) if t_torch else None}]
+           {"op": op, "backend": "numba", **shape, "median_us": t_numba, "floor_us": floor,
+            "vs_reference": t_ref / t_numba, "vs_torch": (t_torch / t_numba) if t_torch else None}]
     if t_torch:
-        out.append({"op": op, "backend": "torch_cpu", **shape, "median_us": t_torch, "floor_us": floor,
-                    "vs_reference": t_ref / t_torch, "vs_torch_cpu": 1.0})
+        out.append({"op": op, "backend": "torch", **shape, "median_us": t_torch, "floor_us": floor,
+                    "vs_reference": t_ref / t_torch, "vs_torch": 1.0})
     return out

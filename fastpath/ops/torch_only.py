@@ -1,5 +1,5 @@
-"""Parity ops of the torch_cuda kernels that only this backend has (registered in
-fastpath/registry.py with ``backends=("torch_cuda",)``; the numba backend reports them
+"""Parity ops that only the torch backend (fastpath/torch_cuda/) has (registered in
+fastpath/registry.py with ``backends=("torch",)``; the numba backend reports them
 missing): verification from logits with the warps inside, and the Triton-kernel
 variants of tree and Gaussian verification.
 
@@ -32,10 +32,12 @@ import os
 
 import numpy as np
 
-from ..parity import block_margin, chain_margin
-from ..parity_categorical import case_rng
 from ..registry import Case, Op, register
 from ..types import PAD_ID, STATUS_OK
+from . import gaussian as pg
+from . import tree as pt
+from .categorical import case_rng
+from .parity import block_margin, chain_margin, draw_margin
 
 LOGITS_TOL = {"float64": 1e-12, "bfloat16": 32 * 2.0 ** -23, "float32": 32 * 2.0 ** -23}
 
@@ -230,7 +232,8 @@ def _register_logits():
                         rule="decisions_with_margin", dtype=dtype,
                         cases=lambda quick, bf16=bf16: logits_cases(quick, bf16),
                         call=call_logits(dtype), reference_row=logits_reference(kind),
-                        compare_row=make_compare_logits(kind, dtype), backends=("torch_cuda",),
+                        compare_row=make_compare_logits(kind, dtype), backends=("torch",),
+                        subjects=("processing.process_logits", f"categorical.verify_{kind}"),
                         notes="verification from logits, warps inside (reference process_logits)"))
 
 
@@ -243,7 +246,6 @@ _register_logits()
 def tree_margin(p, tokens, parents, u, verdict) -> float:
     """Smallest draw margin of the oracle's sample-and-match walk on one tree: the
     d-th emitted token was drawn from the target row after the (d-1)-th path node."""
-    from ..parity import draw_margin
     rows = [0] + [int(m) + 1 for m in verdict.path]
     m = np.inf
     for d, tok in enumerate(verdict.tokens):
@@ -255,7 +257,6 @@ def mss_margin(p, q, tokens, parents, u) -> float:
     """Smallest float64 margin of the decisions of SpecInfer's MSS walk on one tree (the
     reference's algorithm replayed): every accept test |u q(t) - P(t)|, every residual
     mass after a rejection, and the final draw's margin."""
-    from ..parity import draw_margin
     n = len(tokens)
     row, last, P, m = 0, -1, np.asarray(p[0], np.float64), np.inf
     while True:
@@ -281,7 +282,6 @@ def mss_margin(p, q, tokens, parents, u) -> float:
 
 
 def compare_tree(case, b, out, ref):
-    from ..parity_tree import _depth
     status = int(out.status[b])
     verdict = status_verdict(status, ref)
     if verdict is not None:
@@ -295,7 +295,7 @@ def compare_tree(case, b, out, ref):
     if "q" in x:
         m = mss_margin(x["p"][b, : n + 1], x["q"][b, : n + 1], x["tokens"][b, :n], par, x["u"][b, : n + 1])
     else:
-        m = tree_margin(x["p"][b, : n + 1], x["tokens"][b, :n], par, x["u"][b, : _depth(par) + 1], ref)
+        m = tree_margin(x["p"][b, : n + 1], x["tokens"][b, :n], par, x["u"][b, : pt._depth(par) + 1], ref)
     if m <= LOGITS_TOL["float64"]:
         return "excluded", f"margin {m:.3g}"
     return "mismatch", f"got {got}, oracle {ref} (margin {m:.3g})"
@@ -309,14 +309,13 @@ def call_tree(fn, case):
 
 
 def _register_tree():
-    from ..parity_tree import reference_row, tree_cases
     register(Op(name="tree_deterministic.triton", module="tree", function="verify_tree_deterministic",
-                rule="decisions_with_margin", cases=tree_cases("det"), call=call_tree,
-                reference_row=reference_row("det"), compare_row=compare_tree, backends=("torch_cuda",),
+                rule="decisions_with_margin", cases=pt.tree_cases("det"), call=call_tree,
+                reference_row=pt.reference_row("det"), compare_row=compare_tree, backends=("torch",),
                 notes="sample-and-match, one Triton program per tree (triton_tree.py); tol 1e-12"))
     register(Op(name="tree_mss.triton", module="tree", function="verify_mss_tree",
-                rule="decisions_with_margin", cases=tree_cases("mss"), call=call_tree,
-                reference_row=reference_row("mss"), compare_row=compare_tree, backends=("torch_cuda",),
+                rule="decisions_with_margin", cases=pt.tree_cases("mss"), call=call_tree,
+                reference_row=pt.reference_row("mss"), compare_row=compare_tree, backends=("torch",),
                 notes="SpecInfer MSS, one Triton program per tree (triton_tree.py); tol 1e-12"))
 
 
@@ -340,17 +339,16 @@ def call_step_fused(function_name):
 
 
 def _register_gaussian():
-    from .. import parity_gaussian as pg
     for name, fname, margin in (("gaussian_chain", "verify_gaussian_chain", pg.chain_margin),
                                 ("gaussian_block", "verify_gaussian_block", pg.block_margin)):
         register(Op(name=f"{name}.fused", module="gaussian", function=fname, rule="allclose_vs_naive",
                     cases=pg.window_cases, call=call_window_fused, reference_row=pg.window_reference(fname),
-                    compare_row=pg.compare_window(margin), backends=("torch_cuda",),
+                    compare_row=pg.compare_window(margin), backends=("torch",),
                     notes="fused Triton pass over (B, L, d) (triton_gaussian.py)"))
     register(Op(name="gaussian_step.fused", module="gaussian", function="gamma_coupling",
                 rule="allclose_vs_naive", cases=pg.step_cases, call=call_step_fused("gamma_coupling"),
                 reference_row=pg.step_reference("gamma_coupling"), compare_row=pg.compare_step,
-                backends=("torch_cuda",), notes="fused Triton pass, L = 1"))
+                backends=("torch",), notes="fused Triton pass, L = 1"))
 
 
 _register_tree()

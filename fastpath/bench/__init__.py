@@ -1,19 +1,30 @@
-"""Benchmark framework of ``specoracle bench``: suites, timing, the copy bandwidth, tables.
+"""Benchmark framework of ``specoracle bench``: timing, the copy bandwidth, tables; every suite.
 
-DESIGN.md principle 8: benchmarks are not tests. Each figure is a median wall time
+DESIGN.md principle 9: benchmarks are not tests. Each figure is a median wall time
 per call, printed beside its *memory floor* (the bytes the algorithm must read once,
 divided by the copy bandwidth measured in the same run) and as speed-up ratios over
 baselines measured in the same run.
 
-Suites are registered by name and device, so other areas add theirs without
+Suites are registered by name and device in the one registry (fastpath/registry.py,
+``register_suite`` / ``suites``, re-exported here), so other areas add theirs without
 touching this file::
 
-    from specoracle.fastpath.bench import register_suite
+    from specoracle.fastpath.registry import register_suite
     register_suite("e2e-llm", "cuda", run_my_suite)   # run_my_suite(ctx) -> list[dict]
 
 A suite returns rows ``{"op", "backend", "B", ..., "median_us", "floor_us",
-"vs_<baseline>": ...}`` (the JSON schema of issue 6; extra keys are allowed).
-Built-in suite: ``kernels`` on ``cpu`` (fastpath/bench_cpu.py).
+"vs_<baseline>": ...}`` (the JSON schema of issue 6; extra keys are allowed). ``backend``
+uses the registry's vocabulary (reference, numba, torch, ...) for specoracle's own code
+and names the baseline otherwise (torch_plain, hf, vllm, ...).
+
+Built-in suites (``registry.SUITE_MODULES``, each module of this package registers its own):
+
+    kernels       cpu   kernels_cpu.py (+ gaussian_cpu.py; torch_plain.py: the plain-torch anchor)
+    cuda-kernels  cuda  kernels_cuda.py
+    llm, llm-tau  cpu   llm.py (end-to-end decoding on the zoo pair); llm-cuda on cuda
+    dflash        cpu   dflash.py (DFlash / D2SD vs the AR draft)
+    diffusion     cpu   diffusion.py (speculative diffusion sampling)
+    device-round  cpu   device_round.py (device round vs host round, paired); device-round-cuda
 """
 from __future__ import annotations
 
@@ -27,13 +38,7 @@ from typing import Callable
 
 import numpy as np
 
-
-@dataclass
-class Suite:
-    name: str
-    device: str
-    run: Callable[["BenchContext"], list]
-    description: str = ""
+from ..registry import Suite, register_suite, suites  # noqa: F401  (the one suite registry)
 
 
 @dataclass
@@ -59,31 +64,6 @@ class BenchContext:
     def floor_us(self, nbytes: float) -> float:
         """Microseconds to read ``nbytes`` once at the measured copy bandwidth."""
         return nbytes / (self.copy_bandwidth_GBps * 1e9) * 1e6
-
-
-_SUITES: dict[str, Suite] = {}
-
-
-def register_suite(name: str, device: str, run: Callable, description: str = "") -> None:
-    _SUITES[name] = Suite(name, device, run, description)
-
-
-def suites(device: str | None = None) -> dict[str, Suite]:
-    _load_builtin()
-    return {n: s for n, s in _SUITES.items() if device is None or s.device == device}
-
-
-def _load_builtin() -> None:
-    """Import every ``specoracle.fastpath.bench_*`` module: those that define a suite
-    register it on import (``bench_cpu``: ``kernels``; ``bench_cuda``: ``cuda-kernels``)."""
-    import importlib
-    import pkgutil
-
-    from specoracle import fastpath
-
-    for info in pkgutil.iter_modules(fastpath.__path__):
-        if info.name.startswith("bench_"):
-            importlib.import_module(f"specoracle.fastpath.{info.name}")
 
 
 # ---------------------------------------------------------------- measurements

@@ -23,9 +23,9 @@ import zlib
 
 import numpy as np
 
+from ..registry import Case, Op, register
+from ..types import PAD_ID, STATUS_OK
 from .parity import block_margin, chain_margin, margin_tolerance
-from .registry import Case, Op, register
-from .types import PAD_ID, STATUS_OK
 
 U_MAX = 1.0 - 2.0 ** -53  # the largest double below 1
 
@@ -283,7 +283,7 @@ def _register():
                                 ("block", "verify_block", block_margin)):
         register(Op(name=name, module="categorical", function=fname, rule="exact",
                     cases=categorical_cases, call=call_pq, reference_row=make_reference_row(fname),
-                    compare_row=compare_exact, sweep=sweep_cases))
+                    compare_row=compare_exact, sweep=sweep_cases, certify=name))
         register(Op(name=f"{name}.float32", module="categorical", function=fname,
                     rule="decisions_with_margin", dtype="float32",
                     cases=lambda quick: as_dtype(categorical_cases(quick), np.float32),
@@ -293,7 +293,7 @@ def _register():
     register(Op(name="greedy", module="categorical", function="verify_greedy", rule="exact",
                 cases=categorical_cases, call=call_greedy,
                 reference_row=make_reference_row("verify_greedy"), compare_row=compare_exact,
-                sweep=sweep_cases))
+                sweep=sweep_cases, certify="greedy"))
 
 
 _register()

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from specoracle.fastpath.bench import BenchContext, register_suite
+from ..registry import register_suite
+from . import BenchContext
 
 FULL = {"steps": (100, 1000), "windows": (4, 8, 16), "batch": 64}
 QUICK = {"steps": (100,), "windows": (4,), "batch": 16}

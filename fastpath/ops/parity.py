@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import registry
+from .. import registry
 
 #: decisions closer than this many epsilons of the input dtype are not compared
 MARGIN_MULTIPLE = 32
@@ -127,15 +127,13 @@ def run_op(backend: str, op: registry.Op, quick: bool = True, cases=None,
 
 
 def run_parity(backend: str, quick: bool = True, ops=None) -> dict[str, OpResult]:
-    """Per-op parity results of ``backend`` (``"numba_cpu"``, ``"torch_cuda"``), keyed by op
+    """Per-op parity results of ``backend`` (``"numba"``, ``"torch"``, ...), keyed by op
     name; ops the backend lacks come back with status ``"missing"`` (ops declared for other
     backends only are left out). ``quick`` selects
     the small case set (seconds); ``quick=False`` adds more rows per case."""
-    if ops is not None:
-        names = ops
-    else:  # ops that name their backends (Triton kernels) only for those backends
-        names = [n for n, op in sorted(registry.ops().items())
-                 if op.backends is None or backend in op.backends]
+    registry.backend_name(backend)  # a retired spelling (numba_cpu, torch_cuda) says its new name
+    # ops that name their backends (Triton kernels) only for those backends
+    names = registry.ops_of(backend) if ops is None else ops
     return {name: run_op(backend, registry.get(name), quick=quick) for name in names}
 
 

@@ -9,16 +9,16 @@ round saves time). In float64 both runs must emit identical tokens, checked ever
 On a GPU (``--device cuda``) every round ends with the device round's one device -> host
 read (the host round copies logits per call), so the wall clock needs no extra sync.
 
-    python -m specoracle.fastpath.models.bench_device_round --reps 7
-    python -m specoracle.fastpath.models.bench_device_round --device cuda --round-dtype float32 \
-        --caches static --cuda-graphs --max-new-tokens 200
+    specoracle bench --suite device-round --threads 1        # CPU: both caches, batch 1 and 8
+    specoracle bench --device cuda --suite device-round-cuda # static cache + CUDA graphs
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
+
+from ..registry import register_suite
 
 PROMPTS = ["def fib(n):", "import os\nimport sys\n", "class Stack:", "for i in range(",
            "ROMEO:\n", "return sorted(", "with open(path) as f:", "while True:"]
@@ -62,36 +62,53 @@ def paired_timing(target, draft, prompts, *, reps: int, k: int = 4, method: str 
                 ratio_wall=tuple(float(x) for x in q[:, 0]), ratio_cpu=tuple(float(x) for x in q[:, 1]))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--k", type=int, default=4)
-    ap.add_argument("--method", default="chain")
-    ap.add_argument("--caches", default="dynamic,static")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--round-dtype", default="float64", choices=["float64", "float32"])
-    ap.add_argument("--cuda-graphs", action="store_true", help="static cache only, CUDA models")
-    args = ap.parse_args(argv)
+def settings(device: str, quick: bool) -> list:
+    """(cache, batch, round_dtype, cuda_graphs) of each paired measurement. CPU: both caches at
+    batch 1 and 8 in float64 (tokens checked identical). CUDA (docs/PERFORMANCE.md, "LLM: GPU
+    measurements that remain", item 2): the static cache with CUDA graphs, float64 (parity:
+    identical tokens) and float32 (speed), batch 1 and 8."""
+    if device == "cuda":
+        return [("static", b, dt, True) for dt in ("float64", "float32") for b in ((1,) if quick else (1, 8))]
+    return [(c, b, "float64", False) for c in (("dynamic",) if quick else ("dynamic", "static"))
+            for b in ((1,) if quick else (1, 8))]
+
+
+def run_device_round(ctx, device: str = "cpu") -> list:
+    """The ``device-round`` suite (``device-round-cuda`` on a GPU): one row per round (host,
+    device) and setting; ``median_us`` is the median wall time per generated token, ``vs_host``
+    the host round's time over this row's (> 1: faster than the host round), with the paired
+    ratio's quartiles (``ratio_wall``, ``ratio_cpu``: device / host)."""
     import torch
 
-    from specoracle.fastpath.models.llm.hf import load_pair
-    torch.set_num_threads(1)
-    target, draft, tok = load_pair("zoo:code-target", "zoo:code-draft", device=args.device)
-    for cache in args.caches.split(","):
-        for bsz in (1, 8):
-            prompts = [tok(p).input_ids for p in PROMPTS[:bsz]]
-            r = paired_timing(target, draft, prompts, reps=args.reps, k=args.k, method=args.method,
-                              max_new_tokens=args.max_new_tokens, cache=cache, round_dtype=args.round_dtype,
-                              cuda_graphs=args.cuda_graphs)
-            print(f"{cache:7s} batch {bsz}: {r['tokens']} tokens | wall host {r['host_wall']:.3f} s, "
-                  f"device {r['device_wall']:.3f} s, ratio device/host median {r['ratio_wall'][1]:.3f} "
-                  f"[IQR {r['ratio_wall'][0]:.3f}-{r['ratio_wall'][2]:.3f}] | "
-                  f"CPU host {r['host_cpu']:.3f} s, "
-                  f"device {r['device_cpu']:.3f} s, ratio {r['ratio_cpu'][1]:.3f} "
-                  f"[{r['ratio_cpu'][0]:.3f}-{r['ratio_cpu'][2]:.3f}]", flush=True)
-    return 0
+    from .llm import zoo_pair
+
+    if device == "cuda" and not torch.cuda.is_available():
+        ctx.notes.append("device-round-cuda suite skipped: no CUDA device")
+        return []
+    pair = zoo_pair(ctx, "device-round", device)
+    if pair is None:
+        return []
+    target, draft, tok = pair
+    reps, new = (2, 16) if ctx.quick else ((5, 200) if device == "cuda" else (7, 64))
+    rows = []
+    for cache, bsz, dtype, graphs in settings(device, ctx.quick):
+        ctx.progress(f"device-round {cache} B={bsz} {dtype}")
+        prompts = [tok(p).input_ids for p in PROMPTS[:bsz]]
+        r = paired_timing(target, draft, prompts, reps=reps, max_new_tokens=new, cache=cache,
+                          round_dtype=dtype, cuda_graphs=graphs)
+        for impl in ("host", "device"):
+            rows.append({"op": "llm-round", "backend": f"{impl}-round", "B": bsz, "K": 4, "cache": cache,
+                         "round_dtype": dtype, "cuda_graphs": graphs, "tokens": r["tokens"],
+                         "median_us": r[f"{impl}_wall"] / max(r["tokens"], 1) * 1e6,
+                         "cpu_s": r[f"{impl}_cpu"], "vs_host": r["host_wall"] / r[f"{impl}_wall"],
+                         "ratio_wall": r["ratio_wall"], "ratio_cpu": r["ratio_cpu"]})
+    ctx.notes.append("device-round: paired, interleaved host/device generations (chain, k = 4, T = 1); "
+                     "ratio_* = device / host [25%, 50%, 75%]; float64 rows assert identical tokens")
+    return rows
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+register_suite("device-round", "cpu", run_device_round,
+               "the on-device round vs the host round, paired and interleaved, on the zoo pair")
+register_suite("device-round-cuda", "cuda", lambda ctx: run_device_round(ctx, "cuda"),
+               "the on-device round vs the host round on a GPU: static cache + CUDA graphs, "
+               "float64 (identical tokens) and float32 (speed)")

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .parity_categorical import _dirichlet, case_rng, compare_exact, draw_from
-from .registry import Case, Op, register
-from .types import PAD_ID
+from ..registry import Case, Op, register
+from ..types import PAD_ID
+from .categorical import _dirichlet, case_rng, compare_exact, draw_from
 
 
 def random_parents(rng, n, shape="random"):
@@ -167,4 +167,5 @@ register(Op(name="tree_mss", module="tree", function="verify_mss_tree", rule="ex
             compare_row=compare_exact, sweep=sweep("mss")))
 register(Op(name="tree_deterministic", module="tree", function="verify_tree_deterministic",
             rule="exact", cases=tree_cases("det"), call=call("det"),
-            reference_row=reference_row("det"), compare_row=compare_exact, sweep=sweep("det")))
+            reference_row=reference_row("det"), compare_row=compare_exact, sweep=sweep("det"),
+            certify="tree_deterministic"))

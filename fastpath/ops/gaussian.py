@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .parity_categorical import case_rng
-from .registry import Case, Op, register
+from ..registry import Case, Op, register
+from .categorical import case_rng
 
 #: decisions whose float64 margin is below this are not compared (rounding of dot products)
 GAUSS_MARGIN = 1e-9
@@ -214,6 +214,10 @@ def sweep_windows(n_sequences: int, seed: int, chunk: int = 8192) -> list[Case]:
     return out
 
 
+# No certify names (parity only): certify's Gaussian protocols call a sampler once per sample
+# (about 5 * 10^4 calls per run), and a batch-of-one call of these twins costs 1-50 ms here
+# (numba's thread launch, torch's per-op overhead): minutes to an hour per name. A batched
+# Gaussian protocol in proofs/certify/ (as "probs" has ``Impl.batch``) would lift this.
 register(Op(name="gaussian_chain", module="gaussian", function="verify_gaussian_chain",
             rule="allclose_vs_naive", cases=window_cases, call=call_window,
             reference_row=window_reference("verify_gaussian_chain"),

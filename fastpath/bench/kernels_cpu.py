@@ -1,4 +1,8 @@
-"""The ``kernels`` bench suite on the CPU (issue 6): reference vs numba vs torch-CPU.
+"""The ``kernels`` bench suite on the CPU (issue 6): reference vs numba vs torch on the CPU.
+
+Row backends: ``reference``, ``numba`` (the twins), ``torch_plain`` (chain / block written with
+plain batched torch ops, torch_plain.py: the anchor a user would write) and, for the Gaussian
+rows, ``torch`` (the torch twins, fastpath/torch_cuda/gaussian.py, on CPU tensors).
 
 Shapes (full run): chain and block verification at (B, K, V) in
 {(1, 8, 32000), (64, 8, 32000), (256, 4, 32000), (64, 8, 151936), (1024, 8, 1000)};
@@ -23,8 +27,9 @@ import time
 
 import numpy as np
 
-from .bench import BenchContext, register_suite
-from .bench_gaussian import gaussian_compile_times, run_gaussian
+from ..registry import register_suite
+from . import BenchContext
+from .gaussian_cpu import gaussian_compile_times, run_gaussian
 
 CAT_SHAPES = [(1, 8, 32000), (64, 8, 32000), (256, 4, 32000), (64, 8, 151936), (1024, 8, 1000)]
 CAT_SHAPES_QUICK = [(1, 8, 1000), (64, 4, 2000)]
@@ -64,7 +69,7 @@ def _reference_us_per_seq(fn, p, q, draft, u, n_rows, now=time.perf_counter):
 
 def compile_times(dtype) -> dict:
     """Seconds of the first call of each kernel (compile, or load from numba's cache)."""
-    from .numba_cpu import categorical as nc
+    from ..numba_cpu import categorical as nc
 
     out = {}
     p, q, d, u = categorical_inputs(2, 2, 5, dtype)
@@ -84,8 +89,8 @@ def run_categorical(ctx: BenchContext) -> list:
 
     from specoracle.reference import categorical as ref
 
-    from . import bench_torch_cpu
-    from .numba_cpu import categorical as nc
+    from ..numba_cpu import categorical as nc
+    from . import torch_plain
 
     dtype = np.dtype(ctx.dtype)
     rows = []
@@ -93,8 +98,8 @@ def run_categorical(ctx: BenchContext) -> list:
     for bsz, k, v in shapes:
         p, q, draft, u = categorical_inputs(bsz, k, v, dtype)
         tp, tq, td, tu = (torch.from_numpy(a) for a in (p, q, draft, u))
-        for op, fast, base, reff in (("chain", nc.verify_chain, bench_torch_cpu.chain, ref.verify_chain),
-                                     ("block", nc.verify_block, bench_torch_cpu.block, ref.verify_block)):
+        for op, fast, base, reff in (("chain", nc.verify_chain, torch_plain.chain, ref.verify_chain),
+                                     ("block", nc.verify_block, torch_plain.block, ref.verify_block)):
             ctx.progress(f"{op} B={bsz} K={k} V={v}")
             t_numba = ctx.time_us(lambda: fast(p, q, draft, u))
             with torch.inference_mode():
@@ -104,13 +109,13 @@ def run_categorical(ctx: BenchContext) -> list:
             floor = ctx.floor_us(_floor_bytes(op, bsz, k, v, dtype.itemsize))
             shape = {"B": bsz, "K": k, "V": v}
             rows.append({"op": op, "backend": "reference", **shape, "median_us": t_ref,
-                         "floor_us": floor, "vs_reference": 1.0, "vs_torch_cpu": t_torch / t_ref,
+                         "floor_us": floor, "vs_reference": 1.0, "vs_torch_plain": t_torch / t_ref,
                          "reference_rows_timed": n_ref})
-            rows.append({"op": op, "backend": "numba_cpu", **shape, "median_us": t_numba,
+            rows.append({"op": op, "backend": "numba", **shape, "median_us": t_numba,
                          "floor_us": floor, "vs_reference": t_ref / t_numba,
-                         "vs_torch_cpu": t_torch / t_numba})
-            rows.append({"op": op, "backend": "torch_cpu", **shape, "median_us": t_torch,
-                         "floor_us": floor, "vs_reference": t_ref / t_torch, "vs_torch_cpu": 1.0})
+                         "vs_torch_plain": t_torch / t_numba})
+            rows.append({"op": op, "backend": "torch_plain", **shape, "median_us": t_torch,
+                         "floor_us": floor, "vs_reference": t_ref / t_torch, "vs_torch_plain": 1.0})
         del p, q, draft, u, tp, tq, td, tu
     ctx.notes.append("reference: one sequence per call (Python), timed on the first "
                      "reference_rows_timed rows and scaled per sequence to B")
@@ -127,4 +132,4 @@ def run_kernels(ctx: BenchContext) -> list:
 
 
 register_suite("kernels", "cpu", run_kernels,
-               "chain / block verification and the Gaussian step / block: reference, numba, torch-CPU")
+               "chain / block verification and the Gaussian step / block: reference, numba, torch on the CPU")

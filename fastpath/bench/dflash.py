@@ -18,7 +18,7 @@ target pass over ``[anchor] + trie`` after a prefix of P cached tokens, plain SD
 additive tree mask vs cascade (dense prefix + masked tree, merged by LSE); rows ``op =
 "tree-pass"``, ``L`` = P, ``vs_sdpa`` = speed-up of cascade.
 
-Prompts: bench_llm.bench_prompts (the first 8, quick 2, held-out zoo documents longer than 2000
+Prompts: llm.bench_prompts (the first 8, quick 2, held-out zoo documents longer than 2000
 characters; the drafters' training split excludes them), 64 tokens each (quick 32); 160 new
 tokens (quick 24).
 """
@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from specoracle.fastpath.bench import BenchContext, register_suite
+from ..registry import register_suite
+from . import BenchContext
 
 METHODS = ("target", "ar-draft", "dflash-b8", "dflash-b16", "d2sd")
 
@@ -159,10 +160,10 @@ def tau_table(rows) -> list:
 def run_dflash(ctx: BenchContext) -> list:
     import torch
 
+    from specoracle.fastpath.models.dflash.model import DFlashDrafter
     from specoracle.fastpath.models.zoo import SHIPPED_DFLASH, SHIPPED_VP
 
-    from specoracle.fastpath.models.bench_llm import bench_prompts, zoo_pair
-    from specoracle.fastpath.models.dflash.model import DFlashDrafter
+    from .llm import bench_prompts, zoo_pair
 
     pair = zoo_pair(ctx, "dflash")
     if pair is None:

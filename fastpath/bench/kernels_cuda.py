@@ -16,7 +16,7 @@ memory floor beside each figure:
     gauss   floor = 3 B L d 4 / bw     (target means, draft means and noise once; the fused
                                         pass of torch_cuda/triton_gaussian.py on CUDA)
 
-Backends: ``torch_cuda`` (the verifier as a user calls it), ``torch_cuda_graph`` (B = 1
+Backends: ``torch`` (the torch_cuda verifier as a user calls it), ``torch_graph`` (B = 1
 chain only: the call captured once in a CUDA graph, torch_cuda/graphs.py, and replayed
 with the inputs already in its static buffers, as an engine writes them; in eager
 mode on the CPU plumbing run), ``torch_plain``, ``hf``.
@@ -154,7 +154,7 @@ def plain_chain_logits(pl, ql, draft, u, temperature=0.8, top_p=0.95):
 
 def hf_chain(p, q, draft, u):
     """transformers' _speculative_sampling (B = 1), fed log-probabilities as logits."""
-    from specoracle.proofs.certify.adapters import hf_speculative_sampling
+    from specoracle.fastpath.models.llm.hf import hf_speculative_sampling
     _speculative_sampling = hf_speculative_sampling()
     k = q.shape[1]
     ids = draft  # [1, K]: the candidate tokens are the last K ids
@@ -255,25 +255,25 @@ def _candidates(op, device, b=None):
     """{backend: callable(*inputs)} for one op."""
     from specoracle.fastpath.torch_cuda import categorical as tc
     if op == "chain":
-        out = {"torch_cuda": lambda p, q, d, u: tc.verify_chain(p, q, d, u, raise_on_error=False, validate=False),
+        out = {"torch": lambda p, q, d, u: tc.verify_chain(p, q, d, u, raise_on_error=False, validate=False),
                "torch_plain": plain_chain, "hf": hf_chain}
         if b == 1:
-            out["torch_cuda_graph"] = graphed_chain()
+            out["torch_graph"] = graphed_chain()
         return out
     if op == "block":
-        return {"torch_cuda": lambda p, q, d, u: tc.verify_block(p, q, d, u, raise_on_error=False, validate=False),
+        return {"torch": lambda p, q, d, u: tc.verify_block(p, q, d, u, raise_on_error=False, validate=False),
                 "torch_plain": plain_block}
     if op == "chain_logits_bf16":
-        return {"torch_cuda": lambda pl, ql, d, u: tc.verify_chain_logits(
+        return {"torch": lambda pl, ql, d, u: tc.verify_chain_logits(
                     pl, ql, d, u, temperature=0.8, top_p=0.95, raise_on_error=False, validate=False),
                 "torch_plain": plain_chain_logits}
     if op == "chain_logits_bf16_temp":  # temperature only
-        return {"torch_cuda": lambda pl, ql, d, u: tc.verify_chain_logits(
+        return {"torch": lambda pl, ql, d, u: tc.verify_chain_logits(
                     pl, ql, d, u, temperature=0.8, raise_on_error=False, validate=False),
                 "torch_plain": lambda pl, ql, d, u: plain_chain_logits(pl, ql, d, u, 0.8, None)}
     if op == "gaussian_block":
         from specoracle.fastpath.torch_cuda import gaussian as tg
-        return {"torch_cuda": tg.verify_gaussian_block, "torch_plain": plain_gaussian_block}
+        return {"torch": tg.verify_gaussian_block, "torch_plain": plain_gaussian_block}
     raise KeyError(op)
 
 
@@ -338,9 +338,9 @@ def target_notes(rows) -> list:
     """One line per issue-7 target: met or missed, with the ratio."""
     out = []
     for r in rows:
-        if r["backend"] not in ("torch_cuda", "torch_cuda_graph"):
+        if r["backend"] not in ("torch", "torch_graph"):
             continue
-        if r["backend"] == "torch_cuda_graph" and not (r["op"] == "chain" and r["B"] == 1):
+        if r["backend"] == "torch_graph" and not (r["op"] == "chain" and r["B"] == 1):
             continue
         k, v = r.get("K", r.get("L")), r.get("V", r.get("d"))
         ratio = r["median_us"] / r["floor_us"]
@@ -375,12 +375,9 @@ def run_cuda_kernels(ctx) -> list:
 
 
 def _register():
-    try:
-        from .bench import register_suite
-    except ImportError:  # the bench framework (fastpath/bench.py) is optional here
-        return
+    from ..registry import register_suite
     register_suite("cuda-kernels", "cuda", run_cuda_kernels,
-                   "issue 7: torch_cuda chain / block / logits / Gaussian vs plain torch and HF, GPU floors")
+                   "issue 7: the torch backend's chain / block / logits / Gaussian kernels vs plain torch and HF, GPU floors")
 
 
 _register()
