@@ -27,8 +27,10 @@ from .bench import BenchContext, register_suite
 
 CAT_SHAPES = [(1, 8, 32000), (64, 8, 32000), (256, 4, 32000), (64, 8, 151936), (1024, 8, 1000)]
 CAT_SHAPES_QUICK = [(1, 8, 1000), (64, 4, 2000)]
+CAT_SHAPES_TINY = [(2, 2, 50)]
 GAUSS_SHAPES = [(1024, 8, 2), (256, 8, 3072)]
 GAUSS_SHAPES_QUICK = [(64, 4, 2), (16, 4, 64)]
+GAUSS_SHAPES_TINY = [(4, 2, 2)]
 
 
 def categorical_inputs(bsz, k, v, dtype, seed=0):
@@ -92,7 +94,7 @@ def run_categorical(ctx: BenchContext) -> list:
 
     dtype = np.dtype(ctx.dtype)
     rows = []
-    shapes = CAT_SHAPES_QUICK if ctx.quick else CAT_SHAPES
+    shapes = CAT_SHAPES_TINY if ctx.tiny else CAT_SHAPES_QUICK if ctx.quick else CAT_SHAPES
     for bsz, k, v in shapes:
         p, q, draft, u = categorical_inputs(bsz, k, v, dtype)
         tp, tq, td, tu = (torch.from_numpy(a) for a in (p, q, draft, u))

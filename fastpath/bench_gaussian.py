@@ -48,13 +48,14 @@ def _torch_block():
 def run_gaussian(ctx: BenchContext) -> list:
     from specoracle.reference import gaussian as ref
 
-    from .bench_cpu import GAUSS_SHAPES, GAUSS_SHAPES_QUICK
+    from .bench_cpu import GAUSS_SHAPES, GAUSS_SHAPES_QUICK, GAUSS_SHAPES_TINY
     from .numba_cpu import gaussian as ng
 
     tb = _torch_block()
     now = ctx.timer()
     rows = []
-    for bsz, big_l, d in (GAUSS_SHAPES_QUICK if ctx.quick else GAUSS_SHAPES):
+    for bsz, big_l, d in (GAUSS_SHAPES_TINY if ctx.tiny else GAUSS_SHAPES_QUICK if ctx.quick
+                          else GAUSS_SHAPES):
         x = gaussian_inputs(bsz, big_l, d)
         shape = {"B": bsz, "L": big_l, "d": d}
         # ---- block verification over windows
