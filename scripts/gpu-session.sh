@@ -9,7 +9,8 @@
 #                                           `specoracle bench --device cuda --all` under
 #                                           `timeout`, and leaves in $OUT: bench-all.json,
 #                                           bench-all-logs.tar.xz, nvidia-smi.txt (and the
-#                                           DFlash training output in parts, if trained)
+#                                           trained DFlash drafter in <= 3 parts, if trained:
+#                                           cat dflash-gpu.tar.part-* | tar -x)
 #
 # ARGS go to `specoracle bench --all` (e.g. --only llm-cuda, --with-dflash-train, --quick).
 # Environment: BUDGET (seconds for the bench, default 500), BENCH_TIMEOUT (hard kill, default
@@ -82,9 +83,18 @@ if os.path.isdir(src):
             if name != "dflash-gpu":
                 tar.add(os.path.join(src, name), arcname=name)
 EOF
-    if [ -d "$work/bench-all.work/dflash-gpu" ]; then   # the trained drafter, in <= 4 parts
-        tar -C "$work/bench-all.work" -cf - dflash-gpu | split -b 15M -a 1 - "$out/dflash-gpu.tar.part-"
-        ls "$out"/dflash-gpu.tar.part-* | sed -n '5,$p' | xargs -r rm -f
+    local dft="$work/bench-all.work/dflash-gpu"
+    if [ -d "$dft" ]; then      # the trained drafter: metrics + config, the weights if <= 45 MiB
+        local files=(metrics.json dflash_config.json)
+        local size
+        size=$(stat -c %s "$dft/dflash.safetensors" 2>/dev/null || echo 0)
+        if [ "$size" -gt 0 ] && [ "$size" -le $((45 * 1048576)) ]; then
+            files+=(dflash.safetensors)
+        else
+            echo "dflash-gpu: weights ($size bytes) not brought back (over 45 MiB or absent)"
+        fi
+        (cd "$dft" && ls "${files[@]}" 2>/dev/null | tar -cf - -T -) \
+            | split -b 15M -a 1 - "$out/dflash-gpu.tar.part-"
     fi
     ls -l "$out"
 }

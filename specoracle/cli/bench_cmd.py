@@ -21,7 +21,7 @@ EPILOG = """examples:
   specoracle bench --device cpu --all --tiny --json t.json  # the same plan at plumbing size on the CPU
   specoracle bench --all --list                    # the stages of --all, their caps and what they cover
 
-The suites llm, llm-tau, llm-cuda and dflash need the 'models' extra
+The suites llm, llm-tau, llm-cuda, dflash, dflash-cuda and device-round need the 'models' extra
 (pip install 'specoracle[models]'); --device cuda needs a CUDA device.
 """
 
