@@ -24,8 +24,9 @@ tokens (quick 24).
 
 Suite ``dflash-cuda`` (``specoracle bench --device cuda --suite dflash-cuda``): the same rows with
 the target and the drafters on the GPU; the tree-pass rows at the longest prefixes the zoo target
-takes (its 512 positions). A failure of the decode rows (e.g. a generation path that is not
-device-aware) is recorded as a note and the tree-pass rows still run.
+takes (its 512 positions). The generation paths keep the models' tensors on the device and
+bring the logits to the host for verification; they have never run on a GPU, so a failure of the
+decode rows there is recorded as a note and the tree-pass rows still run.
 """
 from __future__ import annotations
 
