@@ -15,7 +15,7 @@ bench suite's stage has the suite's name):
 Robustness: each stage has a time cap; the whole run has a budget (``--budget``), and a stage
 gets ``min(cap, what is left)``; a stage that fails, times out or is skipped is recorded and the
 run goes on; the JSON is rewritten after every stage (a run killed from outside leaves the
-stages done so far). With ``isolate=True`` (the default on CUDA) every stage runs in its own
+stages done so far; SIGTERM kills the running stage's process too). With ``isolate=True`` (the default on CUDA) every stage runs in its own
 process (``python -m specoracle.fastpath.bench_session --stage NAME ...``), killed at its cap,
 so a hung kernel or a CUDA fault (which poisons the process's CUDA context) costs one stage.
 In-process (the default on the CPU) the cap is checked after the stage ends (``over_cap``).
@@ -31,8 +31,10 @@ import datetime as _dt
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,6 +182,32 @@ def _junit_counts(path: Path) -> dict:
     return {**counts, "failed_tests": failed[:50]}
 
 
+_RUNNING: list = []         # the stage process in flight (killed with this process, see run_session)
+
+
+def _kill_group(proc) -> None:
+    try:
+        os.killpg(proc.pid, 9)
+    except ProcessLookupError:
+        pass
+
+
+class SessionTerminated(BaseException):
+    """SIGTERM reached the session: no stage may swallow it."""
+
+
+def _on_term(signum, frame):
+    """SIGTERM (e.g. the outer ``timeout``): the stage process runs in its own group, so take it
+    down too (it would go on holding the GPU), then stop; the JSON holds the stages done."""
+    for proc in list(_RUNNING):
+        _kill_group(proc)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    raise SessionTerminated(signum)
+
+
 def _subprocess(argv, cap_s: float, env: dict, log: Path, cwd=None) -> tuple:
     """Run ``argv`` with its output in ``log``; kill its whole process group at ``cap_s``.
     Returns ``(returncode or None on timeout, seconds, output tail)``."""
@@ -187,15 +215,15 @@ def _subprocess(argv, cap_s: float, env: dict, log: Path, cwd=None) -> tuple:
     with open(log, "w") as fh:
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                 start_new_session=True)
+        _RUNNING.append(proc)
         try:
             rc = proc.wait(timeout=cap_s)
         except subprocess.TimeoutExpired:
             rc = None
-            try:
-                os.killpg(proc.pid, 9)
-            except ProcessLookupError:
-                pass
+            _kill_group(proc)
             proc.wait()
+        finally:
+            _RUNNING.remove(proc)
     seconds = time.perf_counter() - t0
     return rc, seconds, _tail(log.read_text(errors="replace"))
 
@@ -212,6 +240,7 @@ def run_pytest_stage(stage: Stage, cap_s: float, work: Path) -> dict:
     if root is None:
         return {"status": "skipped", "skip_reason": "tests/ not found: run from a source checkout"}
     xml = work / f"{stage.name}.junit.xml"
+    xml.unlink(missing_ok=True)            # a killed run writes none: never read an old one
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--maxfail=10",
             "-rfE", f"--junitxml={xml}", *stage.pytest]
     rc, seconds, tail = _subprocess(argv, cap_s, _env(stage), work / f"{stage.name}.log", cwd=root)
@@ -273,7 +302,7 @@ def _protected(fn) -> dict:
     """Run a stage in this process; any exception (SystemExit included) is the stage's error."""
     try:
         return fn()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SessionTerminated):
         raise
     except BaseException as exc:  # noqa: BLE001 - one stage's failure must not stop the run
         import traceback
@@ -356,44 +385,66 @@ def run_session(json_path, device: str = "cuda", size: str = "session",
 
     ``only``: stage names to run (the others are listed as ``not selected``). ``isolate``:
     None = each stage in its own process on CUDA, in this process on the CPU."""
-    from .bench import device_name
-
     json_path = Path(json_path)
     work = json_path.with_name(json_path.stem + ".work")
     work.mkdir(parents=True, exist_ok=True)
     isolate = device.startswith("cuda") if isolate is None else isolate
     stages = list(stages) if stages is not None else plan(with_dflash_train)
     start = time.perf_counter()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_term) if main_thread else None
+    try:
+        return _run_plan(stages, json_path, work, device, size, budget_s, only, isolate, command,
+                         progress, start)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_plan(stages, json_path, work, device, size, budget_s, only, isolate, command, progress,
+              start) -> dict:
+    from .bench import device_name
+
     doc = {"schema": SCHEMA, "command": command or " ".join(sys.argv),
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "device": device, "host": device_name(), "gpu": _gpu_info() if device != "cpu" else None,
            "size": size, "budget_s": budget_s, "isolated": isolate, "versions": _versions(),
            "plan": [s.name for s in stages], "stages": {}}
-    for stage in stages:
-        left = budget_s - (time.perf_counter() - start)
-        cap = min(stage.cap_s, left) if stage.cap_s else 0.0
-        if only and stage.name not in only and not stage.skip:
-            res = {"status": "skipped", "skip_reason": "not selected (--only)"}
-        elif not stage.skip and left < MIN_STAGE_S and size != "tiny":
-            res = {"status": "skipped", "skip_reason": f"session budget exhausted ({left:.0f} s left "
-                                                       f"of {budget_s:.0f} s)"}
-        else:
-            progress(f"{stage.name} (cap {cap:.0f} s)")
-            t0 = time.perf_counter()
-            res = run_stage(stage, device, size, cap if size != "tiny" else 3600.0, work, isolate,
-                            progress)
-            res["wall_s"] = round(time.perf_counter() - t0, 2)
-            if not isolate and size != "tiny" and res["wall_s"] > cap:
-                res["over_cap"] = True
-        res.update(what=stage.what, kind=stage.kind, cap_s=round(cap, 1))
-        doc["stages"][stage.name] = res
-        doc["wall_s"] = round(time.perf_counter() - start, 2)
+    try:
+        for stage in stages:
+            _one(stage, doc, json_path, work, device, size, budget_s, only, isolate, progress, start)
+    except SessionTerminated:
+        doc["terminated"] = "SIGTERM: the stages after the last one listed did not run"
         _write(doc, json_path)
+        raise SystemExit(143) from None
     doc["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     doc["summary"] = {status: [n for n, r in doc["stages"].items() if r["status"] == status]
                       for status in ("ok", "failed", "timed_out", "skipped")}
     _write(doc, json_path)
     return doc
+
+
+def _one(stage, doc, json_path, work, device, size, budget_s, only, isolate, progress, start):
+    """Run (or skip) one stage, record it in ``doc``, rewrite the JSON."""
+    left = budget_s - (time.perf_counter() - start)
+    cap = min(stage.cap_s, left) if stage.cap_s else 0.0
+    if only and stage.name not in only and not stage.skip:
+        res = {"status": "skipped", "skip_reason": "not selected (--only)"}
+    elif not stage.skip and left < MIN_STAGE_S and size != "tiny":
+        res = {"status": "skipped", "skip_reason": f"session budget exhausted ({left:.0f} s left "
+                                                   f"of {budget_s:.0f} s)"}
+    else:
+        progress(f"{stage.name} (cap {cap:.0f} s)")
+        t0 = time.perf_counter()
+        res = run_stage(stage, device, size, cap if size != "tiny" else 3600.0, work, isolate,
+                        progress)
+        res["wall_s"] = round(time.perf_counter() - t0, 2)
+        if not isolate and size != "tiny" and res["wall_s"] > cap:
+            res["over_cap"] = True
+    res.update(what=stage.what, kind=stage.kind, cap_s=round(cap, 1))
+    doc["stages"][stage.name] = res
+    doc["wall_s"] = round(time.perf_counter() - start, 2)
+    _write(doc, json_path)
 
 
 def summary_lines(doc: dict) -> list:
