@@ -46,6 +46,9 @@ class BenchContext:
     """What a suite gets: the options, the measured copy bandwidth, a progress callback."""
 
     quick: bool = False
+    tiny: bool = False         # plumbing size (the CPU check of `bench --all`); implies quick
+    device: str = ""           # torch device of the suite's tensors; "" = its registered device
+    options: dict = field(default_factory=dict)    # per-run size overrides (see sizes())
     dtype: str = "float32"
     clock: str = "wall"        # "wall" (perf_counter) or "cpu" (this process's CPU time)
     copy_bandwidth_GBps: float = 0.0
@@ -54,8 +57,29 @@ class BenchContext:
     extra: dict = field(default_factory=dict)      # extra top-level JSON entries
     progress: Callable[[str], None] = lambda msg: None
 
+    def __post_init__(self):
+        self.quick = self.quick or self.tiny    # suites that know only --quick get their smallest
+
+    def sizes(self, full: dict, quick: dict | None = None, tiny: dict | None = None) -> dict:
+        """A suite's sizes for this run: ``full``, updated by ``quick`` (``--quick``) or by
+        ``quick`` then ``tiny`` (the plumbing size), then by :attr:`options` (the overrides a
+        caller such as ``bench --all`` passes; keys the suite does not know are an error)."""
+        out = dict(full)
+        if self.quick:
+            out.update(quick or {})
+        if self.tiny:
+            out.update(tiny or {})
+        unknown = sorted(set(self.options) - set(out))
+        if unknown:
+            raise KeyError(f"unknown size option(s) {unknown}; this suite has {sorted(out)}")
+        out.update(self.options)
+        return out
+
     def time_us(self, fn: Callable[[], object], **kw) -> float:
-        """Median microseconds of ``fn()`` on this context's clock (see :func:`median_us`)."""
+        """Median microseconds of ``fn()`` on this context's clock (see :func:`median_us`;
+        at the tiny size: three calls, no minimum time)."""
+        if self.tiny:
+            kw.setdefault("min_time", 0.0)
         return median_us(fn, clock=self.clock, **kw)
 
     def timer(self) -> Callable[[], float]:
@@ -158,6 +182,7 @@ def run_suites(names, ctx: BenchContext, device: str) -> dict:
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     import torch
 
+    ctx.device = ctx.device or device
     ctx.copy_threads = torch.get_num_threads() if ctx.clock == "wall" else 1
     ctx.copy_bandwidth_GBps = copy_bandwidth_GBps(clock=ctx.clock, threads=ctx.copy_threads)
     rows = []
@@ -186,7 +211,7 @@ def format_table(doc: dict) -> str:
     """A plain-text (markdown) table of the rows."""
     rows = doc["rows"]
     ratio_keys = sorted({k for r in rows for k in r if k.startswith("vs_")})
-    shape_keys = [k for k in ("B", "K", "V", "L", "d") if any(k in r for r in rows)]
+    shape_keys = [k for k in ("B", "K", "N", "V", "L", "d") if any(k in r for r in rows)]
     head = ["op", "backend", *shape_keys, "median_us", "floor_us", "x floor", *ratio_keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:

@@ -21,6 +21,12 @@ additive tree mask vs cascade (dense prefix + masked tree, merged by LSE); rows 
 Prompts: llm.bench_prompts (the first 8, quick 2, held-out zoo documents longer than 2000
 characters; the drafters' training split excludes them), 64 tokens each (quick 32); 160 new
 tokens (quick 24).
+
+Suite ``dflash-cuda`` (``specoracle bench --device cuda --suite dflash-cuda``): the same rows with
+the target and the drafters on the GPU; the tree-pass rows at the longest prefixes the zoo target
+takes (its 512 positions). The generation paths keep the models' tensors on the device and
+bring the logits to the host for verification; they have never run on a GPU, so a failure of the
+decode rows there is recorded as a note and the tree-pass rows still run.
 """
 from __future__ import annotations
 
@@ -96,7 +102,8 @@ def decode_rows(target, draft, dflash, vp, prompts, new_tokens: int, temperature
 def tree_pass_rows(target, prefix_lens=(128, 384), n_nodes: int = 40, reps: int = 20,
                    clock=None) -> list:
     """Median time of one D2SD tree pass (``[anchor] + n_nodes`` trie nodes of 4 branches after a
-    prefix of P cached tokens) with plain SDPA + additive tree mask vs cascade attention."""
+    prefix of P cached tokens) with plain SDPA + additive tree mask vs cascade attention, on the
+    target's device (synchronised before each clock read on a GPU)."""
     import copy
     import time
 
@@ -116,16 +123,18 @@ def tree_pass_rows(target, prefix_lens=(128, 384), n_nodes: int = 40, reps: int 
     n_nodes = len(parents)
     depth = node_depths(parents)
     v = int(target.config.vocab_size)
+    dev = next(target.parameters()).device
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     rows = []
     gen = torch.Generator().manual_seed(0)
     for p in prefix_lens:
-        ids = torch.randint(1, v, (1, p), generator=gen)
+        ids = torch.randint(1, v, (1, p), generator=gen).to(dev)
         base_cache = new_cache(target)
         with torch.inference_mode():
             forward_cached(target, base_cache, input_ids=ids)
-        x = torch.randint(1, v, (1, n_nodes + 1), generator=gen)
-        pos = torch.tensor([[p] + [p + d for d in depth]])
-        mask = tree_attention(parents, p)
+        x = torch.randint(1, v, (1, n_nodes + 1), generator=gen).to(dev)
+        pos = torch.tensor([[p] + [p + d for d in depth]], device=dev)
+        mask = tree_attention(parents, p).to(dev)
         times = {}
         for name in ("sdpa", "cascade"):
             prev = use_cascade(target, name == "cascade")
@@ -133,10 +142,12 @@ def tree_pass_rows(target, prefix_lens=(128, 384), n_nodes: int = 40, reps: int 
             try:
                 for _ in range(reps):
                     c = copy.deepcopy(base_cache)
+                    sync()
                     t0 = clock()
                     with torch.inference_mode():
                         forward_cached(target, c, input_ids=x, position_ids=pos,
                                        attention_mask=mask)
+                    sync()
                     best.append(clock() - t0)
             finally:
                 target.set_attn_implementation(prev if prev in ("sdpa", "eager") else "sdpa")
@@ -157,7 +168,10 @@ def tau_table(rows) -> list:
     return out
 
 
-def run_dflash(ctx: BenchContext) -> list:
+def run_dflash(ctx: BenchContext, device: str = "cpu", suite: str = "dflash") -> list:
+    """The ``dflash`` suite (CPU) and ``dflash-cuda`` (``device`` "cuda"). Sizes (``ctx.sizes``):
+    ``prompts``, ``prompt_tokens``, ``new_tokens``, ``temperatures``, ``blocks`` (DFlash), and
+    ``prefixes`` and ``reps`` (tree pass)."""
     import torch
 
     from specoracle.fastpath.models.dflash.model import DFlashDrafter
@@ -165,25 +179,40 @@ def run_dflash(ctx: BenchContext) -> list:
 
     from .llm import bench_prompts, zoo_pair
 
-    pair = zoo_pair(ctx, "dflash")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        ctx.notes.append(f"{suite} suite skipped: no CUDA device")
+        return []
+    pair = zoo_pair(ctx, suite, device=device)
     if pair is None:
         return []
     target, draft, tok = pair
-    dflash, vp = DFlashDrafter.load(SHIPPED_DFLASH), DFlashDrafter.load(SHIPPED_VP)
-    quick = ctx.quick
-    prompts = bench_prompts(tok, 2 if quick else 8, 32 if quick else 64)
-    new = 24 if quick else 160
-    ctx.extra["dflash"] = {"prompts": len(prompts), "prompt_tokens": len(prompts[0]),
-                           "new_tokens": new, "torch_threads": torch.get_num_threads(),
-                           "dflash": str(SHIPPED_DFLASH.name), "vp": str(SHIPPED_VP.name)}
-    rows = decode_rows(target, draft, dflash, vp, prompts, new, clock=ctx.timer(),
-                       progress=ctx.progress)
-    ctx.progress("dflash: tree pass sdpa vs cascade")
-    rows += tree_pass_rows(target, (64,) if quick else (128, 448), reps=5 if quick else 30,
-                           clock=ctx.timer())
+    dflash, vp = (DFlashDrafter.load(p).to(device) for p in (SHIPPED_DFLASH, SHIPPED_VP))
+    sz = ctx.sizes(full=dict(prompts=8, prompt_tokens=64, new_tokens=160, prefixes=(128, 448), reps=30,
+                             temperatures=(0.0, 1.0), blocks=(8, 16)),
+                   quick=dict(prompts=2, prompt_tokens=32, new_tokens=24, prefixes=(64,), reps=5),
+                   tiny=dict(prompts=1, prompt_tokens=8, new_tokens=3, prefixes=(16,), reps=2,
+                             temperatures=(1.0,), blocks=(4,)))
+    prompts = bench_prompts(tok, sz["prompts"], sz["prompt_tokens"])
+    new = sz["new_tokens"]
+    ctx.extra[suite.replace("-", "_")] = {
+        "prompts": len(prompts), "prompt_tokens": len(prompts[0]), "new_tokens": new,
+        "torch_threads": torch.get_num_threads(), "device": device,
+        "dflash": str(SHIPPED_DFLASH.name), "vp": str(SHIPPED_VP.name)}
+    rows = []
+    try:
+        rows = decode_rows(target, draft, dflash, vp, prompts, new, tuple(sz["temperatures"]),
+                           clock=ctx.timer(), progress=ctx.progress, blocks=tuple(sz["blocks"]))
+    except Exception as e:  # noqa: BLE001 - record it, still measure the tree pass
+        if not device.startswith("cuda"):
+            raise
+        ctx.notes.append(f"{suite} decode rows failed: {type(e).__name__}: {e}"[:400])
+    ctx.progress(f"{suite}: tree pass sdpa vs cascade")
+    rows += tree_pass_rows(target, tuple(sz["prefixes"]), reps=sz["reps"], clock=ctx.timer())
     ctx.notes.extend(tau_table(rows))
     return rows
 
 
 register_suite("dflash", "cpu", run_dflash,
                "DFlash / D2SD vs AR draft vs target-only on the zoo pair: tau, tok/s, speed-up")
+register_suite("dflash-cuda", "cuda", lambda ctx: run_dflash(ctx, ctx.device or "cuda", "dflash-cuda"),
+               "the dflash suite on a CUDA GPU: DFlash / D2SD tau and speed, cascade vs SDPA tree pass")

@@ -17,6 +17,7 @@ from . import BenchContext
 
 GAUSS_SHAPES = [(1024, 8, 2), (256, 8, 3072)]
 GAUSS_SHAPES_QUICK = [(64, 4, 2), (16, 4, 64)]
+GAUSS_SHAPES_TINY = [(4, 2, 2)]
 
 
 def gaussian_inputs(bsz, big_l, d, seed=0):
@@ -56,7 +57,8 @@ def run_gaussian(ctx: BenchContext) -> list:
     tb = _torch_block()
     now = ctx.timer()
     rows = []
-    for bsz, big_l, d in (GAUSS_SHAPES_QUICK if ctx.quick else GAUSS_SHAPES):
+    for bsz, big_l, d in (GAUSS_SHAPES_TINY if ctx.tiny else GAUSS_SHAPES_QUICK if ctx.quick
+                          else GAUSS_SHAPES):
         x = gaussian_inputs(bsz, big_l, d)
         shape = {"B": bsz, "L": big_l, "d": d}
         # ---- block verification over windows

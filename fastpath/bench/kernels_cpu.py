@@ -33,6 +33,7 @@ from .gaussian_cpu import gaussian_compile_times, run_gaussian
 
 CAT_SHAPES = [(1, 8, 32000), (64, 8, 32000), (256, 4, 32000), (64, 8, 151936), (1024, 8, 1000)]
 CAT_SHAPES_QUICK = [(1, 8, 1000), (64, 4, 2000)]
+CAT_SHAPES_TINY = [(2, 2, 50)]
 
 
 def categorical_inputs(bsz, k, v, dtype, seed=0):
@@ -94,7 +95,7 @@ def run_categorical(ctx: BenchContext) -> list:
 
     dtype = np.dtype(ctx.dtype)
     rows = []
-    shapes = CAT_SHAPES_QUICK if ctx.quick else CAT_SHAPES
+    shapes = CAT_SHAPES_TINY if ctx.tiny else CAT_SHAPES_QUICK if ctx.quick else CAT_SHAPES
     for bsz, k, v in shapes:
         p, q, draft, u = categorical_inputs(bsz, k, v, dtype)
         tp, tq, td, tu = (torch.from_numpy(a) for a in (p, q, draft, u))

@@ -15,6 +15,10 @@ memory floor beside each figure:
                                         kernel of torch_cuda/triton_logits.py on CUDA)
     gauss   floor = 3 B L d 4 / bw     (target means, draft means and noise once; the fused
                                         pass of torch_cuda/triton_gaussian.py on CUDA)
+    tree    floor = B V 4 / bw (sample-and-match: the final draw's target row) and
+            2 B V 4 / bw (MSS: the final residual's row pair), a lower bound only: the walk
+            reads one row per level it descends (triton_tree.py vs the batched torch walk,
+            backend ``torch_walk``, ratio ``vs_torch_walk``; rows carry ``N`` = nodes)
 
 Backends: ``torch`` (the torch_cuda verifier as a user calls it), ``torch_graph`` (B = 1
 chain only: the call captured once in a CUDA graph, torch_cuda/graphs.py, and replayed
@@ -52,11 +56,12 @@ from dataclasses import asdict, dataclass
 CUDA_SHAPES = [("chain", 1, 8, 32000), ("chain", 64, 8, 32000), ("chain", 64, 8, 151936),
                ("chain", 256, 4, 32000), ("block", 64, 8, 151936),
                ("chain_logits_bf16", 64, 8, 151936), ("chain_logits_bf16_temp", 64, 8, 151936),
-               ("gaussian_block", 256, 8, 3 * 64 * 64)]
+               ("gaussian_block", 256, 8, 3 * 64 * 64),
+               ("tree_deterministic", 64, 64, 32000), ("tree_mss", 64, 64, 32000)]
 #: tiny shapes for the CPU plumbing test
 TINY_SHAPES = [("chain", 1, 3, 50), ("chain", 4, 3, 97), ("block", 4, 3, 97),
                ("chain_logits_bf16", 2, 2, 64), ("chain_logits_bf16_temp", 2, 2, 64),
-               ("gaussian_block", 4, 3, 16)]
+               ("gaussian_block", 4, 3, 16), ("tree_deterministic", 2, 6, 50), ("tree_mss", 2, 6, 50)]
 
 TARGETS = {  # issue 7: ratio to the floor that applies (None: absolute target)
     ("chain", 64, 8, 151936): 2.0, ("chain", 256, 4, 32000): 2.0, ("block", 64, 8, 151936): 1.5,
@@ -81,9 +86,14 @@ class Row:
     floor_us: float
     vs_torch_plain: float | None = None
     vs_hf: float | None = None
+    vs_torch_walk: float | None = None      # tree ops: over the batched torch walk (impl="torch")
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        if not self.op.startswith("tree"):
+            d.pop("vs_torch_walk")
+        else:
+            d["N"] = d.pop("K")               # tree rows: N drafted nodes
         if self.op.startswith("gaussian"):
             d["L"], d["d"] = d.pop("K"), d.pop("V")
         return d
@@ -164,9 +174,33 @@ def hf_chain(p, q, draft, u):
 # ---------------------------------------------------------------- inputs
 
 
+def _tree_inputs(op, b, n, v, device, g):
+    """B copies of one D2SD-like tree (a root, then 4 chains under it) over N nodes; target
+    rows softmax(2 z), draft rows near them; deterministic trees draft the parent row's argmax
+    (70 %) or a random id, MSS trees draw each token from the parent's draft row."""
+    import torch
+    parents = [-1] + [0 if i <= 4 else i - 4 for i in range(1, n)]        # [N]: root, 4 chains
+    par = torch.tensor(parents).expand(b, n).clone()
+    p = torch.softmax(2 * torch.randn(b, n + 1, v, generator=g), -1)
+    q = torch.softmax(torch.log(p) + 0.5 * torch.randn(b, n + 1, v, generator=g), -1)
+    rows = (par + 1)[..., None].expand(b, n, v)                            # [B, N, V]: parent row
+    if op == "tree_mss":
+        qr = q.gather(1, rows)
+        tokens = torch.multinomial(qr.reshape(-1, v), 1, generator=g).reshape(b, n)
+    else:
+        best = p.gather(1, rows).argmax(-1)
+        rnd = torch.randint(0, v, (b, n), generator=g)
+        tokens = torch.where(torch.rand(b, n, generator=g) < 0.7, best, rnd)
+    u = torch.rand(b, n + 1, generator=g, dtype=torch.float64)
+    out = [p, q, tokens, par, u] if op == "tree_mss" else [p, tokens, par, u]
+    return [t.to(device) for t in out]
+
+
 def _inputs(op, b, k, v, device, seed=0):
     import torch
     g = torch.Generator(device="cpu").manual_seed(seed)
+    if op.startswith("tree"):
+        return _tree_inputs(op, b, k, v, device, g)
     if op == "gaussian_block":
         m_q = torch.randn(b, k, v, generator=g)
         m_p = m_q + 0.05 * torch.randn(b, k + 1, v, generator=g)[:, :k]
@@ -199,6 +233,10 @@ def _floor_bytes(op, b, k, v):
         return (2 * k + 1) * b * v * 2
     if op == "gaussian_block":
         return 3 * b * k * v * 4
+    if op == "tree_deterministic":   # the one target row of the final draw per tree
+        return b * v * 4
+    if op == "tree_mss":             # one row pair (the final residual) per tree
+        return 2 * b * v * 4
     raise KeyError(op)
 
 
@@ -274,6 +312,11 @@ def _candidates(op, device, b=None):
     if op == "gaussian_block":
         from specoracle.fastpath.torch_cuda import gaussian as tg
         return {"torch": tg.verify_gaussian_block, "torch_plain": plain_gaussian_block}
+    if op in ("tree_deterministic", "tree_mss"):
+        from specoracle.fastpath.torch_cuda import tree as tt
+        fn = tt.verify_tree_deterministic if op == "tree_deterministic" else tt.verify_mss_tree
+        return {"torch": lambda *a: fn(*a, raise_on_error=False),
+                "torch_walk": lambda *a: fn(*a, raise_on_error=False, impl="torch")}
     raise KeyError(op)
 
 
@@ -307,7 +350,8 @@ def measure(device, shapes, bw_GBps, reps=20, warmup=3, progress=None) -> list:
         for backend, us in times.items():
             rows.append(Row(op, backend, b, k, v, us, floor,
                             times["torch_plain"] / us if "torch_plain" in times else None,
-                            times["hf"] / us if "hf" in times else None).to_dict())
+                            times["hf"] / us if "hf" in times else None,
+                            times["torch_walk"] / us if "torch_walk" in times else None).to_dict())
         del inputs
     return rows
 
@@ -356,18 +400,26 @@ def target_notes(rows) -> list:
 
 def run_cuda_kernels(ctx) -> list:
     """The registered ``cuda-kernels`` suite (fastpath/bench.py BenchContext): measures the
-    GPU copy bandwidth (replacing the host figure in the report), then every shape."""
+    GPU copy bandwidth (replacing the host figure in the report), then every shape.
+    ``ctx.device = "cpu"`` with ``ctx.tiny``: the same plumbing on CPU tensors at TINY_SHAPES
+    (the CPU check of ``bench --all``); without either, no GPU exits 2 with one line."""
     import torch
+    device = ctx.device or "cuda"
+    cuda = device.startswith("cuda")
     try:
-        _require_cuda("cuda")
+        _require_cuda(device)
     except CudaUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    bw = copy_bandwidth_GBps("cuda")
+    if not cuda and not ctx.tiny:
+        raise ValueError("cuda-kernels runs on the CPU only at the tiny plumbing size (ctx.tiny)")
+    bw = copy_bandwidth_GBps(device, nbytes=(1 << 22) if ctx.tiny else (1 << 30))
     ctx.copy_bandwidth_GBps = bw
-    ctx.extra["gpu"] = torch.cuda.get_device_name()
+    ctx.extra["gpu"] = torch.cuda.get_device_name() if cuda else "none (CPU plumbing run)"
     ctx.extra["torch"] = torch.__version__
-    rows = measure("cuda", CUDA_SHAPES, bw, reps=5 if ctx.quick else 20, progress=ctx.progress)
+    shapes = TINY_SHAPES if ctx.tiny else CUDA_SHAPES
+    reps = 2 if ctx.tiny else 5 if ctx.quick else 20
+    rows = measure(device, shapes, bw, reps=reps, warmup=1 if ctx.tiny else 3, progress=ctx.progress)
     ctx.notes.extend(target_notes(rows))
     ctx.notes.append("specoracle rows run with raise_on_error=False; HF runs at B = 1 only; floors: "
                      "chain 2BVs, block 2BKVs, logits (2K+1)BVs, gaussian 3BLd*4 bytes / GPU copy bandwidth")

@@ -60,37 +60,49 @@ def _row(backend, temperature, k, tokens, seconds, tau=None, B=1, **extra):
     return row
 
 
-def run_llm(ctx: BenchContext, device: str = "cpu") -> list:
-    """The ``llm`` suite (``device="cpu"``) and the ``llm-cuda`` suite (``device="cuda"``: the
-    static rows run as CUDA graphs, at every k, and batch 8 / 64 rows are added)."""
+def run_llm(ctx: BenchContext, device: str = "cpu", suite: str = "llm") -> list:
+    """The ``llm`` suite (``device="cpu"``) and the ``llm-cuda`` suite (``suite="llm-cuda"``:
+    the static rows at every k, as CUDA graphs on a CUDA device, plus batch 8 / 64 rows; on the
+    CPU, at ``ctx.tiny``, the same rows as plumbing with the static path eager).
+
+    Sizes (``ctx.sizes``): ``prompts``, ``prompt_tokens``, ``new_tokens``, ``ks``, ``batches``
+    (the llm-cuda batch rows), ``temperatures``, ``methods``, ``hf`` (the HF rows), ``vllm`` (the CPU suite's
+    vLLM rows)."""
     import torch
 
     from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
     from specoracle.fastpath.models.llm.processing import Warp
 
-    if device == "cuda" and not torch.cuda.is_available():
-        ctx.notes.append("llm-cuda suite skipped: no CUDA device")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        ctx.notes.append(f"{suite} suite skipped: no CUDA device")
         return []
-    pair = zoo_pair(ctx, "llm", device=device)
+    pair = zoo_pair(ctx, suite, device=device)
     if pair is None:
         return []
     target, draft, tok = pair
-    quick = ctx.quick
-    cuda = device == "cuda"
-    prompts = bench_prompts(tok, 2 if quick else 8, 32 if quick else 64)
-    new = 32 if quick else 200
-    ks = (4,) if quick else (2, 4, 8)
-    temps = (0.0, 1.0)
+    sz = ctx.sizes(full=dict(prompts=8, prompt_tokens=64, new_tokens=200, ks=(2, 4, 8), batches=(8, 64),
+                             temperatures=(0.0, 1.0), methods=("chain", "block"), hf=True, vllm=True),
+                   quick=dict(prompts=2, prompt_tokens=32, new_tokens=32, ks=(4,)),
+                   tiny=dict(prompts=1, prompt_tokens=8, new_tokens=3, ks=(2,), batches=(2,),
+                             temperatures=(1.0,), methods=("block",), hf=False, vllm=False))
+    cuda = device.startswith("cuda")
+    gpu_suite = suite == "llm-cuda"
+    prompts = bench_prompts(tok, sz["prompts"], sz["prompt_tokens"])
+    new = sz["new_tokens"]
+    ks = tuple(sz["ks"])
+    ref_k = 4 if 4 in ks else ks[0]     # the CPU suite's static rows: the issue's reference k
+    temps = tuple(sz["temperatures"])
     static_name = "-static-graphs" if cuda else "-static"
-    ctx.extra["llm"] = {"prompts": len(prompts), "prompt_tokens": len(prompts[0]), "new_tokens": new,
-                        "torch_threads": torch.get_num_threads(), "device": device}
+    ctx.extra[suite.replace("-", "_")] = {
+        "prompts": len(prompts), "prompt_tokens": len(prompts[0]), "new_tokens": new,
+        "torch_threads": torch.get_num_threads(), "device": device}
     clock = ctx.timer()
     rows = []
 
     def decode(name, T, k, method, cache, batch=1):
         """One row: the prompts decoded in batches of ``batch`` (cycled to fill a batch)."""
         w = Warp(T)
-        ctx.progress(f"llm: {name} k={k} T={T} B={batch}")
+        ctx.progress(f"{suite}: {name} k={k} T={T} B={batch}")
         toks = secs = 0
         taus = []
         path = dict(cache=cache, cuda_graphs=cuda and cache == "static")
@@ -117,29 +129,34 @@ def run_llm(ctx: BenchContext, device: str = "cpu") -> list:
         st = decode("ar" + static_name, T, 0, None, "static")
         st["vs_ar"], st["vs_dynamic"] = ar["median_us"] / st["median_us"], ar["median_us"] / st["median_us"]
         rows.append(st)
-        for method in ("chain", "block"):
+        for method in sz["methods"]:
             verifier = "greedy" if T == 0 and method == "chain" else method
             label = f"spec-{method}" + ("(greedy)" if verifier == "greedy" else "")
             for k in ks:
                 row = decode(label, T, k, verifier, "dynamic")
                 row["vs_ar"] = ar["median_us"] / row["median_us"]
                 rows.append(row)
-                if k == 4 or cuda:  # CPU: the static path at the issue's reference k only
+                if k == ref_k or gpu_suite:  # CPU: the static path at the reference k only
                     srow = decode(label + static_name, T, k, verifier, "static")
                     srow["vs_ar"] = ar["median_us"] / srow["median_us"]
                     srow["vs_dynamic"] = row["median_us"] / srow["median_us"]
                     rows.append(srow)
-        rows.extend(_hf_rows(ctx, target, draft, prompts, new, T, ks, ar))
-    if cuda:
-        for b in (8, 64):
+        if sz["hf"]:
+            rows.extend(_hf_rows(ctx, target, draft, prompts, new, T, ks, ar))
+    if gpu_suite:
+        for b in sz["batches"]:
             ar_b = decode("ar" + static_name, 1.0, 0, None, "static", batch=b)
             rows.append(ar_b)
-            sp = decode("spec-block" + static_name, 1.0, 4, "block", "static", batch=b)
+            sp = decode("spec-block" + static_name, 1.0, ref_k, "block", "static", batch=b)
             sp["vs_ar"] = ar_b["median_us"] / sp["median_us"]
             rows.append(sp)
-        rows.extend(_step_cost_rows(ctx, target, draft, k=4, paths=("static-graphs",)))
+    context = 16 if ctx.tiny else 128
+    if cuda:
+        rows.extend(_step_cost_rows(ctx, target, draft, k=ref_k, paths=("static-graphs",), context=context))
     else:
-        rows.extend(_step_cost_rows(ctx, target, draft, k=4, paths=("dynamic", "static")))
+        rows.extend(_step_cost_rows(ctx, target, draft, k=ref_k, paths=("dynamic", "static"),
+                                    context=context))
+    if not gpu_suite and sz["vllm"]:
         rows.extend(_vllm_rows(ctx, prompts, new, ars, k=4))
     return rows
 
@@ -268,7 +285,7 @@ def _hf_rows(ctx, target, draft, prompts, new, T, ks, ar) -> list:
 register_suite("llm", "cpu", run_llm,
                "end-to-end decoding on the zoo pair: own AR loop, speculative chain/block, HF generate "
                "and HF assisted generation (tokens/s, tau, speed-ups), static-cache rows")
-register_suite("llm-cuda", "cuda", lambda ctx: run_llm(ctx, "cuda"),
+register_suite("llm-cuda", "cuda", lambda ctx: run_llm(ctx, ctx.device or "cuda", "llm-cuda"),
                "the llm suite on a CUDA GPU: static-cache rows as CUDA graphs at every k, batch 8 "
                "and 64 rows, the draft/target step-cost ratio")
 

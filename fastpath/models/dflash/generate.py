@@ -82,22 +82,24 @@ class TargetSession:
 
     def __init__(self, target):
         self.target = target
+        self.device = next(target.parameters()).device   # inputs go there; logits come back to the host
         self.cache = new_cache(target)
         self.length = 0
         self.calls = 0
 
     @torch.inference_mode()
     def forward(self, ids, positions=None, mask=None):
-        """ids list[int] -> (logits [T, V] float32, hidden states tuple of [1, T, D])."""
-        x = torch.tensor([ids], dtype=torch.long)
+        """ids list[int] -> (logits [T, V] float32 on the host, hidden states tuple of [1, T, D]
+        on the target's device)."""
+        x = torch.tensor([ids], dtype=torch.long, device=self.device)
         kw = {}
         if positions is not None:
-            kw["position_ids"] = torch.as_tensor(positions, dtype=torch.long)[None]
+            kw["position_ids"] = torch.as_tensor(positions, dtype=torch.long, device=self.device)[None]
         if mask is not None:
-            kw["attention_mask"] = mask
+            kw["attention_mask"] = mask.to(self.device)
         out = forward_cached(self.target, self.cache, input_ids=x, output_hidden_states=True, **kw)
         self.calls += 1
-        return out.logits[0].float(), out.hidden_states
+        return out.logits[0].float().cpu(), out.hidden_states
 
     def keep(self, n: int) -> None:
         """Keep the first n cached positions."""
@@ -108,7 +110,7 @@ class TargetSession:
 
     def keep_indices(self, idx) -> None:
         """Keep the cached positions ``idx`` (ascending), e.g. the accepted path of a tree."""
-        sel = torch.as_tensor(idx, dtype=torch.long)
+        sel = torch.as_tensor(idx, dtype=torch.long, device=self.device)
         for layer in self.cache.layers:
             layer.keys = layer.keys.index_select(2, sel)
             layer.values = layer.values.index_select(2, sel)
@@ -127,7 +129,7 @@ def check_prompt(prompt_ids, vocab: int) -> list:
 
 def select_hidden(hidden, idx):
     """Hidden states tuple restricted to sequence positions idx (list) -> tuple of [1, n, D]."""
-    sel = torch.as_tensor(idx, dtype=torch.long)
+    sel = torch.as_tensor(idx, dtype=torch.long, device=hidden[0].device)
     return tuple(h.index_select(1, sel) for h in hidden)
 
 

@@ -288,12 +288,15 @@ class DraftCache:
 @torch.no_grad()
 def draft_logits(target, drafter: DFlashDrafter, cache: DraftCache, rows, visible, start: int):
     """One batched drafter pass. rows [R, G] (anchor at position ``start``), visible [R]
-    -> logits [R, G, V] float32 from the target's frozen LM head (row j predicts position j)."""
+    -> logits [R, G, V] float32 on the host, from the target's frozen LM head (row j predicts
+    position j); rows and visible may live anywhere (they are moved to the drafter's device)."""
+    dev = drafter.mask_embedding.device
+    rows, visible = rows.to(dev), visible.to(dev)
     g = rows.shape[1]
     x = block_embeddings(target, drafter, rows, visible)
     pos = torch.arange(start, start + g, device=rows.device)[None].expand(rows.shape[0], -1)
     h = drafter(x, pos, cache.kv)
-    return lm_head(target)(h.to(lm_head(target).weight.dtype)).float()
+    return lm_head(target)(h.to(lm_head(target).weight.dtype)).float().cpu()
 
 
 def decay_weights(n: int, decay: float, dtype=torch.float32) -> torch.Tensor:
