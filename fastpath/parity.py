@@ -134,8 +134,7 @@ def run_parity(backend: str, quick: bool = True, ops=None) -> dict[str, OpResult
     if ops is not None:
         names = ops
     else:  # ops that name their backends (Triton kernels) only for those backends
-        names = [n for n, op in sorted(registry.ops().items())
-                 if op.backends is None or backend in op.backends]
+        names = [n for n, op in sorted(registry.ops().items()) if registry.applies(backend, op)]
     return {name: run_op(backend, registry.get(name), quick=quick) for name in names}
 
 

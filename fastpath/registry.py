@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 #: backends discovered by module path, in display order
-BACKENDS = ("numba_cpu", "torch_cuda")
+BACKENDS = ("numba_cpu", "torch_cuda", "numpy_batch")
+
+#: backends that by design twin only some reference modules: the batched NumPy twins
+#: exist where the oracle's own loops need speed (reference/diffusion.py's verifier),
+#: so their absence for the other modules is not a missing twin
+MODULES_OF = {"numpy_batch": ("gaussian",)}
 
 RULES = ("exact", "decisions_with_margin", "allclose_vs_naive")
 
@@ -147,6 +152,15 @@ def resolve(backend: str, op: Op | str) -> Callable:
     if fn is None:
         raise MissingOp(f"{backend} lacks op {op.name}: {modname} has no {op.function}")
     return fn
+
+
+def applies(backend: str, op: Op | str) -> bool:
+    """Whether ``backend`` is meant to have ``op`` (``Op.backends``, :data:`MODULES_OF`);
+    an op that applies but is absent is a missing twin."""
+    op = get(op) if isinstance(op, str) else op
+    if op.backends is not None and backend not in op.backends:
+        return False
+    return backend not in MODULES_OF or op.module in MODULES_OF[backend]
 
 
 def has_op(backend: str, op: Op | str) -> bool:

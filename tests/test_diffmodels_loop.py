@@ -16,6 +16,7 @@ from specoracle.fastpath.models.diffusion_adapter import NumpyDenoiser, chain_fr
 from specoracle.fastpath.models.diffusion_chains import GaussianChain, ddpm_chain
 from specoracle.fastpath.models.diffusion_spec import (SpecConfig, sample_plain, sample_plain_rng,
                                                        sample_speculative_rng)
+from specoracle.fastpath.progress import progress_bar
 from specoracle.reference import diffusion as rd
 from specoracle.reference import targets_continuous as tc
 from specoracle.reference.types import InvalidInput
@@ -194,8 +195,10 @@ def test_progress_bar_ends_at_its_total(loop, monkeypatch):
                                SpecConfig(window=8), x_init=x0, progress=True)
         total = b * chain.n_gaussian
     else:
+        # the oracle's loop draws nothing: its caller (the CLI) draws the bar from on_round
         tm = rd.TargetModel(sampler, den, "eps")
-        rd.speculative_sample(tm, rd.make_drafter("free", tm), x0, np.random.default_rng(7),
-                              window=8, verify="block", progress=True)
         total = b * sampler.n_speculative
+        with progress_bar(total, "speculative block L=8", True) as on_round:
+            rd.speculative_sample(tm, rd.make_drafter("free", tm), x0, np.random.default_rng(7),
+                                  window=8, verify="block", on_round=on_round)
     assert f" {total}/{total} " in term.last_bar(), term.last_bar()

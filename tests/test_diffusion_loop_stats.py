@@ -4,7 +4,9 @@ matches the closed forms, block verification dominates token verification, and t
 known-wrong scaled residual (c = 1 instead of p_tau) is rejected.
 
 Per-test alpha and power are in each docstring (formulas: tests/_continuous_stats.py).
-Suite budget of this file: 28 combination / Langevin tests at 2e-4 + 4 T7 tests at 1e-3
+The loops verify with the batched NumPy twin (``verifier=nbg``, parity-checked against the
+oracle's one-window verifiers; tests/test_gaussian_batch.py checks whole runs of the two
+agree decision for decision): 10^4 chains in seconds. Suite budget of this file: 28 combination / Langevin tests at 2e-4 + 4 T7 tests at 1e-3
 + 2 at 1e-3 = 0.0116."""
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ import pytest
 from scipy import stats
 
 from _continuous_stats import binomial_pvalue, normal_law_pvalue
+from specoracle.fastpath.numpy_batch import gaussian as nbg
 from specoracle.reference import diffusion as df
-from specoracle.reference import gaussian_batch as gb
 from specoracle.reference import targets_continuous as tc
 
 SCHED = tc.linear_schedule(50, 1e-3, 0.2)
@@ -36,7 +38,7 @@ def _run(data, sampler, drafter, verify, opts, draft_data, seed, n=N_COMBO, par=
     rng = np.random.default_rng(seed)
     return df.speculative_sample(target, dr, rng.standard_normal((n, data.dim)), rng, window=4,
                                  verify=verify, bonus=opts.get("bonus", False),
-                                 reuse_orth=opts.get("reuse_orth", False))
+                                 reuse_orth=opts.get("reuse_orth", False), verifier=nbg)
 
 
 @pytest.mark.statistical
@@ -101,7 +103,7 @@ def _constant_offset(delta, verify, n, seed, big_l=3, dim=2):
         return x + b_q
     rng = np.random.default_rng(seed)
     return df.speculative_sample_chain(m_p, m_q, np.full(big_l, s), np.zeros((n, dim)), rng,
-                                       window=big_l, verify=verify), b, s
+                                       window=big_l, verify=verify, verifier=nbg), b, s
 
 
 @pytest.mark.statistical
@@ -154,7 +156,7 @@ def test_block_residual_needs_the_scale(variant, monkeypatch):
     def m_q(k, x):
         return x
     res = df.speculative_sample_chain(m_p, m_q, np.full(3, s), np.zeros((40000, 1)),
-                                      np.random.default_rng(59), window=3, verify="block")
+                                      np.random.default_rng(59), window=3, verify="block", verifier=nbg)
     p = normal_law_pvalue(res.samples, 3 * b, 3 * s ** 2 * np.eye(1))
     assert (p > 1e-3) if variant == "correct" else (p < 1e-3)
 
@@ -181,8 +183,8 @@ def test_orthogonal_part_is_independent_of_tau_in_block_verification():
     for j in range(big_l):
         m_p[:, j], m_q[:, j] = xs[:, j] @ a_p.T + b_p, xs[:, j]
         xs[:, j + 1] = m_q[:, j] + s * z[:, j]
-    ell, delta = gb.log_ratios(m_p, m_q, np.full((n, big_l), s), z)
-    tau, _, _ = gb.block_tau(ell, delta, np.full(n, big_l), eta)
+    ell, delta = nbg.log_ratios(m_p, m_q, np.full((n, big_l), s), z)
+    tau, _, _ = nbg.block_tau(ell, delta, np.full(n, big_l), eta)
     pvals = []
     for t in range(big_l):
         sel = tau == t
@@ -211,6 +213,7 @@ def test_langevin_chain_law(drafter):
     for _ in range(k):
         m, v = a * m + h * mu / sd ** 2, a * a * v + 2 * h
     res = df.speculative_sample_chain(m_p, None, np.full(k, math.sqrt(2 * h)), np.full((20000, 1), -2.0),
-                                      np.random.default_rng(67), window=4, verify="block", drafter=drafter)
+                                      np.random.default_rng(67), window=4, verify="block", drafter=drafter,
+                                      verifier=nbg)
     assert normal_law_pvalue(res.samples, [m], [[v]]) > ALPHA_COMBO
     assert res.sequential_calls.mean() < k
