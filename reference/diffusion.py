@@ -410,6 +410,7 @@ def speculative_round(target, drafter, x, pos, noise: RoundNoise, res, *, window
     x [B, d] and the chain positions pos [B]; noise for the n active chains as
     :class:`RoundNoise`. Returns the chain steps advanced (summed over chains)."""
     w = _open_window(target.sampler, x, pos, window, bonus)
+    _check_round_noise(noise, *w.mq.shape)
     mp_start = _start_call(target, drafter, w, res)
     _draft(drafter, w, noise.z, res)
     _verification_pass(target, w, mp_start, res)
@@ -419,6 +420,15 @@ def speculative_round(target, drafter, x, pos, noise: RoundNoise, res, *, window
     _remember_newest_output(drafter, w, tau)
     _record(res, w, tau)
     return int(advance.sum())
+
+
+def _check_round_noise(noise, n, lmax, d):
+    shapes = {"z": (n, lmax, d), "eta": (n, lmax), "u_res": (n,), "z_orth": (n, d)}
+    for name, shape in shapes.items():
+        got = np.shape(getattr(noise, name))
+        if got != shape:
+            raise InvalidInput(f"noise.{name}", f"expected shape {shape} for {n} active chains and "
+                               f"window {lmax}, got {got}")
 
 
 def _open_window(sampler, x, pos, big_l, bonus) -> _Window:

@@ -88,3 +88,46 @@ def test_loop_oracle_and_numpy_batch_verifiers_agree(verify, opts, drafter):
     assert (a.rounds, a.target_calls, a.draft_calls, a.fallbacks) == (b.rounds, b.target_calls,
                                                                       b.draft_calls, b.fallbacks)
     np.testing.assert_allclose(a.samples, b.samples, rtol=0, atol=1e-9)
+
+
+class _Recorded:
+    """A noise source replaying recorded rounds (randomness is an input of the loop)."""
+
+    def __init__(self, rounds):
+        self.rounds = list(rounds)
+
+    def round(self, n, lmax, d):
+        return self.rounds.pop(0)
+
+
+def test_loop_takes_its_noise_as_arrays():
+    """speculative_sample(rng) is the thin wrapper of sample_with_noise: replaying the rounds
+    it drew gives the identical run; a round noise of the wrong shape is InvalidInput."""
+    from specoracle.reference.types import InvalidInput
+
+    sig = np.full(6, 0.5)
+    x0 = np.random.default_rng(1).standard_normal((40, 2))
+
+    def m_p(k, x):
+        return 0.9 * x + 0.2
+
+    def m_q(k, x):
+        return 0.8 * x
+    drawn = []
+
+    class _Recording(df.RngNoise):
+        def round(self, n, lmax, d):
+            drawn.append(super().round(n, lmax, d))
+            return drawn[-1]
+    chain = df._FunctionChain(sig)
+    target = df.TargetModel(chain, df._FunctionDenoiser(m_p, chain, x0), "score")
+    draft = df.IndependentDrafter(df.TargetModel(chain, df._FunctionDenoiser(m_q, chain, x0), "score"))
+    a = df.sample_with_noise(target, draft, x0, _Recording(np.random.default_rng(3)), window=3)
+    b = df.sample_with_noise(target, draft, x0, _Recorded(drawn), window=3)
+    c = df.speculative_sample(target, draft, x0, np.random.default_rng(3), window=3)
+    for r in (b, c):
+        np.testing.assert_array_equal(r.samples, a.samples)
+        np.testing.assert_array_equal(r.tau_hist, a.tau_hist)
+    short = df.RoundNoise(drawn[0].z[:, :2], drawn[0].eta, drawn[0].u_res, drawn[0].z_orth)
+    with pytest.raises(InvalidInput, match=r"noise\.z"):
+        df.sample_with_noise(target, draft, x0, _Recorded([short]), window=3)

@@ -125,14 +125,13 @@ def _gauss_lenient(fn):
     return wrong
 
 
+@pytest.mark.parametrize("backend", ["numba_cpu", "numpy_batch"])
 @pytest.mark.parametrize("op_name", ["gaussian_chain", "gaussian_block"])
 @pytest.mark.parametrize("mutate", [_gauss_wrong_residual, _gauss_lenient])
-def test_gaussian_parity_rejects_wrong_kernels(op_name, mutate):
+def test_gaussian_parity_rejects_wrong_kernels(op_name, mutate, backend):
     """Negative controls for rule allclose_vs_naive (states and decisions)."""
-    from specoracle.fastpath.numba_cpu import gaussian
-
     op = registry.get(op_name)
-    res = parity.run_op("numba_cpu", op, function=mutate(getattr(gaussian, op.function)))
+    res = parity.run_op(backend, op, function=mutate(registry.resolve(backend, op)))
     assert res.status == "fail" and res.mismatches > 0, res.detail
 
 

@@ -31,12 +31,10 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from specoracle.reference.types import InvalidInput
 from specoracle.reference.validation import check_generator
 
-from ..numpy_batch import gaussian as gb
-
 from ..gaussian_types import GaussianBatchVerdict, GaussianStepBatch  # noqa: F401 (re-exported)
+from ..numpy_batch import gaussian as gb
 from ..types import FALLBACK_RESIDUAL_ZERO_MASS
 
 
