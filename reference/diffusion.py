@@ -423,6 +423,7 @@ def speculative_round(target, drafter, x, pos, noise: RoundNoise, res, *, window
 
 
 def _check_round_noise(noise, n, lmax, d):
+    """InvalidInput naming the field of a :class:`RoundNoise` whose shape does not fit the round."""
     shapes = {"z": (n, lmax, d), "eta": (n, lmax), "u_res": (n,), "z_orth": (n, d)}
     for name, shape in shapes.items():
         got = np.shape(getattr(noise, name))
@@ -441,9 +442,8 @@ def _open_window(sampler, x, pos, big_l, bonus) -> _Window:
     kk = np.minimum(p0[:, None] + np.arange(lmax + 1)[None, :], sampler.n_steps - 1)  # padding clipped
     xs = np.zeros((n, lmax + 1, d))
     xs[:, 0] = x[rows]
-    w = _Window(rows, p0, lengths, kk, xs, np.zeros((n, lmax, d)), np.zeros((n, lmax + 1, d)),
-                np.zeros((n, lmax + 1, d)), bonus & (p0 + lengths < k_spec), sampler.sigma)
-    return w
+    return _Window(rows, p0, lengths, kk, xs, np.zeros((n, lmax, d)), np.zeros((n, lmax + 1, d)),
+                   np.zeros((n, lmax + 1, d)), bonus & (p0 + lengths < k_spec), sampler.sigma)
 
 
 def _start_call(target, drafter, w, res):
@@ -485,7 +485,8 @@ def _verification_pass(target, w, mp_start, res):
     if evalmask.any():
         m_all, s_all = target.mean_and_score(w.kk[evalmask], w.xs[evalmask])
         w.mp[evalmask], w.scores[evalmask] = m_all, s_all
-        _count_target_call(res, w.rows[evalmask.any(axis=1)], evalmask.sum(axis=1)[evalmask.any(axis=1)])
+        served = evalmask.any(axis=1)
+        _count_target_call(res, w.rows[served], evalmask.sum(axis=1)[served])
 
 
 def _verify(verifier, verify, reuse_orth, w, noise):
