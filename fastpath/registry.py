@@ -47,6 +47,10 @@ PACKAGES = {"reference": "specoracle.reference", "numpy_batch": "specoracle.fast
 FASTPATH_BACKENDS = BACKENDS[1:]
 #: spellings used before issue 16 (package names); rejected with a hint, not aliased
 RETIRED_SPELLINGS = {"numba_cpu": "numba", "torch_cuda": "torch"}
+#: backends that by design twin only some reference modules: the batched NumPy twins exist
+#: where the oracle's own loops need speed (reference/diffusion.py's verifier), so their absence
+#: for the other modules is not a missing twin
+MODULES_OF = {"numpy_batch": ("gaussian",)}
 
 RULES = ("exact", "decisions_with_margin", "allclose_vs_naive")
 
@@ -133,6 +137,12 @@ SUBJECTS = {s.name: s for s in (
         "denoisers and is checked against it in the diffusion-model tests, not by parity")),
     Subject("diffusion.speculative_sample_chain", no_twin=(
         "speculative_sample on a closed-form Gaussian chain (same loop)")),
+    Subject("diffusion.sample_with_noise", no_twin=(
+        "the noise-in core of speculative_sample (same loop; the model loop runs this code)")),
+    Subject("diffusion.speculative_round", no_twin=(
+        "one round of that loop (its window verifications are the registered gaussian_* ops)")),
+    Subject("diffusion.plain_step", no_twin=(
+        "one step of the target chain itself (the plain baseline; no speculation to twin)")),
 )}
 
 #: public functions of reference/ that are not samplers or verifiers, by module
@@ -143,10 +153,11 @@ NOT_SAMPLERS = {
              "trie_from_sequences", "d2sd_boundary_posterior", "d2sd_branch_set"),
     "gaussian": ("acceptance_rate", "total_variation", "standardized_distance", "mahalanobis",
                  "residual_threshold", "log_tail", "residual_mass", "residual_log_mass", "residual_cdf",
-                 "residual_mean", "residual_quantile", "gaussian_block_quantities"),
+                 "residual_mean", "residual_quantile", "gaussian_block_quantities",
+                 "residual_log_mass_from_log_c"),
     "processing": ("softmax",),
     "decoding": ("block_rows",),
-    "diffusion": ("make_drafter", "nfe_summary"),
+    "diffusion": ("make_drafter", "nfe_summary", "window_lengths"),
 }
 
 #: modules of reference/ that hold no sampler or verifier, and what they hold
@@ -156,8 +167,6 @@ NO_SAMPLER_MODULES = {
     "validation": "input checks that raise InvalidInput",
     "targets": "closed-form categorical targets and their exact laws",
     "targets_continuous": "closed-form Gaussian targets, schedules and their exact laws",
-    "gaussian_batch": "batched NumPy helpers of the Gaussian window (leaving reference/ for "
-                      "fastpath/numpy_batch/, issue 16)",
 }
 
 #: theorem id (its first dotted part, or the whole id) -> the reference function it is about
@@ -296,10 +305,19 @@ def get(name: str) -> Op:
     return all_ops[name]
 
 
+def applies(backend: str, op: Op | str) -> bool:
+    """Whether ``backend`` is meant to have ``op`` (``Op.backends``, :data:`MODULES_OF`);
+    an op that applies but is absent is a missing twin."""
+    op = get(op) if isinstance(op, str) else op
+    if op.backends is not None and backend not in op.backends:
+        return False
+    return backend not in MODULES_OF or op.module in MODULES_OF[backend]
+
+
 def ops_of(backend: str) -> list[str]:
-    """The op names parity runs for ``backend``: every op not declared for other backends only."""
+    """The op names parity runs for ``backend``: every op meant for it (:func:`applies`)."""
     backend = backend_name(backend)
-    return [n for n, op in sorted(ops().items()) if op.backends is None or backend in op.backends]
+    return [n for n, op in sorted(ops().items()) if applies(backend, op)]
 
 
 def resolve(backend: str, op: Op | str) -> Callable:
@@ -360,7 +378,7 @@ def certify_names(backends=None) -> dict[str, tuple]:
     certified = [op for op in ops().values() if op.certify]   # registration order
     for b in chosen:
         for op in certified:
-            if op.backends is not None and b not in op.backends:
+            if not applies(b, op):
                 continue
             if _present(f"{PACKAGES[b]}.{op.module}"):
                 out[f"{b}.{op.certify}"] = (b, op.name)

@@ -29,6 +29,7 @@ SEED = 0
 import matplotlib.pyplot as plt
 import numpy as np
 
+from specoracle.fastpath.numpy_batch import gaussian as numpy_batch_gaussian
 from specoracle.reference import diffusion as df
 from specoracle.reference import targets_continuous as tc
 
@@ -42,8 +43,9 @@ target = df.TargetModel(sampler, tc.ExactDenoiser(data, schedule, "eps"))
 
 def run(verify, window, drafter="free"):
     x0 = rng.standard_normal((CHAINS, 1))
+    # verifier: the batched NumPy twin of the oracle's window verifiers (same decisions, tested)
     return df.speculative_sample(target, df.make_drafter(drafter, target), x0, rng,
-                                 window=window, verify=verify)
+                                 window=window, verify=verify, verifier=numpy_batch_gaussian)
 
 # %% [markdown]
 # ## Acceptance along the schedule (window 4)

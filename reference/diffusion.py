@@ -22,11 +22,25 @@ Pieces:
     (A10) or "none" (the plain target chain), with or without the bonus step, and NFE
     accounting (A17, T11): sequential target calls and, separately, total target
     network evaluations (states evaluated) and draft evaluations, per chain.
+    One round is :func:`speculative_round`, a sequence of short steps that follow the
+    pseudo-code of ALGORITHMS.md §3.2 (open the window, FD-a/FD-b start call, drafting,
+    the one batched verification pass, REJECTION, advance, FD-b's frozen output).
 
-Noise of the loop (per round, for the n active chains, window L): z [n, L, d] draft
-noise, eta [n, L], u_res [n], z_orth [n, d], drawn from ``rng`` in that order; the plain
-chain draws z [B, d] per step. Each round's decisions equal the one-row reference
-(reference/gaussian.py) on the same noise (tested).
+NOISE LAYOUT (randomness is an input: :func:`sample_with_noise` takes a noise source,
+:func:`speculative_sample` is its thin ``rng`` wrapper drawing with :class:`RngNoise`):
+  per round, for the n active chains in ascending chain order, lmax = the round's
+  longest window (:class:`RoundNoise`):
+      z      [n, lmax, d]  draft noise: X~_j = m^q(X~_{j-1}) + s z_j
+      eta    [n, lmax]     accept uniforms (token: u of step j; block: eta_j)
+      u_res  [n]           residual uniform (used once, at the correction)
+      z_orth [n, d]        fresh orthogonal noise of the residual, or the bonus noise
+  drawn from ``rng`` in that order; the plain chain ("none") draws z [B, d] per step.
+Row b of a round is the one-window oracle (reference/gaussian.py ``verify_gaussian_block``
+/ ``verify_gaussian_chain``) on row b of that noise. The loop verifies with that oracle
+window by window, or with a batched twin passed as ``verifier`` (e.g.
+``specoracle.fastpath.numpy_batch.gaussian``, parity-checked against the oracle), which
+is what callers running 10^4 chains use. No progress display here: callers pass
+``on_round`` (the CLI draws its bar from it).
 """
 from __future__ import annotations
 
@@ -34,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import gaussian_batch as gb
+from . import gaussian
 from .targets_continuous import PARAMETERIZATIONS, Schedule, score_from_output
 from .types import InvalidInput
 from .validation import check_generator
@@ -222,11 +236,44 @@ class DiffusionResult:
     rounds: int                    # lockstep rounds over all chains (max sequential calls)
     tau_first: np.ndarray          # [B] tau of each chain's first round (-1 for 'none')
     fallbacks: dict = field(default_factory=dict)
+    judged_per_step: np.ndarray | None = None  # [K] drafts up to the first rejected one (tau + 1 per window)
+    target_calls: int = 0          # batched target calls of the whole run (all chains in lockstep)
+    draft_calls: int = 0           # batched draft-network calls (independent drafter)
 
     @property
     def acceptance_per_step(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.accepted_per_step / self.drafted_per_step
+
+
+@dataclass(frozen=True)
+class RoundNoise:
+    """The noise of one round (NOISE LAYOUT in the module docstring), for the n active
+    chains in ascending order and the round's longest window lmax:
+    z [n, lmax, d] draft noise, eta [n, lmax] accept uniforms, u_res [n] residual
+    uniform, z_orth [n, d] fresh orthogonal noise of the residual or the bonus noise."""
+
+    z: np.ndarray
+    eta: np.ndarray
+    u_res: np.ndarray
+    z_orth: np.ndarray
+
+
+class RngNoise:
+    """The loop's noise drawn from a ``numpy.random.Generator``: per round z, eta, u_res,
+    z_orth (in that order, shapes of :class:`RoundNoise`); per plain-chain step z [B, d]."""
+
+    def __init__(self, rng):
+        check_generator(rng)
+        self.rng = rng
+
+    def round(self, n, lmax, d) -> RoundNoise:
+        r = self.rng
+        return RoundNoise(r.standard_normal((n, lmax, d)), r.random((n, lmax)), r.random(n),
+                          r.standard_normal((n, d)))
+
+    def step(self, n, d) -> np.ndarray:
+        return self.rng.standard_normal((n, d))
 
 
 def _validate_loop(target, x0, window, verify, reuse_orth):
@@ -249,16 +296,29 @@ def _validate_loop(target, x0, window, verify, reuse_orth):
 
 
 def speculative_sample(target: TargetModel, drafter, x0, rng, *, window=4, verify="block",
-                       bonus=False, reuse_orth=False, progress=False) -> DiffusionResult:
-    """Run B chains of the target sampler speculatively (SpecDiffusion, §3.2, with the
-    verification of §2.5 / §2.3 / §4.2) from x0 [B, d] (the state at t = T).
+                       bonus=False, reuse_orth=False, verifier=None, on_round=None) -> DiffusionResult:
+    """Run B chains of the target sampler speculatively (SpecDiffusion, ALGORITHMS.md §3.2,
+    with the verification of §2.5 / §2.3 / §4.2) from x0 [B, d] (the state at t = T).
 
+    Thin ``rng`` wrapper of :func:`sample_with_noise` (noise drawn by :class:`RngNoise`).
     Every round, each unfinished chain drafts min(L, K_spec - n) states, evaluates the
     target on them in ONE batched call (plus the window start for FD-a, plus X~_L for
     the bonus), verifies, and advances tau + 1 (correction or bonus) or L. Output law:
     exactly the target chain's, for any drafter (tested against T9 / T10).
+    ``verifier``: None (the oracle, reference/gaussian.py, window by window) or a module of
+    batched twins with numpy results (``specoracle.fastpath.numpy_batch.gaussian``; parity-
+    checked against the oracle). ``on_round(steps)``: called after every round with the
+    chain steps it advanced (summed over chains): the caller's progress display.
     """
-    check_generator(rng)
+    return sample_with_noise(target, drafter, x0, RngNoise(rng), window=window, verify=verify,
+                             bonus=bonus, reuse_orth=reuse_orth, verifier=verifier, on_round=on_round)
+
+
+def sample_with_noise(target: TargetModel, drafter, x0, noise, *, window=4, verify="block",
+                      bonus=False, reuse_orth=False, verifier=None, on_round=None) -> DiffusionResult:
+    """:func:`speculative_sample` with its noise from ``noise`` (``noise.round(n, lmax, d)
+    -> RoundNoise`` per round, ``noise.step(B, d) -> z`` per plain-chain step, module
+    docstring's layout), e.g. :class:`RngNoise` or recorded arrays."""
     x0 = _validate_loop(target, x0, window, verify, reuse_orth)
     sampler = target.sampler
     big_b, d = x0.shape
@@ -266,174 +326,250 @@ def speculative_sample(target: TargetModel, drafter, x0, rng, *, window=4, verif
     res = DiffusionResult(x0.copy(), np.zeros(k_all, np.int64), np.zeros(k_all, np.int64),
                           np.zeros(big_l + 1, np.int64), np.zeros(big_b, np.int64),
                           np.zeros(big_b, np.int64), np.zeros(big_b, np.int64), 0,
-                          np.full(big_b, -1, np.int64), {"residual_zero_mass": 0})
+                          np.full(big_b, -1, np.int64), {"residual_zero_mass": 0},
+                          np.zeros(k_all, np.int64))
     x = res.samples
     if verify == "none":
-        _plain_chain(target, x, rng, res, k_spec, progress)
+        for k in range(k_spec):
+            plain_step(target, x, k, noise.step(big_b, d), res)
+            if on_round is not None:
+                on_round(big_b)
     else:
-        _speculative_rounds(target, drafter, x, rng, res, big_l, verify, bonus, reuse_orth, progress)
+        pos = np.zeros(big_b, np.int64)
+        drafter.reset(big_b)
+        while np.any(pos < k_spec):
+            rows, lengths = window_lengths(pos, k_spec, big_l)
+            round_noise = noise.round(rows.size, int(lengths.max()), d)
+            advanced = speculative_round(target, drafter, x, pos, round_noise, res, window=big_l,
+                                         verify=verify, bonus=bonus, reuse_orth=reuse_orth,
+                                         verifier=verifier)
+            if on_round is not None:
+                on_round(advanced)
     for k in range(k_spec, k_all):  # zero-noise final steps: the target mean (§2.1)
         x[:] = target.mean_and_score(np.full(big_b, k), x)[0]
-        res.sequential_calls += 1
-        res.target_evals += 1
+        _count_target_call(res, np.arange(big_b), 1)
     res.rounds += k_all - k_spec
     return res
 
 
-def _plain_chain(target, x, rng, res, k_spec, progress):
-    big_b, d = x.shape
-    steps = range(k_spec)
-    if progress:
-        from tqdm import tqdm
-        steps = tqdm(steps, desc="target chain", unit="step")  # close() redraws the final count
-    for k in steps:
-        kk = np.full(big_b, k)
-        z = rng.standard_normal((big_b, d))
-        x[:] = target.mean_and_score(kk, x)[0] + target.sampler.sigma[k] * z
-    res.sequential_calls += k_spec
-    res.target_evals += k_spec
-    res.rounds += k_spec
+def plain_step(target, x, k, z, res):
+    """One step of the plain target chain, in place: x <- m^p_k(x) + s_k z, z [B, d]."""
+    x[:] = target.mean_and_score(np.full(x.shape[0], k), x)[0] + target.sampler.sigma[k] * z
+    _count_target_call(res, np.arange(x.shape[0]), 1)
+    res.rounds += 1
 
 
-def _speculative_rounds(target, drafter, x, rng, res, big_l, verify, bonus, reuse_orth, progress):
-    sampler = target.sampler
-    sig = sampler.sigma
-    big_b, d = x.shape
+def _count_target_call(res, chains, evals):
+    """One batched target call (§3.7: counts once per chain it serves); ``evals`` states
+    per chain (scalar or per ``chains`` entry)."""
+    res.target_calls += 1
+    res.sequential_calls[chains] += 1
+    res.target_evals[chains] += evals
+
+
+def window_lengths(pos, k_spec, big_l):
+    """Active chains (ascending) and their windows min(L, K - n) (§3.2: near the end of
+    the chain the window shrinks)."""
+    rows = np.flatnonzero(pos < k_spec)
+    return rows, np.minimum(big_l, k_spec - pos[rows])
+
+
+@dataclass
+class _Window:
+    """One round's window for the n active chains: chain indices ``rows`` [n], start step
+    ``p0`` [n], ``lengths`` [n], chain step of every window position ``kk`` [n, lmax+1],
+    the states X~_0..X~_lmax ``xs`` [n, lmax+1, d], draft means ``mq`` [n, lmax, d], target
+    means ``mp`` and network outputs ``scores`` [n, lmax+1, d], ``has_bonus`` [n], and the
+    sampler's standard deviations ``sigma`` [K]."""
+
+    rows: np.ndarray
+    p0: np.ndarray
+    lengths: np.ndarray
+    kk: np.ndarray
+    xs: np.ndarray
+    mq: np.ndarray
+    mp: np.ndarray
+    scores: np.ndarray
+    has_bonus: np.ndarray
+    sigma: np.ndarray
+
+    @property
+    def live(self) -> np.ndarray:
+        """[n, lmax] positions inside each chain's window."""
+        return np.arange(self.mq.shape[1])[None, :] < self.lengths[:, None]
+
+    @property
+    def std(self) -> np.ndarray:
+        """s_{n+j-1} of each live position [n, lmax] (1 at padding: never decided on)."""
+        return np.where(self.live, self.sigma[self.kk[:, :-1]], 1.0)
+
+
+def speculative_round(target, drafter, x, pos, noise: RoundNoise, res, *, window, verify="block",
+                      bonus=False, reuse_orth=False, verifier=None) -> int:
+    """One round of SpecDiffusion (ALGORITHMS.md §3.2) for the unfinished chains, in place on
+    x [B, d] and the chain positions pos [B]; noise for the n active chains as
+    :class:`RoundNoise`. Returns the chain steps advanced (summed over chains)."""
+    w = _open_window(target.sampler, x, pos, window, bonus)
+    _check_round_noise(noise, *w.mq.shape)
+    mp_start = _start_call(target, drafter, w, res)
+    _draft(drafter, w, noise.z, res)
+    _verification_pass(target, w, mp_start, res)
+    tau, y, zero = _verify(verifier, verify, reuse_orth, w, noise)
+    res.fallbacks["residual_zero_mass"] += int(zero.sum())
+    advance = _advance(w, tau, y, noise.z_orth, x, pos)
+    _remember_newest_output(drafter, w, tau)
+    _record(res, w, tau)
+    return int(advance.sum())
+
+
+def _check_round_noise(noise, n, lmax, d):
+    """InvalidInput naming the field of a :class:`RoundNoise` whose shape does not fit the round."""
+    shapes = {"z": (n, lmax, d), "eta": (n, lmax), "u_res": (n,), "z_orth": (n, d)}
+    for name, shape in shapes.items():
+        got = np.shape(getattr(noise, name))
+        if got != shape:
+            raise InvalidInput(f"noise.{name}", f"expected shape {shape} for {n} active chains and "
+                               f"window {lmax}, got {got}")
+
+
+def _open_window(sampler, x, pos, big_l, bonus) -> _Window:
+    """X~_0 = y_n for every unfinished chain; window min(L, K - n) (§3.2); the bonus state
+    X~_L is evaluated only where a chain step follows the window."""
     k_spec = sampler.n_speculative
-    pos = np.zeros(big_b, np.int64)
-    drafter.reset(big_b)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=big_b * k_spec, desc=f"speculative ({verify})", unit="step")  # as above
-    while True:
-        rows = np.flatnonzero(pos < k_spec)
-        if rows.size == 0:
-            break
-        n = rows.size
-        res.rounds += 1
-        p0 = pos[rows]
-        lengths = np.minimum(big_l, k_spec - p0)                 # [n]
-        lmax = int(lengths.max())
-        xs = np.zeros((n, lmax + 1, d))                          # X~_0..X~_lmax
-        xs[:, 0] = x[rows]
-        live = np.arange(lmax)[None, :] < lengths[:, None]       # [n, lmax]
-        kk = np.minimum(p0[:, None] + np.arange(lmax + 1)[None, :], _last_step(sampler))
-        # window start: FD-a always, FD-b only before its first pass
-        mp_start = None
-        need_start = drafter.start_call or (hasattr(drafter, "known") and not drafter.known[rows].all())
-        if need_start:
-            srow = np.arange(n) if drafter.start_call else np.flatnonzero(~drafter.known[rows])
-            m0, sc0 = target.mean_and_score(kk[srow, 0], xs[srow, 0])
-            drafter.remember(rows[srow], xs[srow, 0], m0, sc0)
-            res.sequential_calls[rows[srow]] += 1
-            res.target_evals[rows[srow]] += 1
-            if drafter.start_call:
-                mp_start = m0
-        # drafting (sequential, cheap): X~_j = m^q(X~_{j-1}) + s z_j
-        z = rng.standard_normal((n, lmax, d))
-        mq = np.zeros((n, lmax, d))
-        for j in range(lmax):
-            mq[:, j] = drafter.draft_mean(rows, kk[:, j], xs[:, j])
-            xs[:, j + 1] = mq[:, j] + sig[kk[:, j]][:, None] * z[:, j]
-        if isinstance(drafter, IndependentDrafter):
-            res.draft_evals[rows] += lengths
-        # ONE batched target call on X~_0..X~_{len-1} (+ X~_len for the bonus)
-        has_bonus = bonus & (p0 + lengths < k_spec)              # [n]
-        n_eval = lengths + has_bonus
-        evalmask = np.arange(lmax + 1)[None, :] < n_eval[:, None]
-        if mp_start is not None:
-            evalmask[:, 0] = False
-        mp = np.zeros((n, lmax + 1, d))
-        scores = np.zeros((n, lmax + 1, d))
-        if evalmask.any():
-            m_all, s_all = target.mean_and_score(kk[evalmask], xs[evalmask])
-            mp[evalmask], scores[evalmask] = m_all, s_all
-            counted = evalmask.any(axis=1)
-            res.sequential_calls[rows[counted]] += 1
-            res.target_evals[rows] += evalmask.sum(axis=1)
-        if mp_start is not None:
-            mp[:, 0] = mp_start
-        # verification
-        s_win = np.where(live, sig[kk[:, :lmax]], 1.0)           # [n, lmax] (padding: 1)
-        ell, delta = gb.log_ratios(mp[:, :lmax], mq, s_win, z)
-        eta = rng.random((n, lmax))
-        u_res = rng.random(n)
-        z_orth = rng.standard_normal((n, d))
+    rows, lengths = window_lengths(pos, k_spec, big_l)
+    n, lmax, d = rows.size, int(lengths.max()), x.shape[1]
+    p0 = pos[rows]
+    kk = np.minimum(p0[:, None] + np.arange(lmax + 1)[None, :], sampler.n_steps - 1)  # padding clipped
+    xs = np.zeros((n, lmax + 1, d))
+    xs[:, 0] = x[rows]
+    return _Window(rows, p0, lengths, kk, xs, np.zeros((n, lmax, d)), np.zeros((n, lmax + 1, d)),
+                   np.zeros((n, lmax + 1, d)), bonus & (p0 + lengths < k_spec), sampler.sigma)
+
+
+def _start_call(target, drafter, w, res):
+    """The window-start target call at y_n: FD-a always (paper 2's Eq. 7, §3.3), FD-b only
+    before its first verification pass (§4.4). Returns m^p(y_n) [n, d] for FD-a (step 1's
+    target mean, reused by the verification pass), else None."""
+    known = getattr(drafter, "known", None)
+    if not drafter.start_call and (known is None or known[w.rows].all()):
+        return None
+    srow = np.arange(w.rows.size) if drafter.start_call else np.flatnonzero(~known[w.rows])
+    m0, sc0 = target.mean_and_score(w.kk[srow, 0], w.xs[srow, 0])
+    drafter.remember(w.rows[srow], w.xs[srow, 0], m0, sc0)
+    _count_target_call(res, w.rows[srow], 1)
+    return m0 if drafter.start_call else None
+
+
+def _draft(drafter, w, z, res):
+    """Drafting, sequential but cheap (§3.2): X~_j = m^q_{n+j-1}(X~_{j-1}) + s_{n+j-1} z_j
+    for the positions j inside each window (padding is never drafted)."""
+    live = w.live
+    for j in range(w.mq.shape[1]):
+        at = np.flatnonzero(live[:, j])
+        k = w.kk[at, j]
+        w.mq[at, j] = drafter.draft_mean(w.rows[at], k, w.xs[at, j])
+        w.xs[at, j + 1] = w.mq[at, j] + w.sigma[k][:, None] * z[at, j]
+    if isinstance(drafter, IndependentDrafter):
+        res.draft_calls += w.mq.shape[1]
+        res.draft_evals[w.rows] += w.lengths
+
+
+def _verification_pass(target, w, mp_start, res):
+    """ONE batched target call on X~_0..X~_{len-1} of every active chain (+ X~_len for the
+    bonus; FD-a's X~_0 is already known), §3.2 and §3.7: m^p_{n+j-1}(X~_{j-1})."""
+    n_eval = w.lengths + w.has_bonus
+    evalmask = np.arange(w.xs.shape[1])[None, :] < n_eval[:, None]     # [n, lmax+1]
+    if mp_start is not None:
+        evalmask[:, 0] = False
+        w.mp[:, 0] = mp_start
+    if evalmask.any():
+        m_all, s_all = target.mean_and_score(w.kk[evalmask], w.xs[evalmask])
+        w.mp[evalmask], w.scores[evalmask] = m_all, s_all
+        served = evalmask.any(axis=1)
+        _count_target_call(res, w.rows[served], evalmask.sum(axis=1)[served])
+
+
+def _verify(verifier, verify, reuse_orth, w, noise):
+    """REJECTION of §3.2 over the windows: block (§2.5, §4.3), token with the Gamma-maximal
+    coupling (§4.2, §2.4) or with the reflection (§2.3). Returns tau [n], the window's last
+    emitted state y [n, d] (the correction if tau < len, else X~_len) and the zero-mass
+    fallback flags [n]. ``verifier`` None: the oracle window by window; else a module of
+    batched twins (same function names and positional parameters, keyword ``lengths``)."""
+    lmax = w.mq.shape[1]
+    m_p, s = w.mp[:, :lmax], w.std
+    args = (m_p, w.mq, s, noise.z, noise.eta, noise.u_res, noise.z_orth)
+    coupling = {"token": {"coupling": "gamma", "reuse_orth": reuse_orth},
+                "reflection": {"coupling": "reflection"}}.get(verify)
+    if verifier is not None:
         if verify == "block":
-            tau, log_p, _ = gb.block_tau(ell, delta, lengths, eta)
-            log_c = log_p[np.arange(n), tau]
+            out = verifier.verify_gaussian_block(*args, lengths=w.lengths)
         else:
-            tau = gb.token_tau(ell, lengths, eta)
-            log_c = np.zeros(n)
-        res.tau_hist += np.bincount(tau, minlength=big_l + 1)[: big_l + 1]
-        if res.rounds == 1:
-            res.tau_first[rows] = tau
-        for j in range(lmax):
-            at = live[:, j]
-            np.add.at(res.drafted_per_step, kk[at, j], 1)
-            acc = at & (j < tau)
-            np.add.at(res.accepted_per_step, kk[acc, j], 1)
-        # corrections and new states
-        new_x = xs[np.arange(n), np.minimum(tau, lengths)].copy()  # tau = len: X~_len
-        adv = lengths.copy()
-        corr = tau < lengths
-        if corr.any():
-            ci = np.flatnonzero(corr)
-            tj = tau[ci]
-            y, zero = _correction(verify, mp[ci, tj], mq[ci, tj], s_win[ci, tj], z[ci, tj],
-                                  log_c[ci], u_res[ci], z_orth[ci], reuse_orth)
-            res.fallbacks["residual_zero_mass"] += int(zero.sum())
-            new_x[ci] = y
-            adv[ci] = tj + 1
-        bon = ~corr & has_bonus
-        if bon.any():
-            bi = np.flatnonzero(bon)
-            kb = kk[bi, lengths[bi]]
-            new_x[bi] = mp[bi, lengths[bi]] + sig[kb][:, None] * z_orth[bi]
-            adv[bi] = lengths[bi] + 1
-        # FD-b: the newest target output of this pass (at X~_tau, the bonus state or X~_{len-1})
-        if isinstance(drafter, FreeDrafter):
-            src = np.where(corr, tau, np.where(has_bonus, lengths, lengths - 1))
-            drafter.remember(rows, xs[np.arange(n), src], mp[np.arange(n), src],
-                             scores[np.arange(n), src])
-        x[rows] = new_x
-        pos[rows] = p0 + adv
-        if bar is not None:
-            bar.update(int(adv.sum()))
-    if bar is not None:
-        bar.close()
+            out = verifier.verify_gaussian_chain(*args, lengths=w.lengths, **coupling)
+        tau = np.asarray(out.n_accepted)
+        y = np.asarray(out.states)[np.arange(tau.size), np.asarray(out.n_emitted) - 1]
+        return tau, y, np.asarray(out.fallbacks) != 0
+    n, d = w.rows.size, w.xs.shape[2]
+    tau, y, zero = np.zeros(n, np.int64), np.zeros((n, d)), np.zeros(n, bool)
+    for b in range(n):
+        k = int(w.lengths[b])
+        row = (m_p[b, :k], w.mq[b, :k], s[b, :k], noise.z[b, :k], noise.eta[b, :k],
+               float(noise.u_res[b]), noise.z_orth[b])
+        v = (gaussian.verify_gaussian_block(*row) if verify == "block"
+             else gaussian.verify_gaussian_chain(*row, **coupling))
+        tau[b], y[b], zero[b] = v.n_accepted, v.states[-1], bool(v.fallbacks)
+    return tau, y, zero
 
 
-def _correction(verify, m_p, m_q, s, z, log_c, u_res, z_orth, reuse_orth):
-    """The state emitted after a rejection at one step, for n rows [n, d] (and the
-    zero-mass fallback mask [n]): the reflection of the rejected draft noise z (§2.3),
-    or ResidualGauss with c = exp(log_c) (c = p_tau for block, 1 for token) and the
-    fresh orthogonal noise z_orth, or (token mode only, ``reuse_orth``) the rejected
-    draft's own orthogonal part (§2.4)."""
-    if verify == "reflection":
-        return gb.reflect(m_p, m_q, s, z), np.zeros(len(s), dtype=bool)
-    if reuse_orth:
-        diff = m_p - m_q
-        e = diff / np.linalg.norm(diff, axis=1, keepdims=True)
-        z_orth = z - np.sum(e * z, axis=1, keepdims=True) * e
-    return gb.residual_draw(m_p, m_q, s, log_c, u_res, z_orth)
+def _advance(w, tau, y, z_orth, x, pos):
+    """y_{n+1..n+tau} = the accepted drafts, then the correction (n += tau + 1), or, after
+    a fully accepted window, the bonus draw m^p(X~_len) + s z_orth where a step follows
+    (n += len + 1) or nothing (n += len) (§3.2). Returns the steps advanced [n]."""
+    corrected = tau < w.lengths
+    bon = np.flatnonzero(~corrected & w.has_bonus)
+    new_x = y.copy()
+    lb = w.lengths[bon]
+    new_x[bon] = w.mp[bon, lb] + w.sigma[w.kk[bon, lb]][:, None] * z_orth[bon]
+    advance = np.where(corrected, tau + 1, w.lengths + w.has_bonus)
+    x[w.rows] = new_x
+    pos[w.rows] = w.p0 + advance
+    return advance
 
 
-def _last_step(sampler):
-    """Largest valid chain-step index (padding rows of a window are clipped to it)."""
-    return sampler.n_steps - 1
+def _remember_newest_output(drafter, w, tau):
+    """FD-b (§4.4): freeze the newest target output of this pass, the one at X~_tau after a
+    rejection, at the bonus state X~_len, or at X~_{len-1}."""
+    if isinstance(drafter, FreeDrafter):
+        corrected = tau < w.lengths
+        src = np.where(corrected, tau, np.where(w.has_bonus, w.lengths, w.lengths - 1))
+        at = np.arange(w.rows.size)
+        drafter.remember(w.rows, w.xs[at, src], w.mp[at, src], w.scores[at, src])
+
+
+def _record(res, w, tau):
+    """Acceptance statistics: tau histogram, first-round tau, drafted / judged / accepted
+    drafts per chain step (judged: up to and including the first rejected draft)."""
+    res.rounds += 1
+    res.tau_hist += np.bincount(tau, minlength=res.tau_hist.size)[: res.tau_hist.size]
+    if res.rounds == 1:
+        res.tau_first[w.rows] = tau
+    live = w.live
+    for j in range(w.mq.shape[1]):
+        at = live[:, j]
+        np.add.at(res.drafted_per_step, w.kk[at, j], 1)
+        np.add.at(res.judged_per_step, w.kk[at & (j <= tau), j], 1)
+        np.add.at(res.accepted_per_step, w.kk[at & (j < tau), j], 1)
 
 
 def speculative_sample_chain(m_p_fn, m_q_fn, sigmas, x0, rng, *, window=4, verify="block",
-                             bonus=False, drafter="independent", reuse_orth=False):
+                             bonus=False, drafter="independent", reuse_orth=False, verifier=None):
     """Speculative sampling of a generic Gaussian Markov chain (A15, §3.2; T7, T8, T11).
 
     ``m_p_fn(k [N], x [N, d]) -> [N, d]`` and ``m_q_fn(k, x)`` are the target and draft
     means of step k = 0..K-1, ``sigmas`` [K] > 0 the common standard deviations.
     ``drafter``: "independent" (m_q_fn), or "frozen" / "free" (FD-a / FD-b freezing the
     target's drift m^p(y) - y; m_q_fn is then ignored and may be None). Returns the
-    :class:`DiffusionResult` of the chains from x0 [B, d].
+    :class:`DiffusionResult` of the chains from x0 [B, d]. ``verifier``: as for
+    :func:`speculative_sample`.
     """
     sig = np.asarray(sigmas, dtype=np.float64)
     if sig.ndim != 1 or sig.size < 1 or not np.all(np.isfinite(sig) & (sig > 0)):
@@ -445,7 +581,7 @@ def speculative_sample_chain(m_p_fn, m_q_fn, sigmas, x0, rng, *, window=4, verif
     else:
         draft = make_drafter(drafter, target, freeze="drift")
     return speculative_sample(target, draft, x0, rng, window=window, verify=verify, bonus=bonus,
-                              reuse_orth=reuse_orth)
+                              reuse_orth=reuse_orth, verifier=verifier)
 
 
 class _FunctionChain:

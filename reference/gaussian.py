@@ -2,8 +2,8 @@
 
 Target p = N(m_p, s^2 I), draft q = N(m_q, s^2 I) (ALGORITHMS.md §2.1: only the
 means differ). p is the target, q the draft. Float64 NumPy/SciPy, one sequence at a
-time; ``reference/gaussian_batch.py`` holds vectorised twins used by the diffusion
-loop and tested against these functions.
+time. The batched twins (fastpath/numpy_batch, fastpath/numba_cpu, fastpath/torch_cuda
+``gaussian.py``) are checked against these functions by the parity registry.
 
 Algorithms (ALGORITHMS.md):
   - closed forms (§2.1, §2.4, T6): ``acceptance_rate``, ``total_variation``,
@@ -203,7 +203,7 @@ def _log_sf(x):
 def log_tail(s, log_c, delta, s_star):
     """log T(s), T(s) = int_s^inf (c phi(t - delta) - phi(t)) dt for s >= s* (§2.4).
 
-    Vectorised over NumPy arrays (also used by reference/gaussian_batch.py). Two exact
+    Vectorised over NumPy arrays (also used by the batched twins). Two exact
     forms, chosen by the size of the bracket g = 1 - Phibar(s) / (c Phibar(s - delta)):
       - g > EXPM1_SWITCH: survival form T = c Phibar(s - delta) g, with log Phibar from
         log_ndtr and log(1 - g) = log erfcx(s/sqrt2) - log erfcx((s - delta)/sqrt2)
@@ -261,6 +261,26 @@ def _log_mass(log_c, delta):
         return math.log(special.erf(x))
     s_star = _s_star(log_c, delta)
     return log_tail(s_star, log_c, delta, s_star)
+
+
+def residual_log_mass_from_log_c(log_c, delta):
+    """log R(c, delta) elementwise over arrays (c = exp(log_c) in (0, 1], delta > 0).
+
+    The vectorised form of :func:`residual_log_mass`, taking log c because the block
+    verifier's scale c = p_i underflows long before log p_i does (§2.5): log erf(delta /
+    (2 sqrt 2)) where log_c = 0, else ``log_tail`` at s* (itself vectorised). Used by
+    closed forms over grids (reference/targets_continuous.py) and by the batched twins.
+    """
+    log_c = np.asarray(log_c, dtype=np.float64)
+    delta = np.asarray(delta, dtype=np.float64)
+    out = np.empty(log_c.shape)
+    one = log_c == 0.0
+    with np.errstate(divide="ignore"):
+        out[one] = np.log(special.erf(delta[one] / (2 * _SQRT2)))
+    rest = ~one
+    s_star = delta[rest] / 2 - log_c[rest] / delta[rest]
+    out[rest] = log_tail(s_star, log_c[rest], delta[rest], s_star)
+    return out
 
 
 def residual_mass(c, delta) -> float:

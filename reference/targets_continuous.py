@@ -349,7 +349,7 @@ def grid_reference_2d(mixture: GaussianMixtureData, sampler, lo=-6.0, hi=6.0, n=
 
 def _block_g(log_a, delta):
     """G(a) = E[min(a r, 1)] = a - R(a, delta) (§4.3) for a = exp(log_a) in (0, 1], vectorised."""
-    from .gaussian_batch import residual_log_mass
+    from .gaussian import residual_log_mass_from_log_c as residual_log_mass
 
     log_a = np.asarray(log_a, dtype=np.float64)
     flat = log_a.ravel()

@@ -1,8 +1,10 @@
 """The batched speculative loop over denoisers (fastpath/models/diffusion/spec.py).
 
-* Decision-identical (states to LOOP_ATOL) to the oracle's loop (reference/diffusion.speculative_sample) on the same
-  generator, for every drafter x verification pair, on the exact Gaussian-mixture denoiser
-  (whose exactness the oracle's own statistical tests certify).
+* Decision-identical (states to LOOP_ATOL) to the oracle's loop (reference/diffusion.speculative_sample,
+  verifying with the one-window oracle) on the same generator, for every drafter x verification
+  pair, on the exact Gaussian-mixture denoiser (whose exactness the oracle's own statistical tests
+  certify). The model loop is that loop over a denoiser adapter with the NumPy twin as verifier:
+  this checks the adapter (chain means, raw-output freezing, call counting) and the twin.
 * NFE identities (ALGORITHMS.md T11) and the ragged one-batched-call-per-round structure.
 """
 from __future__ import annotations
@@ -16,11 +18,12 @@ from specoracle.fastpath.models.diffusion.adapter import NumpyDenoiser, chain_fr
 from specoracle.fastpath.models.diffusion.chains import GaussianChain, ddpm_chain
 from specoracle.fastpath.models.diffusion.spec import (SpecConfig, sample_plain, sample_plain_rng,
                                                        sample_speculative_rng)
+from specoracle.fastpath.progress import progress_bar
 from specoracle.reference import diffusion as rd
 from specoracle.reference import targets_continuous as tc
 from specoracle.reference.types import InvalidInput
 
-LOOP_ATOL = 1e-9   # summation order (einsum vs sum) and the residual bisection differ by ulps
+LOOP_ATOL = 1e-9   # the residual quantile: 80-step bisection (twin) vs brentq (oracle), ulps apart
 SCHEDULE = tc.linear_schedule(30, 1e-3, 0.2)
 MIX = tc.GaussianMixtureData(weights=np.array([0.3, 0.7]), means=np.array([[-2.0, 0.5], [1.5, -1.0]]),
                              stds=np.array([0.5, 0.3]))
@@ -194,8 +197,10 @@ def test_progress_bar_ends_at_its_total(loop, monkeypatch):
                                SpecConfig(window=8), x_init=x0, progress=True)
         total = b * chain.n_gaussian
     else:
+        # the oracle's loop draws nothing: its caller (the CLI) draws the bar from on_round
         tm = rd.TargetModel(sampler, den, "eps")
-        rd.speculative_sample(tm, rd.make_drafter("free", tm), x0, np.random.default_rng(7),
-                              window=8, verify="block", progress=True)
         total = b * sampler.n_speculative
+        with progress_bar(total, "speculative block L=8", True) as on_round:
+            rd.speculative_sample(tm, rd.make_drafter("free", tm), x0, np.random.default_rng(7),
+                                  window=8, verify="block", on_round=on_round)
     assert f" {total}/{total} " in term.last_bar(), term.last_bar()

@@ -5,7 +5,10 @@ known-wrong scaled residual (c = 1 instead of p_tau) is rejected.
 
 Per-test alpha and power are in each docstring (formulas: tests/_continuous_stats.py); each
 test reads its level from the suite budget (``specoracle_alpha``, tests/conftest.py): 30
-combination / Langevin cases at 2e-4 + 4 T7 cases at 2e-3 + 4 cases at 1e-3 = 0.017."""
+combination / Langevin cases at 2e-4 + 4 T7 cases at 2e-3 + 4 cases at 1e-3 = 0.017.
+The loops verify with the batched NumPy twin (``verifier=nbg``, parity-checked against the
+oracle's one-window verifiers; tests/test_gaussian_batch.py checks whole runs of the two
+agree decision for decision): 10^4 chains in seconds."""
 from __future__ import annotations
 
 import math
@@ -15,8 +18,8 @@ import pytest
 from scipy import stats
 
 from _continuous_stats import binomial_pvalue, normal_law_pvalue
+from specoracle.fastpath.numpy_batch import gaussian as nbg
 from specoracle.reference import diffusion as df
-from specoracle.reference import gaussian_batch as gb
 from specoracle.reference import targets_continuous as tc
 
 SCHED = tc.linear_schedule(50, 1e-3, 0.2)
@@ -35,7 +38,7 @@ def _run(data, sampler, drafter, verify, opts, draft_data, seed, n=N_COMBO, par=
     rng = np.random.default_rng(seed)
     return df.speculative_sample(target, dr, rng.standard_normal((n, data.dim)), rng, window=4,
                                  verify=verify, bonus=opts.get("bonus", False),
-                                 reuse_orth=opts.get("reuse_orth", False))
+                                 reuse_orth=opts.get("reuse_orth", False), verifier=nbg)
 
 
 @pytest.mark.statistical
@@ -101,7 +104,7 @@ def _constant_offset(delta, verify, n, seed, big_l=3, dim=2):
         return x + b_q
     rng = np.random.default_rng(seed)
     return df.speculative_sample_chain(m_p, m_q, np.full(big_l, s), np.zeros((n, dim)), rng,
-                                       window=big_l, verify=verify), b, s
+                                       window=big_l, verify=verify, verifier=nbg), b, s
 
 
 @pytest.mark.statistical
@@ -133,9 +136,9 @@ def test_t7_block_dominates_token(delta):
 # ---------------------------------------------------------------- known-wrong variants
 
 
-def _c_one(verify, m_p, m_q, s, z, log_c, u_res, z_orth, reuse_orth, _orig=df._correction):
+def _c_one(m_p, m_q, s, log_c, *args, _orig=nbg.residual_draw, **kw):
     """KNOWN-WRONG: the block residual drawn without the scale c = p_tau (c = 1)."""
-    return _orig(verify, m_p, m_q, s, z, np.zeros_like(log_c), u_res, z_orth, reuse_orth)
+    return _orig(m_p, m_q, s, np.zeros_like(log_c), *args, **kw)
 
 
 @pytest.mark.statistical
@@ -146,7 +149,7 @@ def test_block_residual_needs_the_scale(variant, monkeypatch, specoracle_alpha):
     sampler passes, the scaled residual without c = p_tau is rejected (its law check
     p-value < alpha)."""
     if variant == "c_one":
-        monkeypatch.setattr(df, "_correction", _c_one)
+        monkeypatch.setattr(nbg, "residual_draw", _c_one)
     s, b = 0.6, np.array([0.9])
 
     def m_p(k, x):
@@ -155,7 +158,7 @@ def test_block_residual_needs_the_scale(variant, monkeypatch, specoracle_alpha):
     def m_q(k, x):
         return x
     res = df.speculative_sample_chain(m_p, m_q, np.full(3, s), np.zeros((40000, 1)),
-                                      np.random.default_rng(59), window=3, verify="block")
+                                      np.random.default_rng(59), window=3, verify="block", verifier=nbg)
     p = normal_law_pvalue(res.samples, 3 * b, 3 * s ** 2 * np.eye(1))
     assert (p > specoracle_alpha) if variant == "correct" else (p < specoracle_alpha)
 
@@ -182,8 +185,8 @@ def test_orthogonal_part_is_independent_of_tau_in_block_verification(specoracle_
     for j in range(big_l):
         m_p[:, j], m_q[:, j] = xs[:, j] @ a_p.T + b_p, xs[:, j]
         xs[:, j + 1] = m_q[:, j] + s * z[:, j]
-    ell, delta = gb.log_ratios(m_p, m_q, np.full((n, big_l), s), z)
-    tau, _, _ = gb.block_tau(ell, delta, np.full(n, big_l), eta)
+    ell, delta = nbg.log_ratios(m_p, m_q, np.full((n, big_l), s), z)
+    tau, _, _ = nbg.block_tau(ell, delta, np.full(n, big_l), eta)
     pvals = []
     for t in range(big_l):
         sel = tau == t
@@ -212,6 +215,7 @@ def test_langevin_chain_law(drafter, specoracle_alpha):
     for _ in range(k):
         m, v = a * m + h * mu / sd ** 2, a * a * v + 2 * h
     res = df.speculative_sample_chain(m_p, None, np.full(k, math.sqrt(2 * h)), np.full((20000, 1), -2.0),
-                                      np.random.default_rng(67), window=4, verify="block", drafter=drafter)
+                                      np.random.default_rng(67), window=4, verify="block", drafter=drafter,
+                                      verifier=nbg)
     assert normal_law_pvalue(res.samples, [m], [[v]]) > specoracle_alpha
     assert res.sequential_calls.mean() < k

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from _continuous_stats import normal_law_pvalue
+from specoracle.fastpath.numpy_batch import gaussian as nbg
 from specoracle.reference import diffusion as df
 
 
@@ -37,7 +38,7 @@ def test_t8_linear_chain_400k(dim, verify, specoracle_alpha):
         b_p = np.array([0.3, -0.2, 0.1])
     res = df.speculative_sample_chain(lambda k, x: x @ a_p.T + b_p, lambda k, x: x @ a_q.T,
                                       np.full(5, 0.6), np.zeros((400000, dim)), rng, window=3,
-                                      verify=verify)
+                                      verify=verify, verifier=nbg)
     m, v = _linear_law(a_p, b_p, 0.6, 5)
     assert normal_law_pvalue(res.samples, m, v) > specoracle_alpha
     if dim == 1 and verify == "block":

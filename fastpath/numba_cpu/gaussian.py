@@ -21,8 +21,8 @@ Split of the work: the d-dimensional passes (log-ratios l = -z.D - |D|^2/2 with
 D = (m_q - m_p)/s, |D|, the drafts, the residual / reflection / bonus states) are
 numba kernels over the batch, reading each mean and noise vector once; the per-window
 scalars (log survival, residual masses R(p_i, delta), the 1-D residual quantile) are
-the oracle's own vectorised closed forms (``reference.gaussian_batch``: Mills-ratio
-log-tails, 80-step bisection). Dot products are summed left to right, not in NumPy's
+the batched NumPy twin's helpers (``fastpath.numpy_batch.gaussian``: the oracle's
+Mills-ratio log-tails, 80-step bisection), as are the input checks. Dot products are summed left to right, not in NumPy's
 BLAS order, so results agree with the oracle to rounding: rule ``allclose_vs_naive``
 (decisions with margin, states allclose; tests/TOLERANCES.md).
 """
@@ -31,11 +31,10 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from specoracle.reference import gaussian_batch as gb
-from specoracle.reference.types import InvalidInput
 from specoracle.reference.validation import check_generator
 
 from ..gaussian_types import GaussianBatchVerdict, GaussianStepBatch  # noqa: F401 (re-exported)
+from ..numpy_batch import gaussian as gb
 from ..types import FALLBACK_RESIDUAL_ZERO_MASS
 
 
@@ -124,60 +123,6 @@ def _states_kernel(m_p, m_q, s, z, z_orth, tau, lengths, kind, big_s, reuse_orth
 # ---------------------------------------------------------------- inputs
 
 
-def _f64(x, name):
-    arr = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
-    # one pass, no temporary: the sum is finite iff every entry is (or it overflowed,
-    # in which case the entry-wise check below decides)
-    if not np.isfinite(arr.sum()):
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            raise InvalidInput(name, "NaN or infinite value", index=tuple(np.argwhere(bad)[0]))
-    return arr
-
-
-def _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths):
-    m_q = _f64(m_q, "m_q")
-    if m_q.ndim != 3 or 0 in m_q.shape:
-        raise InvalidInput("m_q", f"expected [B, L, d], got shape {m_q.shape}")
-    bsz, big_l, d = m_q.shape
-    m_p = _f64(m_p, "m_p")
-    if m_p.ndim != 3 or m_p.shape[0] != bsz or m_p.shape[2] != d or m_p.shape[1] not in (big_l, big_l + 1):
-        raise InvalidInput("m_p", f"expected [{bsz}, {big_l} or {big_l + 1}, {d}], got {m_p.shape}")
-    lp = m_p.shape[1]
-    s = _f64(s, "s")
-    if s.ndim == 0:
-        s = np.full((bsz, lp), float(s))
-    elif s.ndim == 1:
-        s = np.repeat(s[:, None], lp, axis=1) if s.shape[0] == bsz else s
-    if s.shape != (bsz, lp) or not np.all(s > 0):
-        raise InvalidInput("s", f"expected positive standard deviations: scalar, [B] or [B, {lp}]")
-    s = np.ascontiguousarray(s)
-    z = _f64(z, "z")
-    eta = _f64(eta, "eta")
-    u_res = _f64(u_res, "u_res")
-    z_orth = _f64(z_orth, "z_orth")
-    for name, arr, shape in (("z", z, (bsz, big_l, d)), ("eta", eta, (bsz, big_l)),
-                             ("u_res", u_res, (bsz,)), ("z_orth", z_orth, (bsz, d))):
-        if arr.shape != shape:
-            raise InvalidInput(name, f"expected shape {shape}, got {arr.shape}")
-    for name, arr in (("eta", eta), ("u_res", u_res)):
-        bad = ~((arr >= 0) & (arr < 1))
-        if bad.any():
-            raise InvalidInput(name, "uniforms must lie in [0, 1)", index=tuple(np.argwhere(bad)[0]))
-    if lengths is None:
-        n = np.full(bsz, big_l, np.int64)
-    else:
-        n = np.asarray(lengths).astype(np.int64).reshape(-1)
-        if n.shape[0] != bsz or np.any((n < 1) | (n > big_l)):
-            raise InvalidInput("lengths", f"expected {bsz} window lengths in 1..{big_l}")
-    return m_p, m_q, s, z, eta, u_res, z_orth, n, lp == big_l + 1
-
-
-def _accepts(eta, ell):
-    with np.errstate(divide="ignore"):
-        return (eta == 0.0) | (np.log(eta) < ell)
-
-
 def _residual_kind_and_s(m_p, m_q, s, tau, n, log_c, delta, u_res, rows):
     """Kind (_RESIDUAL / _ZERO_MASS) and S of ResidualGauss for ``rows`` (corrected rows)."""
     kind = np.full(tau.shape[0], _NONE, np.int64)
@@ -220,19 +165,15 @@ def _window(m_p, m_q, s, z, lengths):
 
 def verify_gaussian_chain(m_p, m_q, s, z, eta, u_res, z_orth, *, coupling="gamma", reuse_orth=False,
                           lengths=None) -> GaussianBatchVerdict:
-    """Token-level verification of B windows (A15, §3.2); twin of the reference's
-    ``verify_gaussian_chain``: step i passes iff log(eta_i) < l_i; at the first rejection
-    the correction is the Gamma coupling (ResidualGauss c = 1 with u_res and z_orth, or
-    the rejected draft's own orthogonal part if ``reuse_orth``) or the reflection; the
-    bonus m_p[n] + s_n z_orth when every step passes and m_p has L+1 rows."""
-    if coupling not in ("gamma", "reflection"):
-        raise InvalidInput("coupling", f"expected 'gamma' or 'reflection', got {coupling!r}")
-    m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus = _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths)
+    """Token-level verification of B windows (A15, §3.2), the twin of the reference's
+    ``verify_gaussian_chain`` (algorithm and shapes: fastpath/numpy_batch/gaussian.py, whose
+    decision helpers this uses); the d-dimensional passes are the kernels above."""
+    gb.check_coupling(coupling)
+    m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus = gb.prepare_windows(m_p, m_q, s, z, eta, u_res, z_orth, lengths)
     bsz, big_l, _ = m_q.shape
     ell, delta = _window(m_p, m_q, s, z, n)
     live = np.arange(big_l)[None, :] < n[:, None]
-    rej = live & ~_accepts(eta, np.where(live, ell, 0.0))
-    tau = np.where(rej.any(1), np.argmax(rej, 1), n).astype(np.int64)
+    tau = gb.token_tau(np.where(live, ell, 0.0), n, eta)
     rows = np.flatnonzero(tau < n)
     if coupling == "reflection":
         kind = np.full(bsz, _NONE, np.int64)
@@ -242,44 +183,21 @@ def verify_gaussian_chain(m_p, m_q, s, z, eta, u_res, z_orth, *, coupling="gamma
         kind, big_s = _residual_kind_and_s(m_p, m_q, s, tau, n, np.zeros(bsz), delta, u_res, rows)
     if has_bonus:
         kind[tau == n] = _BONUS
-    log_surv = np.full((bsz, big_l + 1), np.nan)
-    log_surv[:, 0] = 0.0
-    cum = np.cumsum(np.minimum(np.where(live, ell, 0.0), 0.0), axis=1)
-    log_surv[:, 1:] = np.where(np.arange(1, big_l + 1)[None, :] <= n[:, None], cum, np.nan)
-    from scipy import special
-
-    mass = np.where(live, special.erf(delta / (2 * np.sqrt(2.0))), np.nan)
+    log_surv, mass = gb.token_summaries(ell, delta, n)
     return _assemble(m_p, m_q, s, z, z_orth, tau, n, kind, big_s, bool(reuse_orth and coupling == "gamma"),
                      np.where(live, ell, np.nan), log_surv, mass, has_bonus)
 
 
 def verify_gaussian_block(m_p, m_q, s, z, eta, u_res, z_orth, *, lengths=None) -> GaussianBatchVerdict:
     """Gaussian block verification of B windows (A13; §2.5, §4.3; Sun et al. arXiv
-    2403.10444 Algorithm 2 with closed-form Gaussian quantities); twin of the reference's
-    ``verify_gaussian_block``: log p_i = min(log p_{i-1} + l_i, 0), R_i = R(p_i, delta_{i+1});
-    index i < n passes iff eta_i (R_i + 1 - p_i) < R_i, index n iff eta_n < p_n; tau is the
-    largest passing index; correction ResidualGauss(c = p_tau) with u_res and FRESH z_orth,
-    or the bonus m_p[n] + s_n z_orth."""
-    m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus = _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths)
+    2403.10444 Algorithm 2), the twin of the reference's ``verify_gaussian_block``
+    (algorithm and shapes: fastpath/numpy_batch/gaussian.py, whose decision helpers this
+    uses); the d-dimensional passes are the kernels above."""
+    m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus = gb.prepare_windows(m_p, m_q, s, z, eta, u_res, z_orth, lengths)
     bsz, big_l, _ = m_q.shape
     ell, delta = _window(m_p, m_q, s, z, n)
     live = np.arange(big_l)[None, :] < n[:, None]
-    ell0 = np.where(live, ell, 0.0)
-    log_p = np.zeros((bsz, big_l + 1))
-    for i in range(1, big_l + 1):
-        log_p[:, i] = np.where(live[:, i - 1], np.minimum(log_p[:, i - 1] + ell0[:, i - 1], 0.0),
-                               log_p[:, i - 1])
-    mass = np.zeros((bsz, big_l))
-    need = live & (np.where(live, delta, 0.0) > 0) & (log_p[:, :big_l] > -np.inf)
-    if need.any():
-        mass[need] = np.exp(gb.residual_log_mass(log_p[:, :big_l][need], delta[need]))
-    surv = np.exp(log_p)
-    tau = np.zeros(bsz, np.int64)
-    for i in range(1, big_l + 1):
-        m_i = mass[:, min(i, big_l - 1)]
-        inner = (i < n) & (eta[:, i - 1] * (m_i + 1 - surv[:, i]) < m_i)
-        last = (i == n) & (eta[:, i - 1] < surv[:, i])
-        tau = np.where(inner | last, i, tau)
+    tau, log_p, mass = gb.block_tau(np.where(live, ell, 0.0), np.where(live, delta, 0.0), n, eta)
     rows = np.flatnonzero(tau < n)
     log_c = log_p[np.arange(bsz), tau]
     kind, big_s = _residual_kind_and_s(m_p, m_q, s, tau, n, log_c, delta, u_res, rows)
@@ -313,37 +231,19 @@ def verify_gaussian_block_rng(m_p, m_q, s, z, rng, **kw):
 # ---------------------------------------------------------------- one step
 
 
-def _step(m_p, m_q, s, z, u, u_res, z_orth, coupling, reuse_orth=False) -> GaussianStepBatch:
-    m_p = _f64(m_p, "m_p")
-    if m_p.ndim != 2 or 0 in m_p.shape:
-        raise InvalidInput("m_p", f"expected [B, d], got shape {m_p.shape}")
-    bsz, d = m_p.shape
-    s = np.asarray(s, dtype=np.float64)
-    s = np.full(bsz, float(s)) if s.ndim == 0 else s
-    u = np.asarray(u, dtype=np.float64).reshape(-1)
-    if u.shape != (bsz,):
-        raise InvalidInput("u", f"expected shape {(bsz,)}, got {u.shape}")
-    res = verify_gaussian_chain(m_p[:, None], np.asarray(m_q, np.float64)[:, None], s,
-                                np.asarray(z, np.float64)[:, None], u[:, None], u_res, z_orth,
-                                coupling=coupling, reuse_orth=reuse_orth)
-    accepted = res.n_accepted == 1
-    draft = np.asarray(m_q, np.float64) + s[:, None] * np.asarray(z, np.float64)
-    x = np.where(accepted[:, None], draft, res.states[:, 0])
-    return GaussianStepBatch(x, accepted, draft, res.log_ratio[:, 0], res.fallbacks)
-
-
 def gamma_coupling(m_p, m_q, s, z, u, u_res, z_orth, *, reuse_orth=False) -> GaussianStepBatch:
     """Gamma-maximal coupling (A12, §4.2; paper 1, arXiv 2606.13426), B independent steps;
     twin of the reference's ``gamma_coupling``: draft X~ = m_q + s z, accept iff
     log(u) < l, else ResidualGauss(c = 1) with u_res and z_orth. Shapes [B, d] / [B]."""
-    return _step(m_p, m_q, s, z, u, u_res, z_orth, "gamma", reuse_orth)
+    return gb.step_from_window(verify_gaussian_chain, m_p, m_q, s, z, u, u_res, z_orth, "gamma", reuse_orth)
 
 
 def reflection_coupling(m_p, m_q, s, z, u) -> GaussianStepBatch:
     """Reflection maximal coupling (A10, §2.3; paper 2, arXiv 2501.05370), B independent
     steps; twin of the reference's ``reflection_coupling`` (no residual noise)."""
     bsz, d = np.shape(m_p)
-    return _step(m_p, m_q, s, z, u, np.zeros(bsz), np.zeros((bsz, d)), "reflection")
+    return gb.step_from_window(verify_gaussian_chain, m_p, m_q, s, z, u, np.zeros(bsz), np.zeros((bsz, d)),
+                               "reflection")
 
 
 def gamma_coupling_rng(m_p, m_q, s, rng, *, reuse_orth=False) -> GaussianStepBatch:

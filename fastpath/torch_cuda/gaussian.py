@@ -20,7 +20,7 @@ log-space tests log(eta) < l; block survival log p_i = min(log p_{i-1} + l_i, 0)
 residual masses R(p_i, delta_{i+1}) from the log-tail closed form (Mills-ratio
 survival form, Gauss-Legendre quadrature of the cancellation-free density where the
 bracket is below the reference's EXPM1_SWITCH); the 1-D residual quantile by bracket
-doubling and 80 bisection steps in log-tail space (as reference/gaussian_batch.py).
+doubling and 80 bisection steps in log-tail space (as fastpath/numpy_batch/gaussian.py).
 Dot products sum in a different order than NumPy: rule ``allclose_vs_naive``
 (decisions with margin, states allclose), tests/TOLERANCES.md.
 """

@@ -217,6 +217,8 @@ def run(args) -> int:
         return run_model_diffuse(args)
     import numpy as np
 
+    from specoracle.fastpath.progress import progress_bar
+    from specoracle.fastpath.numpy_batch import gaussian as numpy_batch_gaussian
     from specoracle.reference import diffusion as df
     from specoracle.reference.types import InvalidInput
 
@@ -232,8 +234,11 @@ def run(args) -> int:
     rng = np.random.default_rng(args.seed)
     x0 = rng.standard_normal((args.chains, data.dim))
     t0 = time.perf_counter()
-    res = df.speculative_sample(target, drafter, x0, rng, window=args.window, verify=args.verify,
-                                bonus=args.bonus, progress=sys.stderr.isatty())
+    total = args.chains * sampler.n_speculative
+    desc = "target chain" if args.verify == "none" else f"speculative ({args.verify})"
+    with progress_bar(total, desc, sys.stderr.isatty()) as on_round:
+        res = df.speculative_sample(target, drafter, x0, rng, window=args.window, verify=args.verify,
+                                    bonus=args.bonus, verifier=numpy_batch_gaussian, on_round=on_round)
     seconds = time.perf_counter() - t0
     x = res.samples
     acc = res.acceptance_per_step

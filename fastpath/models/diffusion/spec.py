@@ -1,16 +1,22 @@
 """Speculative sampling of whole batches of diffusion chains over torch denoisers (issue 9).
 
-Runs the continuous oracle's algorithms (ALGORITHMS.md §3.2 loop, §3.3 / §4.4 drafters,
-§2.3-§2.5 verification; De Bortoli et al., arXiv 2501.05370; Soen et al., arXiv
-2606.13426) on B chains at once. Each chain keeps its own position n_b and restarts its
-window independently after a rejection (ragged windows); in every round
+The oracle's own loop (``specoracle.reference.diffusion.speculative_sample``: ALGORITHMS.md
+§3.2 loop, §3.3 / §4.4 drafters, §2.3-§2.5 verification; De Bortoli et al., arXiv
+2501.05370; Soen et al., arXiv 2606.13426) run over real denoisers: this module adapts a
+:class:`~.diffusion_chains.GaussianChain` and a network ``(x, t) -> out`` to the loop's
+sampler / target-model protocol, verifies with the batched NumPy twin
+(fastpath/numpy_batch/gaussian.py, parity-checked against the oracle), and turns the
+loop's counters into the run statistics. There is no second copy of the round logic.
+B chains at once; each chain keeps its own position n_b and restarts its window
+independently after a rejection (ragged windows); in every round
 
   1. drafting: each active chain drafts L_b = min(L, K_g - n_b) states
         X~_j = m^q_{n+j-1}(X~_{j-1}) + s_{n+j-1} z_j  (vectorised over chains);
   2. verification pass: ONE batched target call on the states X~_0..X~_{L_b-1} of all
      active chains (flattened to [sum_b L_b, D], each row with its own time);
-  3. verification: :func:`~.diffusion_verify.verify_windows` (block, token with the
-     Gamma-maximal coupling, or token with the reflection coupling), bonus off (§9).
+  3. verification: ``VERIFIER.verify_gaussian_block`` / ``verify_gaussian_chain`` (block,
+     token with the Gamma-maximal coupling, or token with the reflection coupling), bonus
+     off (§9).
 
 Drafters (``drafter``):
   * ``"free"`` (default): the Free Drafter FD-b (§4.4): the draft reuses the newest target
@@ -34,9 +40,8 @@ with the target mean after the speculative part (§2.1), one sequential call eac
 NOISE LAYOUT of :func:`sample_speculative_rng` (numpy Generator, drawn in this order):
     x_init [B, D] standard normal (the chain's start x_K ~ N(0, I)), then per round, for
     the A active chains in ascending order with lmax = max_b L_b:
-    z [A, lmax, D], eta [A, lmax], u_res [A], z_orth [A, D] — the layout of the
-    reference loop ``specoracle.reference.diffusion.speculative_sample``, so the two
-    take identical decisions on the same generator (tested).
+    z [A, lmax, D], eta [A, lmax], u_res [A], z_orth [A, D] (the reference loop's
+    ``RoundNoise``: this is that loop).
 :func:`sample_plain_rng`: x_init [B, D], then per step z [B, D].
 
 NFE accounting (§3.7, T11), in ``SampleResult.stats``:
@@ -53,14 +58,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from specoracle.reference import diffusion as rd
 from specoracle.reference.types import InvalidInput
 from specoracle.reference.validation import check_generator
 
 from specoracle.fastpath.models.diffusion.chains import GaussianChain
-from specoracle.fastpath.models.diffusion.verify import METHODS, verify_windows
+from specoracle.fastpath.numpy_batch import gaussian as numpy_batch_gaussian
+from specoracle.fastpath.progress import progress_bar
 
 DRAFTERS = ("free", "frozen", "independent")
 FREEZE = ("output", "drift")
+METHODS = ("block", "token", "reflection")
+#: the batched twins the loop verifies with (fastpath/numpy_batch/gaussian.py, parity-checked
+#: against the oracle); tests swap in known-wrong verifiers here
+VERIFIER = numpy_batch_gaussian
 
 
 class TorchDenoiser:
@@ -143,53 +154,6 @@ def _check_x(x_init, chain):
     return x.copy()
 
 
-def _finish_zero_noise(target, chain, x, stats):
-    """Apply trailing zero-noise steps with the target mean (§2.1): one call each."""
-    for k in range(chain.n_gaussian, chain.n_steps):
-        kk = np.full(x.shape[0], k)
-        x = _means(chain, kk, x, target(x, chain.net_time[kk]))
-        stats["seq_target_calls"] += 1
-        stats["target_evals"] += x.shape[0]
-    return x
-
-
-def sample_plain(target, chain: GaussianChain, x_init, z) -> SampleResult:
-    """The plain target chain (ancestral / Euler-Maruyama): x_{k+1} = mean_k(x_k) + s_k z_k.
-
-    x_init [B, D]; z [K_g, B, D] standard normal noise of the K_g Gaussian steps.
-    One sequential target call per step (the reference point of the speed-ups).
-    """
-    x = _check_x(x_init, chain)
-    B, D = x.shape
-    Kg = chain.n_gaussian
-    z = np.asarray(z, np.float64)
-    if z.shape != (Kg, B, D):
-        raise InvalidInput("z", f"expected shape {(Kg, B, D)}, got {z.shape}")
-    stats = _new_stats("none", "none", 1, chain, B)
-    sec0 = (_net_seconds(target), 0.0)
-    t0 = time.perf_counter()
-    for k in range(Kg):
-        kk = np.full(B, k)
-        out = target(x, chain.net_time[kk])
-        x = _means(chain, kk, x, out) + chain.std[k] * z[k]
-        stats["seq_target_calls"] += 1
-        stats["target_evals"] += B
-    x = _finish_zero_noise(target, chain, x, stats)
-    return SampleResult(x, _close_stats(stats, t0, target, None, sec0))
-
-
-def sample_plain_rng(target, chain: GaussianChain, n: int, rng, x_init=None, dim=None) -> SampleResult:
-    """:func:`sample_plain` with x_init = rng.standard_normal((n, D)) then z per step."""
-    check_generator(rng)
-    x = rng.standard_normal((n, dim or _dim(target, chain))) if x_init is None else x_init
-    x = _check_x(x, chain)
-    Kg = chain.n_gaussian
-    z = np.empty((Kg, x.shape[0], x.shape[1]))
-    for k in range(Kg):
-        z[k] = rng.standard_normal((x.shape[0], x.shape[1]))
-    return sample_plain(target, chain, x, z)
-
-
 def _dim(target, chain):
     if chain.sample_shape:
         return int(np.prod(chain.sample_shape))
@@ -206,8 +170,7 @@ def _new_stats(drafter, verify, window, chain, B):
     return {"drafter": drafter, "verify": verify, "window": window, "chain": chain.name,
             "steps": chain.n_steps, "gaussian_steps": chain.n_gaussian, "batch": B,
             "seq_target_calls": 0, "target_evals": 0, "seq_draft_calls": 0, "draft_evals": 0,
-            "rounds": 0, "windows": 0, "accepted_drafts": 0, "scalar_residual_fallbacks": 0,
-            "residual_zero_mass": 0}
+            "rounds": 0, "windows": 0, "accepted_drafts": 0, "residual_zero_mass": 0}
 
 
 def _net_seconds(net):
@@ -249,130 +212,104 @@ class SpecConfig:
             raise InvalidInput("freeze", f"expected one of {FREEZE}, got {self.freeze!r}")
 
 
-class _Frozen:
-    """Per-chain frozen target information for the FD-a / FD-b drafts."""
-
-    def __init__(self, B, D):
-        self.out = np.zeros((B, D))     # frozen network output
-        self.drift = np.zeros((B, D))   # frozen drift mean_k(x, out) - x
-        self.have = np.zeros(B, bool)
-
-    def set(self, rows, chain, k, x, out):
-        self.out[rows] = out
-        self.drift[rows] = _means(chain, k, x, out) - x
-        self.have[rows] = True
+# ---------------------------------------------------------------- the oracle's loop over denoisers
 
 
-def _draft_means(cfg, chain, k, x, frozen_rows, frozen, draft, stats):
-    """Draft means m^q_k(x) [N, D] for the rows ``frozen_rows`` of the batch."""
+class _ChainSampler:
+    """A :class:`GaussianChain` dressed as the oracle loop's sampler
+    (``reference.diffusion.DiffusionSampler``'s protocol): sigma [K] = std, the first
+    n_gaussian steps speculative, and mean(k, x, out) = the chain's mean, where the loop's
+    'score' slot carries the raw network output (so FD-a/FD-b ``freeze="output"`` freezes
+    the network output and re-applies the step's own coefficients)."""
+
+    def __init__(self, chain: GaussianChain):
+        self.chain = chain
+        self.sigma = np.asarray(chain.std, np.float64)
+
+    n_steps = property(lambda self: self.chain.n_steps)
+    n_speculative = property(lambda self: self.chain.n_gaussian)
+
+    def mean(self, k, x, out):
+        return _means(self.chain, k, x, out)
+
+
+class _NetModel:
+    """A denoiser ``(x, t) -> out`` over a chain as the oracle loop's ``TargetModel``:
+    ``mean_and_score(k, x)`` = (the chain's mean at step k, the network output), one call."""
+
+    def __init__(self, chain: GaussianChain, net):
+        self.sampler = _ChainSampler(chain)
+        self.denoiser = net
+
+    def mean_and_score(self, k, x):
+        out = self.denoiser(x, self.sampler.chain.net_time[k])
+        return self.sampler.mean(k, x, out), out
+
+
+class _RecordedSteps:
+    """The plain chain's noise z [K_g, B, D], served step by step to the oracle's loop."""
+
+    def __init__(self, z):
+        self.z, self.k = z, 0
+
+    def step(self, n, d):
+        self.k += 1
+        return self.z[self.k - 1]
+
+
+def _drafter(cfg, model, chain, draft):
+    """The oracle's drafter object for ``cfg.drafter`` (FD-b, FD-a or an independent net)."""
     if cfg.drafter == "independent":
-        out = draft(x, chain.net_time[k])
-        stats["seq_draft_calls"] += 1
-        stats["draft_evals"] += x.shape[0]
-        return _means(chain, k, x, out)
-    if cfg.freeze == "output":
-        return _means(chain, k, x, frozen.out[frozen_rows])
-    return x + frozen.drift[frozen_rows]
+        return rd.IndependentDrafter(_NetModel(chain, draft))
+    return rd.make_drafter(cfg.drafter, model, freeze=cfg.freeze)
 
 
-def window_lengths(chain: GaussianChain, window: int, pos: np.ndarray):
-    """Active chains (ascending) and their window lengths L_b = min(L, K_g - n_b) this round."""
-    act = np.flatnonzero(pos < chain.n_gaussian)
-    return act, np.minimum(window, chain.n_gaussian - pos[act])
+def _run_stats(stats, res, chain):
+    """The run's counters (module docstring) from the oracle loop's :class:`DiffusionResult`."""
+    stats["seq_target_calls"] = int(res.target_calls)
+    stats["target_evals"] = int(res.target_evals.sum())
+    stats["seq_draft_calls"] = int(res.draft_calls)
+    stats["draft_evals"] = int(res.draft_evals.sum())
+    return stats
 
 
-def speculative_round(target, chain, cfg, x, n, frozen, z, eta, u_res, z_orth, stats, draft=None,
-                      accept_counts=None, seq_chain=None, evals_chain=None):
-    """One round over the active chains (module docstring); updates x [B, D] and n [B] in place.
+def sample_plain(target, chain: GaussianChain, x_init, z) -> SampleResult:
+    """The plain target chain (ancestral / Euler-Maruyama): x_{k+1} = mean_k(x_k) + s_k z_k,
+    the oracle loop's ``verify="none"`` over the denoiser.
 
-    Noise for the A active chains (ascending index; lmax = max L_b, see :func:`window_lengths`):
-    z [A, lmax, D], eta [A, lmax], u_res [A], z_orth [A, D].
+    x_init [B, D]; z [K_g, B, D] standard normal noise of the K_g Gaussian steps.
+    One sequential target call per step (the reference point of the speed-ups).
     """
+    x = _check_x(x_init, chain)
     B, D = x.shape
-    act, lens = window_lengths(chain, cfg.window, n)
-    A = act.size
-    if A == 0:
-        return
-    L = int(lens.max())
-    if z.shape != (A, L, D) or eta.shape != (A, L) or u_res.shape != (A,) or z_orth.shape != (A, D):
-        raise InvalidInput("z", f"round noise must be z [{A}, {L}, {D}], eta [{A}, {L}], u_res [{A}], "
-                                f"z_orth [{A}, {D}]")
-    seq_chain = np.zeros(B, np.int64) if seq_chain is None else seq_chain
-    evals_chain = np.zeros(B, np.int64) if evals_chain is None else evals_chain
-    # FD-a (and FD-b's first window): one sequential target call at the window start
-    need_start = np.zeros(A, bool)
-    if cfg.drafter == "frozen":
-        need_start[:] = True
-    elif cfg.drafter == "free":
-        need_start = ~frozen.have[act]
-    start_out = None
-    if need_start.any():
-        rows = act[need_start]
-        k0 = n[rows]
-        start_out = target(x[rows], chain.net_time[k0])
-        stats["seq_target_calls"] += 1
-        stats["target_evals"] += rows.size
-        seq_chain[rows] += 1
-        evals_chain[rows] += 1
-        frozen.set(rows, chain, k0, x[rows], start_out)
-    # drafting, vectorised over chains, sequential over the window
-    states = np.zeros((A, L + 1, D))                                    # X~_0..X~_L
-    m_q = np.zeros((A, L, D))
-    s = np.ones((A, L))
-    states[:, 0] = x[act]
-    for j in range(L):
-        live = np.flatnonzero(j < lens)
-        k = n[act[live]] + j
-        m_q[live, j] = _draft_means(cfg, chain, k, states[live, j], act[live], frozen, draft, stats)
-        s[live, j] = chain.std[k]
-        states[live, j + 1] = m_q[live, j] + s[live, j][:, None] * z[live, j]
-    # the verification pass: ONE batched target call over every (chain, position) needed
-    m_p = np.zeros((A, L, D))
-    out_p = np.zeros((A, L, D))
-    pos = np.arange(L)[None, :]
-    need = pos < lens[:, None]                                          # [A, L]
-    if cfg.drafter == "frozen":                                         # X~_0 already evaluated
-        out_p[:, 0] = start_out
-        need[:, 0] = False
-    ai, jj = np.nonzero(need)
-    if ai.size:
-        k = n[act[ai]] + jj
-        out_p[ai, jj] = target(states[ai, jj], chain.net_time[k])
-        stats["seq_target_calls"] += 1
-        stats["target_evals"] += ai.size
-        seq_chain[act[np.unique(ai)]] += 1
-        np.add.at(evals_chain, act[ai], 1)
-    ai, jj = np.nonzero(pos < lens[:, None])
-    m_p[ai, jj] = _means(chain, n[act[ai]] + jj, states[ai, jj], out_p[ai, jj])
-    res = verify_windows(m_p, m_q, s, z, eta, u_res, z_orth, lens,
-                         method=cfg.verify, reuse_orth=cfg.reuse_orth)
-    tau, emit = res.n_accepted, res.n_emitted
-    # FD-b: the newest target output is the one at X~_min(tau, L_b - 1)
-    if cfg.drafter == "free":
-        last = np.minimum(tau, lens - 1)
-        frozen.set(act, chain, n[act] + last, states[np.arange(A), last], out_p[np.arange(A), last])
-    x[act] = res.states[np.arange(A), emit - 1]
-    if accept_counts is not None:
-        decided = np.minimum(tau + 1, lens)                             # steps whose draft was judged
-        start = n[act]                                                  # range-add via differences
-        np.add.at(accept_counts[0], start, 1)
-        np.add.at(accept_counts[0], start + tau, -1)
-        np.add.at(accept_counts[1], start, 1)
-        np.add.at(accept_counts[1], start + decided, -1)
-    n[act] += emit
-    stats["rounds"] += 1
-    stats["windows"] += A
-    stats["accepted_drafts"] += int(tau.sum())
-    stats["scalar_residual_fallbacks"] += res.n_scalar_fallback
-    stats["residual_zero_mass"] += int((res.fallbacks != 0).sum())
-    hist = stats.setdefault("tau_histogram", [0] * (cfg.window + 1))
-    for v, c in zip(*np.unique(tau, return_counts=True)):
-        hist[int(v)] += int(c)
+    Kg = chain.n_gaussian
+    z = np.asarray(z, np.float64)
+    if z.shape != (Kg, B, D):
+        raise InvalidInput("z", f"expected shape {(Kg, B, D)}, got {z.shape}")
+    stats = _new_stats("none", "none", 1, chain, B)
+    sec0 = (_net_seconds(target), 0.0)
+    t0 = time.perf_counter()
+    res = rd.sample_with_noise(_NetModel(chain, target), None, x, _RecordedSteps(z), verify="none")
+    return SampleResult(res.samples, _close_stats(_run_stats(stats, res, chain), t0, target, None, sec0))
+
+
+def sample_plain_rng(target, chain: GaussianChain, n: int, rng, x_init=None, dim=None) -> SampleResult:
+    """:func:`sample_plain` with x_init = rng.standard_normal((n, D)) then z per step."""
+    check_generator(rng)
+    x = rng.standard_normal((n, dim or _dim(target, chain))) if x_init is None else x_init
+    x = _check_x(x, chain)
+    Kg = chain.n_gaussian
+    z = np.empty((Kg, x.shape[0], x.shape[1]))
+    for k in range(Kg):
+        z[k] = rng.standard_normal((x.shape[0], x.shape[1]))
+    return sample_plain(target, chain, x, z)
 
 
 def sample_speculative_rng(target, chain: GaussianChain, n: int, rng, cfg: SpecConfig = SpecConfig(),
                            draft=None, x_init=None, dim=None, progress: bool = False) -> SampleResult:
-    """Speculative sampling of ``n`` chains (module docstring; noise layout there).
+    """Speculative sampling of ``n`` chains (module docstring; noise layout there): the
+    oracle's loop ``reference.diffusion.speculative_sample`` over the denoisers, verified by
+    :data:`VERIFIER`.
 
     ``target`` and ``draft`` are denoisers ``(x [N, D], t [N]) -> out [N, D]`` (e.g.
     :class:`TorchDenoiser`); ``draft`` is required for ``drafter="independent"``.
@@ -386,46 +323,30 @@ def sample_speculative_rng(target, chain: GaussianChain, n: int, rng, cfg: SpecC
         x_init = rng.standard_normal((n, dim or _dim(target, chain)))
     x = _check_x(x_init, chain)
     B, D = x.shape
-    pos = np.zeros(B, np.int64)
-    frozen = _Frozen(B, D)
+    Kg = chain.n_gaussian
+    model = _NetModel(chain, target)
     stats = _new_stats(cfg.drafter, cfg.verify, cfg.window, chain, B)
     stats["freeze"] = cfg.freeze
-    Kg = chain.n_gaussian
-    counts = (np.zeros(Kg + 1), np.zeros(Kg + 1))                     # difference arrays
-    seq_chain, evals_chain = np.zeros(B, np.int64), np.zeros(B, np.int64)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        # leave=True: close() redraws the bar at its final count (total = B * K_g steps). With
-        # leave=False the last redraw was rate-limited to an earlier count (e.g. 255956/256000)
-        # and that stale line is what a terminal or a log kept.
-        bar = tqdm(total=B * Kg, desc=f"speculative {cfg.verify} L={cfg.window}", unit="step")
     sec0 = (_net_seconds(target), _net_seconds(draft))
     t0 = time.perf_counter()
-    while np.any(pos < Kg):
-        act, lens = window_lengths(chain, cfg.window, pos)
-        A, L = act.size, int(lens.max())
-        z = rng.standard_normal((A, L, D))
-        eta = rng.random((A, L))
-        u_res = rng.random(A)
-        z_orth = rng.standard_normal((A, D))
-        before = int(pos.sum())
-        speculative_round(target, chain, cfg, x, pos, frozen, z, eta, u_res, z_orth, stats,
-                          draft=draft, accept_counts=counts, seq_chain=seq_chain, evals_chain=evals_chain)
-        if bar is not None:
-            bar.update(int(pos.sum()) - before)
-    if bar is not None:
-        bar.close()
-    tail = chain.n_steps - Kg
-    x = _finish_zero_noise(target, chain, x, stats)
-    seq_chain += tail
-    evals_chain += tail
-    acc, judged = np.cumsum(counts[0])[:Kg], np.cumsum(counts[1])[:Kg]
+    with progress_bar(B * Kg, f"speculative {cfg.verify} L={cfg.window}", progress) as on_round:
+        res = rd.speculative_sample(model, _drafter(cfg, model, chain, draft), x, rng, window=cfg.window,
+                                    verify=cfg.verify, reuse_orth=cfg.reuse_orth, verifier=VERIFIER,
+                                    on_round=on_round)
+    _run_stats(stats, res, chain)
+    taus = np.arange(cfg.window + 1)
+    stats["rounds"] = int(res.rounds - (chain.n_steps - Kg))      # speculative rounds only
+    stats["windows"] = int(res.tau_hist.sum())
+    stats["accepted_drafts"] = int(taus @ res.tau_hist)
+    stats["residual_zero_mass"] = int(res.fallbacks["residual_zero_mass"])
+    if stats["windows"]:
+        stats["tau_histogram"] = res.tau_hist.tolist()
+    acc, judged = res.accepted_per_step[:Kg], res.judged_per_step[:Kg]
     per_step = np.where(judged > 0, acc / np.maximum(judged, 1), np.nan)
     stats["acceptance_per_step"] = [None if not np.isfinite(v) else float(v) for v in per_step]
-    stats["seq_target_calls_per_chain"] = _summary(seq_chain)
-    stats["target_evals_per_chain_summary"] = _summary(evals_chain)
-    return SampleResult(x, _close_stats(stats, t0, target, draft, sec0))
+    stats["seq_target_calls_per_chain"] = _summary(res.sequential_calls)
+    stats["target_evals_per_chain_summary"] = _summary(res.target_evals)
+    return SampleResult(res.samples, _close_stats(stats, t0, target, draft, sec0))
 
 
 def _summary(a):
