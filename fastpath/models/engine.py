@@ -11,9 +11,10 @@ unfinished row b of the batch:
 4. commit those n_b + 1 tokens (cut at EOS and at ``max_new_tokens``) and roll both caches
    back to the accepted prefix (:class:`~specoracle.fastpath.models.kv.KVState`).
 
-``warp`` is ONE definition (:mod:`specoracle.fastpath.models.processing`, the twin of
-reference/processing.py) applied to target and draft logits alike; q given to the verifier
-is the warped draft row that x_j was drawn from.
+``warp`` (:mod:`specoracle.fastpath.models.processing`) calls the ONE torch warp,
+``torch_cuda.processing.process_logits`` (the twin of reference/processing.py), on target and
+draft logits alike; q given to the verifier is the warped draft row that x_j was drawn from.
+Draft draws use the backend's one home of the inverse-CDF draw (``verify.sample_rows``).
 
 Noise layout (per request b, its own ``numpy.random.Generator(seed_b)``; per round):
 ``u_draft = rng.random(k)`` then ``u_verify = rng.random(k + 1)`` (the verifier's layout,
@@ -32,7 +33,7 @@ within ~1e-6 of a CDF boundary could differ; none did in the tests).
 ``round_impl="device"`` runs steps 1-3 as torch tensors on the models' device
 (fastpath/models/device_round.py: the same warp, the reference's inverse-CDF draw in torch,
 the torch_cuda verifiers; one device -> host read per round) instead of the host round
-(``"host"``, default: logits copied to the host once per call, numpy draws, ``backend``
+(``"host"``, default: logits copied to the host once per call, ``backend`` draws and
 verifiers). Same noise source and layout, so with ``round_dtype="float64"`` on the CPU both
 give identical tokens and acceptance counts (tests/test_llm_device_round.py);
 ``round_dtype="float32"`` is the fast GPU setting (decisions agree up to float32 margins).
