@@ -106,6 +106,9 @@ ROWS = [
     R("bench --suite nosuch", "--suite", "nosuch"),
     R("bench --dtype float16", "--dtype"),
     R("bench --clock gpu", "--clock"),
+    R("bench --list --suite kernels", "--suite", "--list"),
+    R("bench --list --quick", "--quick", "--list"),
+    R("bench --list --json {tmp}/b.json", "--json", "--list"),
     # generate: values
     R(f"{G} --max-new-tokens 0", "--max-new-tokens"),
     R(f"{G} --max-new-tokens -5", "--max-new-tokens"),
