@@ -100,6 +100,10 @@ SUBJECTS = {s.name: s for s in (
     Subject("categorical.sample_categorical", no_twin=(
         "the inverse-CDF draw inside every verifier: each backend's draws are compared through "
         "the verifier ops (draw margins in fastpath/ops/parity.py), not as a standalone op")),
+    Subject("categorical.sample_categorical_rows", no_twin=(
+        "sample_categorical over rows; its numba and torch homes (numba_cpu.categorical."
+        "sample_categorical_rows, torch_cuda._common.sample_rows) are checked draw by draw "
+        "against it in tests/test_inverse_cdf.py, not as a parity op")),
     Subject("categorical.verify_chain", certify=("reference.chain",)),
     Subject("processing.process_logits", certify=("reference.chain_logits",)),
     Subject("categorical.verify_block", certify=("reference.block",)),

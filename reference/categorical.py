@@ -67,6 +67,46 @@ def sample_categorical(weights, u):
     return last_positive, "cdf_rounding"
 
 
+def sample_categorical_rows(weights, u):
+    """:func:`sample_categorical` on every row at once (float arrays only): weights
+    [..., V] non-negative with a positive total, u [...] in [0, 1) -> ``(ids [...] int64,
+    rounding [...] bool)``.
+
+    The same float operations in the same order as the one-row primitive: the running sums
+    are ``np.cumsum`` (left to right, in the weights' dtype), the total is the last of them,
+    the threshold is ``u * total``, the id is the smallest i with ``threshold < running_i``
+    (that i always has w_i > 0, since running_i > threshold >= running_{i-1}); where no i
+    qualifies (``rounding``, the ``cdf_rounding`` fallback) the last id of positive weight.
+    Row by row equal to :func:`sample_categorical` (tests/test_discrete_fallbacks.py); the
+    proofs and the parity input factories draw many samples through it.
+
+    Raises InvalidInput for a negative or NaN weight, a row whose total is not positive,
+    and a uniform outside [0, 1) (``u``); shapes must match (weights.shape[:-1] == u.shape).
+    """
+    w = np.asarray(weights)
+    uu = np.asarray(u, dtype=np.float64)
+    if w.ndim < 1 or w.shape[:-1] != uu.shape:
+        raise InvalidInput("u", f"expected shape {w.shape[:-1]} (one uniform per row of weights "
+                           f"{w.shape}), got {uu.shape}")
+    if not np.all(w >= 0):
+        raise InvalidInput("weights", "weights must be >= 0", index=tuple(np.argwhere(~(w >= 0))[0]))
+    if not np.all((uu >= 0) & (uu < 1)):
+        raise InvalidInput("u", "uniforms must lie in [0, 1)", index=tuple(np.argwhere(~((uu >= 0) & (uu < 1)))[0]))
+    running = np.cumsum(w, axis=-1)                                     # [..., V]
+    total = running[..., -1]                                            # [...]
+    if not np.all(total > 0):
+        raise InvalidInput("weights", "total mass is not positive: no category can be drawn",
+                           index=tuple(np.argwhere(~(total > 0))[0]))
+    hit = (uu * total)[..., None] < running                             # [..., V]
+    ids = np.argmax(hit, axis=-1).astype(np.int64)
+    rounding = ~hit[..., -1]       # running is non-decreasing: no hit iff the last fails
+    if rounding.any():
+        v = w.shape[-1]
+        last_positive = v - 1 - np.argmax((w > 0)[..., ::-1], axis=-1)
+        ids = np.where(rounding, last_positive, ids)
+    return ids, rounding
+
+
 def residual_weights(p_row, q_row, scale=1):
     """Unnormalised residual ``(scale * p - q)_+`` [V] (ALGORITHMS.md §1.1, §1.3 line 12)."""
     return np.maximum(scale * p_row - q_row, 0)

@@ -116,6 +116,10 @@ ROWS = [
     R("bench --all --tiny --device cpu --budget 0 --json {tmp}/a.json", "--budget"),
     R("bench --all --tiny --device cpu --clock cpu --json {tmp}/a.json", "--clock", "with --all"),
     R("bench --all --device cuda --only dflash-train --json {tmp}/a.json", "--"),
+
+    R("bench --list --suite kernels", "--suite", "--list"),
+    R("bench --list --quick", "--quick", "--list"),
+    R("bench --list --json {tmp}/b.json", "--json", "--list"),
     # generate: values
     R(f"{G} --max-new-tokens 0", "--max-new-tokens"),
     R(f"{G} --max-new-tokens -5", "--max-new-tokens"),
@@ -142,6 +146,11 @@ ROWS = [
     R(f"{G} --cuda-graphs", "--cuda-graphs", "--static-cache"),
     R(f"{G} --compile default", "--compile", "--static-cache"),
     R(f"{G} --round-dtype float32", "--round-dtype", "--round device"),
+    R(f"{G} --round device --backend reference", "--backend", "--round device"),
+    R(f"{G} --temperature 0 --top-k 5", "--top-k", "greedy"),
+    R(f"{G} --verify greedy --top-p 0.9", "--top-p", "greedy"),
+    R(f"{G} --temperature 0 --min-p 0.1", "--min-p", "greedy"),
+    R(f"{G} --verify greedy --temperature 0 --seed 3", "--seed", "greedy"),
     R(f"{G} --drafter dflash", "--draft", "--drafter"),
     R(f"{G} --block-size 8", "--block-size", "--drafter"),
     R(f"{G} --branches 2", "--branches", "--drafter"),

@@ -13,6 +13,7 @@ import torch
 
 import specoracle.fastpath.models.llm.engine as engine
 from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+from specoracle.fastpath.models.llm.faults import faulty_generate
 from specoracle.fastpath.models.llm.processing import Warp
 from specoracle.reference.types import InvalidInput
 
@@ -73,8 +74,8 @@ def test_device_round_eos_and_fault_parity(models):
     b = speculative_generate(target, draft, PROMPTS, eos_id=eos, round_impl="device", **kw)
     assert _same(a, b) and len(a.tokens[0]) <= 4 and a.tokens[0][-1] == eos
     hot = dict(kw, warping=Warp(2.0))                           # T != 1: warped q != softmax
-    a = speculative_generate(target, draft, PROMPTS, fault="q_before_warp", **hot)
-    b = speculative_generate(target, draft, PROMPTS, fault="q_before_warp", round_impl="device", **hot)
+    a = faulty_generate("q_before_warp", target, draft, PROMPTS, **hot)
+    b = faulty_generate("q_before_warp", target, draft, PROMPTS, round_impl="device", **hot)
     assert _same(a, b)
     assert a.tokens != speculative_generate(target, draft, PROMPTS, **hot).tokens  # the fault bites
 
@@ -125,13 +126,14 @@ def test_float32_device_round(models):
 
 
 def test_draw_is_the_reference_inverse_cdf():
-    """device_round.draw == the host round's numpy draw (float64) and the torch twin's
-    promoted compare (float32), on rows with zero weights (top-k style), ties and u near 0 / 1."""
+    """device_round.draw (the torch home of the draw) == the host round's draw (float64) and
+    the one-row oracle on float32 weights, on rows with zero weights (top-k style), ties and
+    u near 0 / 1."""
     import numpy as np
 
     from specoracle.fastpath.models.llm.device_round import draw
     from specoracle.fastpath.models.llm.verify import sample_rows
-    from specoracle.fastpath.torch_cuda._common import sample_rows as torch_rows
+    from specoracle.reference.categorical import sample_categorical
     rng = np.random.default_rng(7)
     w = rng.random((64, 50)) * (rng.random((64, 50)) < 0.3)           # ~70 % zeros
     w[:, 0] = 0.0
@@ -142,8 +144,9 @@ def test_draw_is_the_reference_inverse_cdf():
     got = draw(torch.from_numpy(w), torch.from_numpy(u), greedy=False).numpy()
     assert (got == sample_rows(w, u)).all()
     assert (w[np.arange(64), got] > 0).all()
-    w32 = torch.from_numpy(w).float()
-    assert torch.equal(draw(w32, torch.from_numpy(u), False), torch_rows(w32, torch.from_numpy(u))[0])
+    w32 = torch.from_numpy(w).float()                                  # the oracle on float32 weights
+    want32 = [sample_categorical(w32[b].numpy(), u[b])[0] for b in range(64)]
+    assert draw(w32, torch.from_numpy(u), False).tolist() == want32
     assert torch.equal(draw(torch.from_numpy(w), torch.from_numpy(u), True), torch.from_numpy(w).argmax(-1))
 
 

@@ -25,6 +25,7 @@ import torch
 
 from specoracle.proofs.certify.lossless import certify_prefix_law, exact_prefix_law
 from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+from specoracle.fastpath.models.llm.faults import faulty_generate
 from specoracle.fastpath.models.llm.processing import Warp
 from specoracle.proofs.stats import require_power
 
@@ -100,6 +101,6 @@ def test_greedy_rejects_broken_rollback(setup):
     target, draft, tok, prompt, _ = setup
     greedy = Warp(0.0)
     want = autoregressive_generate(target, [prompt], warping=greedy, max_new_tokens=12).tokens[0]
-    got = speculative_generate(target, draft, [prompt], k=K, method="greedy", warping=greedy,
-                               max_new_tokens=12, fault="rollback_off_by_one").tokens[0]
+    got = faulty_generate("rollback_off_by_one", target, draft, [prompt], k=K, method="greedy",
+                          warping=greedy, max_new_tokens=12).tokens[0]
     assert got != want

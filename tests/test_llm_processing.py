@@ -1,4 +1,5 @@
-"""The torch warp of the decoding engine is the reference's one definition
+"""The engine's warp (fastpath/models/llm/processing.py: Warp + the one torch warp of
+fastpath/torch_cuda/processing.py) is the reference's one definition
 (reference/processing.py): same order, same tie rules, same probabilities."""
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from specoracle.fastpath.models.llm.processing import Warp, process_logits
+from specoracle.fastpath.models.llm.processing import Warp, warp
 from specoracle.reference.processing import process_logits as ref_process
 from specoracle.reference.types import InvalidInput
 
@@ -23,7 +24,7 @@ def test_matches_reference_on_random_logits(kw, rng):
     logits = rng.normal(size=(4, 3, 300)) * 3
     logits[0, 0, :7] = 2.5  # ties at the top: the lower id wins
     logits[1, 1, 10:40] = -np.inf
-    got = process_logits(torch.tensor(logits, dtype=torch.float32), **kw).numpy()
+    got = warp(torch.tensor(logits, dtype=torch.float32), Warp(**kw)).numpy()  # float64 warp
     want = ref_process(logits.astype(np.float32).astype(np.float64), **kw)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
     assert np.array_equal(got > 0, want > 0)  # same support, exactly
@@ -31,9 +32,9 @@ def test_matches_reference_on_random_logits(kw, rng):
 
 def test_ties_keep_lower_ids():
     logits = torch.zeros(1, 10)
-    got = process_logits(logits, 1.0, top_k=3).numpy()[0]
+    got = warp(logits, Warp(1.0, top_k=3)).numpy()[0]
     assert list(np.flatnonzero(got)) == [0, 1, 2]
-    assert process_logits(logits, 0.0).numpy()[0, 0] == 1.0
+    assert warp(logits, Warp(0.0)).numpy()[0, 0] == 1.0
 
 
 def test_bad_settings_raise():

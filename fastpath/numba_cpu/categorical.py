@@ -45,7 +45,8 @@ from ..types import (STATUS_BAD_LENGTH, STATUS_DRAFT_OUT_OF_RANGE, STATUS_DRAFT_
 from . import _batch
 from ._primitives import draw_scaled_residual, draw_target, residual_mass
 
-__all__ = ["verify_chain", "verify_chain_rng", "verify_greedy", "verify_block", "verify_block_rng"]
+__all__ = ["verify_chain", "verify_chain_rng", "verify_greedy", "verify_block", "verify_block_rng",
+           "sample_categorical_rows"]
 
 
 #: below this many sequences the serial kernel is used (thread start-up costs more)
@@ -192,6 +193,36 @@ def verify_chain_rng(p, q, draft, rng, *, num_draft=None, raise_on_error: bool =
     bsz, k1 = np.shape(p)[0], np.shape(p)[1]
     return verify_chain(p, q, draft, rng.random((bsz, k1)), num_draft=num_draft,
                         raise_on_error=raise_on_error)
+
+
+# ---------------------------------------------------------------- inverse-CDF draws
+
+
+@nb.njit(cache=True)
+def _draw_rows(w, u, ids, rounding, ok):
+    for b in range(w.shape[0]):
+        tok, bits, finite = draw_target(w[b], u[b])
+        ids[b], rounding[b], ok[b] = tok, (bits & 2) != 0, finite and tok >= 0
+
+
+def sample_categorical_rows(weights, u):
+    """Twin of ``reference.categorical.sample_categorical_rows``: one inverse-CDF draw per row
+    of ``weights`` [B, V] with ``u`` [B] -> ``(ids [B] int64, rounding [B] bool)``, by the
+    compiled primitive ``draw_target`` (the reference's sums in its order; float32 weights
+    are promoted on read). Rows are not checked for negative entries; a row with a NaN/inf
+    or no positive weight raises InvalidInput naming the row (``weights``)."""
+    w = np.ascontiguousarray(weights)
+    uu = np.ascontiguousarray(u, dtype=np.float64)
+    if w.ndim != 2 or uu.shape != (w.shape[0],):
+        raise InvalidInput("u", f"expected weights [B, V] and u [B], got {w.shape} and {uu.shape}")
+    ids = np.empty(w.shape[0], np.int64)
+    rounding = np.empty(w.shape[0], np.bool_)
+    ok = np.empty(w.shape[0], np.bool_)
+    _draw_rows(w, uu, ids, rounding, ok)
+    if not ok.all():
+        raise InvalidInput("weights", "non-finite weights or no positive weight",
+                           index=int(np.flatnonzero(~ok)[0]))
+    return ids, rounding
 
 
 # ---------------------------------------------------------------- greedy

@@ -23,6 +23,8 @@ import zlib
 
 import numpy as np
 
+from specoracle.reference.categorical import sample_categorical_rows
+
 from ..registry import Case, Op, register
 from ..types import PAD_ID, STATUS_OK
 from .parity import block_margin, chain_margin, margin_tolerance
@@ -44,10 +46,9 @@ def _dirichlet(rng, alpha, shape, v):
 
 
 def draw_from(rng, rows):
-    """One id per row of ``rows`` [..., V] by inverse CDF (only positive-weight ids)."""
-    c = np.cumsum(rows, axis=-1)
-    r = rng.random(rows.shape[:-1])[..., None] * c[..., -1:]
-    return np.argmax(c > r, axis=-1).astype(np.int64)
+    """One id per row of ``rows`` [..., V] by the reference's inverse-CDF draw (one uniform
+    per row from ``rng``; only positive-weight ids)."""
+    return sample_categorical_rows(rows, rng.random(rows.shape[:-1]))[0]
 
 
 def random_batch(rng, bsz, k, v, ragged=False):

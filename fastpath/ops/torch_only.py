@@ -32,6 +32,8 @@ import os
 
 import numpy as np
 
+from specoracle.reference.categorical import sample_categorical_rows
+
 from ..registry import Case, Op, register
 from ..types import PAD_ID, STATUS_OK
 from . import gaussian as pg
@@ -109,9 +111,7 @@ def logits_batch(rng, bsz, k, v, *, bf16=False, ragged=True, scale=3.0):
     for b in range(bsz):
         if num[b]:
             qw = warp_rows(ql[b, : num[b]], _knob(knobs, b))
-            c = np.cumsum(qw, -1)
-            r = rng.random(num[b])[:, None] * c[:, -1:]
-            draft[b, : num[b]] = np.argmax(c > r, -1)
+            draft[b, : num[b]] = sample_categorical_rows(qw, rng.random(num[b]))[0]
     return dict(p_logits=pl, q_logits=ql, draft=draft, u=rng.random((bsz, k + 1)),
                 num_draft=num.astype(np.int64), **knobs)
 

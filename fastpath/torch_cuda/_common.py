@@ -148,24 +148,30 @@ def set_status(status, cond, code):
 
 
 def sample_rows(w: torch.Tensor, u: torch.Tensor):
-    """Batched inverse-CDF draw (reference ``sample_categorical``), one uniform per row.
+    """Batched inverse-CDF draw (reference ``sample_categorical``), one uniform per row: the
+    torch home of the draw (the verifiers' final draws, the engine's device round).
 
     w [R, V] non-negative weights, u [R]. Returns ``(index [R], rounding [R] bool)``:
-    the smallest i with ``w_i > 0`` and ``u * total < w_0 + ... + w_i`` (cumulative
-    sum left to right, total = its last entry); if none qualifies (rounding), the
-    last index of positive weight and ``rounding = True``.
+    the smallest i with ``u * total < w_0 + ... + w_i`` (cumulative sum left to right in
+    w's dtype, total = its last entry, compared in the promoted dtype of w and u, as the
+    reference compares a float32 sum with a float64 threshold); that i has ``w_i > 0``
+    (the sums are non-decreasing). One cumulative sum and a binary search per row
+    (``searchsorted(right=True)`` = the first sum above the threshold). If none qualifies
+    (rounding, or a NaN threshold on a bad row), the last index of positive weight and
+    ``rounding = True``; that pass is skipped on the CPU when no row needs it (on CUDA it
+    always runs: a data-dependent branch would sync).
     """
     c = torch.cumsum(w, dim=-1)                                        # [R, V]
-    total = c[:, -1]
-    thr = u * total
-    hit = (w > 0) & (thr[:, None] < c)
+    ct = c.to(torch.promote_types(c.dtype, u.dtype))
+    thr = (u * ct[:, -1])[:, None].contiguous()                        # [R, 1]
+    idx = torch.searchsorted(ct, thr, right=True)[:, 0]                # [R]
     v = w.shape[-1]
+    rounding = (idx >= v) | torch.isnan(thr[:, 0])
+    if w.device.type == "cpu" and not bool(rounding.any()):
+        return idx, rounding
     ar = torch.arange(v, device=w.device)
-    first = torch.where(hit, ar, v).amin(dim=-1)
     last_pos = torch.where(w > 0, ar, -1).amax(dim=-1)
-    rounding = first >= v
-    idx = torch.where(rounding, last_pos, first)
-    return idx, rounding
+    return torch.where(rounding, last_pos, idx), rounding
 
 
 def assemble(draft, tau, last, bonus, status, fallbacks, numpy_in):

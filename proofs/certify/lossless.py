@@ -27,6 +27,7 @@ For greedy decoding the law is a point mass: every sample must equal the greedy 
 """
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 
 from specoracle.fastpath.models.llm.engine import speculative_generate
+from specoracle.fastpath.models.llm.faults import faulty_generate
 from specoracle.fastpath.models.llm.processing import Warp, warp
 
 from ..stats import chisquare_gof
@@ -162,15 +164,16 @@ def prefix_law_gof(counts, law: dict, *, alpha: float, power: float = 0.9, name:
 def sample_prefixes(target, draft, prompt, *, n: int, n_samples: int, batch: int, method: str,
                     k: int, warping: Warp, seed: int, eos_id=None, backend: str = "numba",
                     fault=None) -> Counter:
-    """Counts of the first n generated tokens over ``n_samples`` speculative runs."""
+    """Counts of the first n generated tokens over ``n_samples`` speculative runs;
+    ``fault`` (a negative control, fastpath/models/llm/faults.py) runs the broken engine."""
     counts: Counter = Counter()
     s = 0
     while s < n_samples:
         b = min(batch, n_samples - s)
-        res = speculative_generate(target, draft, [list(prompt)] * b, k=k, method=method,
-                                   warping=warping, max_new_tokens=n, eos_id=eos_id,
-                                   seeds=[seed + s + i for i in range(b)], backend=backend,
-                                   fault=fault)
+        run = speculative_generate if fault is None else functools.partial(faulty_generate, fault)
+        res = run(target, draft, [list(prompt)] * b, k=k, method=method, warping=warping,
+                  max_new_tokens=n, eos_id=eos_id, seeds=[seed + s + i for i in range(b)],
+                  backend=backend)
         for toks in res.tokens:
             counts[tuple(toks)] += 1
         s += b

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 from scipy import special
 
+from specoracle.reference.categorical import sample_categorical_rows
 from specoracle.reference.processing import process_logits
 
 from .impl import Impl
@@ -53,10 +54,12 @@ def mutant(name, description, imitates, protocol="probs", law="chain", focus=())
 
 
 def _draw(w, u):
-    """Inverse-CDF draw from non-negative weights w [V] with one uniform (index order)."""
-    c = np.cumsum(w)
-    i = int(np.searchsorted(c, u * c[-1], side="right"))
-    return min(i, len(w) - 1)
+    """The reference's inverse-CDF draw from non-negative weights w [V] with one uniform;
+    a wrong sampler's weights of zero mass give the last id (nothing to draw from)."""
+    w = np.asarray(w)
+    if not w.sum() > 0:
+        return len(w) - 1
+    return int(sample_categorical_rows(w, u)[0])
 
 
 def _chain(p, q, draft, rng, *, accept=None, residual=None, bonus_row=None, u=None):

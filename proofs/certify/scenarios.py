@@ -32,17 +32,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, special
 
+from specoracle.reference.categorical import sample_categorical_rows
 from specoracle.reference.processing import process_logits
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def inverse_cdf(rows, u):
-    """Vectorised inverse-CDF draws: rows [n, V] (non-negative), u [n] -> ids [n]."""
-    c = np.cumsum(rows, axis=1)
-    idx = (u[:, None] * c[:, -1:] >= c).sum(axis=1)
-    return np.minimum(idx, rows.shape[1] - 1)
 
 
 def seq_index(tokens, V):
@@ -163,7 +157,7 @@ class MarkovScenario:
         draft = np.zeros((n, K), dtype=np.int64)
         prev = np.full(n, V)
         for i in range(K):
-            draft[:, i] = inverse_cdf(self.Q[i, prev], rng.random(n))
+            draft[:, i] = sample_categorical_rows(self.Q[i, prev], rng.random(n))[0]
             prev = draft[:, i]
         prevs = np.concatenate([np.full((n, 1), V), draft], axis=1)
         p = self.P[np.arange(K + 1)[None, :], prevs]       # [n, K+1, V]
@@ -180,7 +174,7 @@ class MarkovScenario:
         seq = list(emitted)
         while len(seq) < self.K + 1:
             prev = seq[-1] if seq else self.V
-            seq.append(int(inverse_cdf(self.P[len(seq), prev][None, :], rng.random(1))[0]))
+            seq.append(int(sample_categorical_rows(self.P[len(seq), prev], rng.random())[0]))
         return seq
 
 
@@ -449,7 +443,8 @@ class MultiScenario:
 
     def draw_children(self, n, rng):
         rows = self.q if self.kind == "mss" else np.repeat(self.q[:1], self.k, axis=0)
-        return np.stack([inverse_cdf(np.repeat(rows[j][None], n, 0), rng.random(n)) for j in range(self.k)], 1)
+        return np.stack([sample_categorical_rows(np.broadcast_to(rows[j], (n, rows.shape[1])), rng.random(n))[0]
+                         for j in range(self.k)], 1)
 
 
 def kseq_rho(p, q, k, tol=1e-13):

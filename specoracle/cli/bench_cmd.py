@@ -70,6 +70,8 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run, check=functools.partial(check, p))
 
 
+LIST_UNUSED = ("device", "suite", "json", "quick", "dtype", "threads", "clock")
+
 # suites that load the zoo LLMs (transformers); the others need only the core dependencies
 NEEDS_MODELS = {"llm", "llm-tau", "llm-cuda", "dflash", "dflash-cuda", "device-round", "device-round-cuda"}
 
@@ -78,11 +80,13 @@ SESSION_ONLY = ("tiny", "budget", "only", "with_dflash_train", "isolate")
 
 
 def check(parser, args) -> None:
-    """Before any timing: the suite names, their extra, the device; the --all combinations."""
+    """Before any timing: the suite names, their extra, the device; the --all combinations;
+    --list runs nothing, so the options of a run are rejected with it."""
     if args.all:
         return check_all(parser, args)
     _args.reject_unused(args, parser, SESSION_ONLY, "without --all")
     if args.list:
+        _args.reject_unused(args, parser, LIST_UNUSED, "with --list (it lists every suite and runs none)")
         return
     _args.check_device("--device", args.device)
     _require_models(args.suite or (), True)    # before importing the suites (seconds)

@@ -25,7 +25,9 @@ Give --draft (an autoregressive draft model) or --drafter (dflash, d2sd), not bo
 chosen mode would ignore are rejected: with --drafter, --k, --batch, --backend, --min-p,
 --static-cache, --cuda-graphs, --compile, --round, --round-dtype, --no-eos, --device; with --draft,
 the drafter options (--block-size, --branches, --dflash-mode, --dflash-path, --vp-path).
---cuda-graphs and --compile need --static-cache; --round-dtype needs --round device.
+--cuda-graphs and --compile need --static-cache; --round-dtype needs --round device; --backend
+is the host round's (not with --round device). With --draft, greedy decoding (--temperature 0 or --verify
+greedy) draws no noise and warps nothing: --top-k, --top-p, --min-p and --seed are rejected.
 Needs the 'models' extra: pip install 'specoracle[models]'.
 """
 
@@ -89,6 +91,7 @@ def add_parser(subparsers) -> None:
 DRAFT_ONLY = ("k", "batch", "backend", "min_p", "static_cache", "cuda_graphs", "compile",
               "round_impl", "round_dtype", "no_eos", "device")
 DRAFTER_ONLY = ("block_size", "branches", "dflash_mode", "dflash_path", "vp_path")
+GREEDY_UNUSED = ("top_k", "top_p", "min_p", "seed")
 
 
 def check(parser, args) -> None:
@@ -116,6 +119,11 @@ def check(parser, args) -> None:
             raise _args.UsageError("--cuda-graphs", "needs --device cuda")
         if args.round_dtype != parser.get_default("round_dtype") and args.round_impl != "device":
             raise _args.UsageError("--round-dtype", "only used with --round device")
+        if args.round_impl == "device":  # the device round verifies with the torch twins
+            _args.reject_unused(args, parser, ("backend",), "with --round device")
+        if args.temperature == 0 or args.verify == "greedy":  # argmax decoding: no warp, no noise
+            _args.reject_unused(args, parser, GREEDY_UNUSED,
+                                "with greedy decoding (--temperature 0 or --verify greedy)")
         _args.check_device("--device", args.device)
     _args.check_model("--target", args.target)
     _args.check_model("--draft", args.draft)

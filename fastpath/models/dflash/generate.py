@@ -265,8 +265,9 @@ def generate_dflash(target, drafter: DFlashDrafter, prompt_ids, max_new_tokens: 
             qv = q
             if fault == "q_before_warp":
                 qv = torch.softmax(dl.double(), dim=-1).numpy()
-            v = verify(method, p[None], qv[None], np.array([d]), rng.random(g)[None])[0]
-            n_acc, emitted = v.n_accepted, list(v.tokens)
+            n_accs, toks = verify(method, p[None], qv[None], np.array([d]), rng.random(g)[None])
+            n_acc = int(n_accs[0])
+            emitted = toks[0, :n_acc + 1].tolist()
         res.accepted.append(n_acc)
         done = commit(res.tokens, emitted, eos_id, max_new_tokens - len(res.tokens))
         extra = 1 if fault == "rollback_off_by_one" and n_acc < g - 1 else 0

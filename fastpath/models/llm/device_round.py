@@ -48,11 +48,13 @@ int64, u_draft [B, K], u_verify [B, K+1] float64.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from specoracle.reference.types import InvalidInput
 
 from specoracle.fastpath.torch_cuda import categorical as tcat
+from specoracle.fastpath.torch_cuda._common import sample_rows
 from specoracle.fastpath.models.llm.processing import Warp, warp
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -75,29 +77,12 @@ def last_rows(logits: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
 
 def draw(probs: torch.Tensor, u: torch.Tensor, greedy: bool) -> torch.Tensor:
     """One token per row of ``probs`` [B, V] -> [B] int64 on the device: argmax (first maximum)
-    at temperature 0, else the reference's inverse-CDF draw with uniforms ``u`` [B] float64.
-
-    The draw is ``reference.categorical.sample_categorical`` batched, in the form of the host
-    round (``verify.sample_rows``): c = cumsum(w) left to right, thr = u * c[-1] (float64),
-    i = the first index with c[i] > thr (``searchsorted(..., right=True)``, i.e. numpy's
-    side="right"; equal to ``torch_cuda._common.sample_rows``' "smallest i with w_i > 0 and
-    thr < c_i" because c is flat across zero weights), and if thr >= c[-1] (rounding) the last
-    index of positive weight. One cumulative sum and a binary search per row instead of
-    ``_common.sample_rows``' five full passes over [B, V]; the last-positive pass runs on the
-    CPU only when a row needs it (on CUDA always: a data-dependent branch would sync)."""
+    at temperature 0, else the torch home of the inverse-CDF draw
+    (``torch_cuda._common.sample_rows``, the reference's ``sample_categorical`` batched) with
+    uniforms ``u`` [B] float64."""
     if greedy:
         return probs.argmax(dim=-1)
-    c = torch.cumsum(probs, dim=-1)                                      # [B, V]
-    if c.dtype != torch.float64:  # compare in float64, as _common.sample_rows does by promotion
-        c = c.double()
-    thr = (u * c[:, -1])[:, None].contiguous()                           # [B, 1]
-    idx = torch.searchsorted(c, thr, right=True)[:, 0]                   # [B]
-    v = probs.shape[-1]
-    if probs.device.type == "cpu" and not bool((idx >= v).any()):
-        return idx  # on the CPU the check costs no sync; the rounding case is ~2^-53 rare
-    ar = torch.arange(v, device=probs.device)
-    last_pos = torch.where(probs > 0, ar, -1).amax(dim=-1)               # [B]
-    return torch.where(idx >= v, last_pos, idx)
+    return sample_rows(probs, u)[0]
 
 
 def feed_ids(state, ids: torch.Tensor, lens: list, width: int):
@@ -125,13 +110,15 @@ def _verify(method: str, p, q, drafts, u):
 
 
 def speculative_round(tgt, dft, seqs, done, u_draft, u_verify, *, k: int, method: str,
-                      warping: Warp, dtype=torch.float64, q_before_warp: bool = False) -> list:
+                      warping: Warp, dtype=torch.float64, verifier_q=None) -> tuple:
     """One speculative round of every unfinished row on the device (see the module doc).
 
     tgt, dft: the target's and the draft's cache states (KVState or StaticKVState);
-    seqs: committed token lists per row (prompt included); done: finished flags;
-    u_draft [B, k], u_verify [B, k+1]: numpy float64 noise (rows of finished requests unused).
-    Returns, per row, ``(n_accepted, tokens)`` (host ints; ``None`` for finished rows)."""
+    seqs: committed int64 ids per row (prompt included); done: finished flags [B];
+    u_draft [B, k], u_verify [B, k+1]: numpy float64 noise (rows of finished requests unused);
+    verifier_q(last_logits, q): the row the verifier is given (default q; engine.Hooks).
+    Returns host int64 arrays ``(n_accepted [B], tokens [B, k+1])`` (PAD_ID-padded; rows of
+    finished requests are meaningless)."""
     dev = tgt.device
     bsz = len(seqs)
     greedy = warping.greedy
@@ -147,7 +134,7 @@ def speculative_round(tgt, dft, seqs, done, u_draft, u_verify, *, k: int, method
         last = last_rows(logits, lens)                                   # [B, V]
         qj = warp(last, warping, dtype)                                  # [B, V]
         xs.append(draw(qj, ud[:, j], greedy))                            # [B]
-        qs.append(torch.softmax(last.to(dtype), dim=-1) if q_before_warp else qj)
+        qs.append(qj if verifier_q is None else verifier_q(last, qj).to(dtype))
     drafts = torch.stack(xs, dim=1)                                      # [B, K]
     q = torch.stack(qs, dim=1)                                           # [B, K, V]
     # 2. score pending + k drafts with one target call
@@ -167,24 +154,18 @@ def speculative_round(tgt, dft, seqs, done, u_draft, u_verify, *, k: int, method
     # 3. verify every row (finished rows too: fixed shapes; their verdicts are ignored)
     bv = _verify(method, p, q, drafts, uv)
     # 4. the one device -> host read of the round
-    out = torch.cat([bv.n_accepted[:, None], bv.status[:, None].long(), bv.tokens], dim=1).cpu()
-    res = []
-    for b in range(bsz):
-        if done[b]:
-            res.append(None)
-            continue
-        n, status = int(out[b, 0]), int(out[b, 1])
-        if status:
-            raise InvalidInput("draft", f"device verification failed with status {status}", index=b)
-        res.append((n, out[b, 2:3 + n].tolist()))
-    return res
+    out = torch.cat([bv.n_accepted[:, None], bv.status[:, None].long(), bv.tokens], dim=1).cpu().numpy()
+    bad = np.flatnonzero((out[:, 1] != 0) & ~np.asarray(done, dtype=bool))
+    if bad.size:
+        b = int(bad[0])
+        raise InvalidInput("draft", f"device verification failed with status {int(out[b, 1])}", index=b)
+    return out[:, 0], out[:, 2:]
 
 
 def autoregressive_step(tgt, seqs, done, u, *, warping: Warp, dtype=torch.float64) -> list:
     """One plain decoding step on the device: feed the pending tokens, warp the last row, draw
     (inverse CDF with ``u`` [B] numpy float64, argmax at temperature 0); one device -> host
-    read of the B tokens. Returns the token per row (``None`` for finished rows)."""
+    read of the B tokens. Returns the ids [B] int64 (meaningless for finished rows)."""
     logits, lens = tgt.feed(_pending(tgt, seqs, done), width=1)
     probs = warp(last_rows(logits, lens), warping, dtype)               # [B, V]
-    toks = draw(probs, torch.from_numpy(u).to(probs.device), warping.greedy).cpu().tolist()
-    return [None if done[b] else toks[b] for b in range(len(seqs))]
+    return draw(probs, torch.from_numpy(u).to(probs.device), warping.greedy).cpu().numpy()

@@ -11,9 +11,10 @@ unfinished row b of the batch:
 4. commit those n_b + 1 tokens (cut at EOS and at ``max_new_tokens``) and roll both caches
    back to the accepted prefix (:class:`~specoracle.fastpath.models.llm.kv.KVState`).
 
-``warp`` is ONE definition (:mod:`specoracle.fastpath.models.llm.processing`, the twin of
-reference/processing.py) applied to target and draft logits alike; q given to the verifier
-is the warped draft row that x_j was drawn from.
+``warp`` (:mod:`specoracle.fastpath.models.llm.processing`) calls the ONE torch warp,
+``torch_cuda.processing.process_logits`` (the twin of reference/processing.py), on target and
+draft logits alike; q given to the verifier is the warped draft row that x_j was drawn from.
+Draft draws use the backend's one home of the inverse-CDF draw (``verify.sample_rows``).
 
 Noise layout (per request b, its own ``numpy.random.Generator(seed_b)``; per round):
 ``u_draft = rng.random(k)`` then ``u_verify = rng.random(k + 1)`` (the verifier's layout,
@@ -32,15 +33,24 @@ within ~1e-6 of a CDF boundary could differ; none did in the tests).
 ``round_impl="device"`` runs steps 1-3 as torch tensors on the models' device
 (fastpath/models/llm/device_round.py: the same warp, the reference's inverse-CDF draw in torch,
 the torch_cuda verifiers; one device -> host read per round) instead of the host round
-(``"host"``, default: logits copied to the host once per call, numpy draws, ``backend``
+(``"host"``, default: logits copied to the host once per call, ``backend`` draws and
 verifiers). Same noise source and layout, so with ``round_dtype="float64"`` on the CPU both
 give identical tokens and acceptance counts (tests/test_llm_device_round.py);
 ``round_dtype="float32"`` is the fast GPU setting (decisions agree up to float32 margins).
 
-``fault=`` injects a known bug, for the negative controls of the end-to-end
-certification only: ``"rollback_off_by_one"`` (the target cache keeps one rejected draft),
-``"q_before_warp"`` (the verifier is given softmax(draft logits) instead of the warped q
-the drafts were drawn from). Never set it outside tests.
+Token ids have one representation from the prompt to the result: the committed ids of all
+rows live in one int64 buffer [B, prompt + max_new_tokens] (:class:`_Rows`); drafts are an int64
+array [B, k], the verifier returns int64 arrays (n_accepted [B], tokens [B, k+1]) and the commit
+copies slices of them into the buffer. ``GenerationResult.tokens`` converts to lists once, at the end.
+
+Twin of the oracle: for one row, the rounds are those of
+:func:`specoracle.reference.decoding.speculative_decode` (same draft draws, same verifier, same
+noise: the request's uniforms rng.random(k), rng.random(k+1) per round are one row of the
+reference's noise u [rounds, 2k+1]); tests/test_llm_engine_parity.py checks it decision by decision.
+
+The negative controls of the end-to-end certification (a target cache that keeps one rejected
+draft; a verifier given softmax(draft logits) instead of the warped q) replace one step of the
+loop through :class:`Hooks` (fastpath/models/llm/faults.py); the public functions take no fault.
 """
 from __future__ import annotations
 
@@ -57,7 +67,8 @@ from specoracle.fastpath.models.llm.kv import KVState
 from specoracle.fastpath.models.llm.processing import Warp, warp
 from specoracle.fastpath.models.llm.verify import METHODS, sample_rows, verify
 
-FAULTS = (None, "rollback_off_by_one", "q_before_warp")
+_EMPTY = np.zeros(0, np.int64)
+
 CACHES = ("dynamic", "static")
 ROUND_IMPLS = ("host", "device")
 
@@ -90,8 +101,8 @@ def _states(models, bsz: int, prompts, cache: str, max_len: int, k: int, cuda_gr
             st = pooled_state(m, bsz, max_len, graphs, compile_mode)
         else:
             st = StaticKVState(m, bsz, max_len, graph_widths=graphs)
-        head = [list(p[:-1]) for p in prompts]
-        if any(head):
+        head = [p[:-1] for p in prompts]
+        if any(len(h) for h in head):
             st.feed(head)
         states.append(st)
     return states
@@ -101,7 +112,7 @@ def _states(models, bsz: int, prompts, cache: str, max_len: int, k: int, cuda_gr
 class GenerationResult:
     """Output of one batched generation.
 
-    tokens:     generated ids per row (prompt excluded), list of B lists
+    tokens:     generated ids per row (prompt excluded), list of B lists of ints
     rounds:     target calls after the prefill (speculative rounds, or AR steps)
     accepted:   per row, the list of n_accepted per round (speculative only)
     k:          drafts per round (0 for autoregressive)
@@ -143,12 +154,13 @@ def _check_prompts(prompts, vocab: int):
         raise InvalidInput("prompts", "needs at least one prompt")
     out = []
     for b, pr in enumerate(prompts):
-        pr = [int(t) for t in pr]
-        if not pr:
+        pr = np.asarray(pr, dtype=np.int64).reshape(-1)
+        if not pr.size:
             raise InvalidInput("prompts", "empty prompt (prepend a BOS token)", index=b)
-        for t in pr:
-            if not 0 <= t < vocab:
-                raise InvalidInput("prompts", f"token id {t} outside the vocabulary [0, {vocab})", index=b)
+        bad = np.flatnonzero((pr < 0) | (pr >= vocab))
+        if bad.size:
+            raise InvalidInput("prompts", f"token id {int(pr[bad[0]])} outside the vocabulary [0, {vocab})",
+                               index=b)
         out.append(pr)
     return out
 
@@ -163,13 +175,56 @@ def _rngs(seeds, batch: int):
     return [np.random.default_rng(int(s)) for s in seeds]
 
 
-def _commit(seq_new: list, toks, eos_id, room: int):
-    """Append ``toks`` to ``seq_new`` up to ``room`` tokens, stopping after EOS; returns done."""
-    for t in toks[:room]:
-        seq_new.append(int(t))
-        if eos_id is not None and int(t) == eos_id:
-            return True
-    return len(toks) >= room
+class _Rows:
+    """The committed ids of B rows (prompt + generated) in one int64 buffer ``ids`` [B, cap];
+    row b holds ``ids[b, :n[b]]``, its generated part starts at ``start[b]``."""
+
+    def __init__(self, prompts: list, max_new_tokens: int):
+        self.start = np.array([len(p) for p in prompts], dtype=np.int64)
+        self.n = self.start.copy()
+        self.max_new = max(max_new_tokens, 0)
+        self.ids = np.zeros((len(prompts), int(self.start.max()) + self.max_new), dtype=np.int64)
+        for b, pr in enumerate(prompts):
+            self.ids[b, :len(pr)] = pr
+        self.done = np.full(len(prompts), max_new_tokens <= 0)
+
+    def active(self) -> np.ndarray:
+        return np.flatnonzero(~self.done)
+
+    def pending(self, state) -> list:
+        """Per row, the committed ids not yet in ``state``'s cache (empty for finished rows)."""
+        counts = state.count.tolist()
+        return [_EMPTY if self.done[b] else self.ids[b, counts[b]:self.n[b]] for b in range(len(self.n))]
+
+    def committed(self) -> list:
+        return [self.ids[b, :self.n[b]] for b in range(len(self.n))]
+
+    def generated(self) -> list:
+        return [self.ids[b, self.start[b]:self.n[b]] for b in range(len(self.n))]
+
+    def commit(self, b: int, toks: np.ndarray, eos_id) -> None:
+        """Append ``toks`` to row b up to ``max_new_tokens``, stopping after EOS."""
+        room = self.max_new - int(self.n[b] - self.start[b])
+        take = toks[:room]
+        hit = np.flatnonzero(take == eos_id) if eos_id is not None else _EMPTY
+        if hit.size:
+            take = take[:hit[0] + 1]
+        self.ids[b, self.n[b]:self.n[b] + len(take)] = take
+        self.n[b] += len(take)
+        self.done[b] = bool(hit.size) or len(toks) >= room
+
+
+class Hooks:
+    """The two steps of a round that the certification's negative controls replace
+    (fastpath/models/llm/faults.py); the engine's own are these identities."""
+
+    def verifier_q(self, last_logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """The draft row [B, V] the verifier is given for a draft drawn from ``q`` (warped)."""
+        return q
+
+    def target_keep(self, n_old: int, n_accepted: int) -> int:
+        """Target-cache length kept after a round that accepted ``n_accepted`` drafts."""
+        return n_old + n_accepted
 
 
 def _host(logits: torch.Tensor, lens: torch.Tensor) -> tuple:
@@ -183,107 +238,125 @@ def _last_rows(logits: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     return logits[torch.arange(logits.shape[0]), idx]
 
 
-def _host_round(tgt, dft, seqs, done, active, u_draft, u_ver, *, k, method, warping, backend,
-                fault, vocab) -> list:
-    """Steps 1-3 of one round on the host (numpy draws, ``backend`` verifier); returns
-    ``(n_accepted, tokens)`` per active row."""
-    bsz = len(seqs)
-    greedy = warping.greedy
-    drafts = np.zeros((bsz, k), dtype=np.int64)
-    q = np.zeros((bsz, k, vocab))
-    q_raw = np.zeros((bsz, k, vocab)) if fault == "q_before_warp" else None
-    # 1. draft k tokens
-    feed = [seqs[b][int(dft.count[b]):] if not done[b] else [] for b in range(bsz)]
+def _round_noise(rngs, rows: _Rows, k: int, greedy: bool) -> tuple:
+    """u_draft [B, k], u_verify [B, k+1]: per active request rng.random(k), rng.random(k+1)."""
+    bsz = len(rngs)
+    u_draft, u_ver = np.zeros((bsz, k)), np.zeros((bsz, k + 1))
+    if not greedy:
+        for b in rows.active():
+            u_draft[b] = rngs[b].random(k)
+            u_ver[b] = rngs[b].random(k + 1)
+    return u_draft, u_ver
+
+
+def _draft_host(dft, rows: _Rows, u_draft, *, k, warping, backend, hooks) -> tuple:
+    """Step 1 on the host: k draft calls -> drafts [B, k] int64, q [B, k, V] (the rows the
+    verifier is given; the drafts are drawn from the warped rows)."""
+    feed = rows.pending(dft)
+    drafts, qs = np.zeros((len(feed), k), dtype=np.int64), []
     for j in range(k):
         logits, lens = _host(*dft.feed(feed, width=2 if j == 0 else 1))
         last = _last_rows(logits, lens)
-        qj = warp(last, warping).numpy()  # [B, V] float64
-        if q_raw is not None:
-            q_raw[:, j] = torch.softmax(last.double(), dim=-1).numpy()
-        xj = np.argmax(qj, axis=-1) if greedy else sample_rows(qj, u_draft[:, j])
-        q[:, j], drafts[:, j] = qj, xj
-        feed = [[int(xj[b])] if not done[b] else [] for b in range(bsz)]
-    # 2. score k + 1 positions with one target call
-    pend = [seqs[b][int(tgt.count[b]):] if not done[b] else [] for b in range(bsz)]
-    logits, lens = _host(*tgt.feed([pend[b] + (list(drafts[b]) if not done[b] else [])
-                                     for b in range(bsz)], width=k + 1))
+        qj = warp(last, warping)                                         # [B, V] float64
+        qn = qj.numpy()
+        drafts[:, j] = np.argmax(qn, axis=-1) if warping.greedy else sample_rows(qn, u_draft[:, j], backend)
+        qs.append(hooks.verifier_q(last, qj).numpy())
+        feed = [_EMPTY if rows.done[b] else drafts[b, j:j + 1] for b in range(len(feed))]
+    return drafts, np.stack(qs, axis=1)
+
+
+def _score_host(tgt, rows: _Rows, drafts, *, warping) -> np.ndarray:
+    """Step 2 on the host: one target call over pending ids + drafts -> p [B, k+1, V]."""
+    k = drafts.shape[1]
+    pend = rows.pending(tgt)
+    feed = [p if rows.done[b] else np.concatenate([p, drafts[b]]) for b, p in enumerate(pend)]
+    logits, lens = _host(*tgt.feed(feed, width=k + 1))
     idx = (lens[:, None] - (k + 1) + torch.arange(k + 1)[None, :]).clamp(min=0)  # [B, K+1]
-    rows = torch.gather(logits, 1, idx[:, :, None].expand(-1, -1, vocab))
-    p = warp(rows, warping).numpy()  # [B, K+1, V]
-    # 3. verify the active rows
-    act = np.array(active)
-    qv = q_raw if q_raw is not None else q
-    verdicts = verify(method, p[act], qv[act], drafts[act], u_ver[act], backend=backend)
-    return [(v.n_accepted, list(v.tokens)) for v in verdicts]
+    return warp(torch.gather(logits, 1, idx[:, :, None].expand(-1, -1, logits.shape[-1])), warping).numpy()
 
 
-def speculative_generate(target, draft, prompts, *, k: int = 4, method: str = "chain",
-                         warping: Warp = Warp(), max_new_tokens: int = 64, eos_id=None,
-                         seeds=0, backend: str = "numba", fault=None, progress=None,
-                         cache: str = "dynamic", cuda_graphs: bool = False,
-                         compile_mode=None, round_impl: str = "host",
-                         round_dtype="float64") -> GenerationResult:
-    """Speculative decoding of a batch of prompts (list of B token-id lists); see the module doc.
+def _host_round(tgt, dft, rows: _Rows, u_draft, u_ver, *, k, method, warping, backend, hooks) -> tuple:
+    """Steps 1-3 on the host (numpy draws, ``backend`` verifier) -> (n_accepted [A],
+    tokens [A, k+1]) of the active rows A."""
+    drafts, q = _draft_host(dft, rows, u_draft, k=k, warping=warping, backend=backend, hooks=hooks)
+    p = _score_host(tgt, rows, drafts, warping=warping)
+    act = rows.active()
+    return verify(method, p[act], q[act], drafts[act], u_ver[act], backend=backend)
 
-    round_impl: "host" (numpy warps/draws, ``backend`` verifier) or "device" (torch on the
-    models' device, device_round.py); round_dtype: "float64" or, device only, "float32"."""
+
+def _commit_round(tgt, dft, rows: _Rows, n_acc, toks, accepted, *, eos_id, hooks) -> None:
+    """Step 4: commit n_accepted + 1 ids per active row, roll both caches back."""
+    keep_t, keep_d = tgt.count.clone(), dft.count.clone()
+    d_count = dft.count.tolist()
+    for i, b in enumerate(rows.active()):
+        n_old, n = int(rows.n[b]), int(n_acc[i])
+        accepted[b].append(n)
+        rows.commit(b, toks[i, :n + 1], eos_id)
+        keep_t[b] = hooks.target_keep(n_old, n)
+        keep_d[b] = min(d_count[b], n_old + n)
+    tgt.rollback(keep_t)
+    dft.rollback(keep_d)
+
+
+def _check_spec(method, warping, k, target, draft) -> int:
     if method not in METHODS:
         raise InvalidInput("method", f"expected one of {METHODS}, got {method!r}")
     if method == "greedy" and not warping.greedy:
         raise InvalidInput("method", "greedy verification needs temperature 0")
     if k < 1:
         raise InvalidInput("k", f"must be >= 1, got {k}")
-    if fault not in FAULTS:
-        raise InvalidInput("fault", f"unknown fault {fault!r}")
-    dtype = _check_round(round_impl, round_dtype)
     vocab = int(target.config.vocab_size)
     if int(draft.config.vocab_size) != vocab:
         raise InvalidInput("draft", f"vocabulary {draft.config.vocab_size} differs from the target's {vocab}")
+    return vocab
+
+
+def speculative_generate(target, draft, prompts, *, k: int = 4, method: str = "chain",
+                         warping: Warp = Warp(), max_new_tokens: int = 64, eos_id=None,
+                         seeds=0, backend: str = "numba", progress=None,
+                         cache: str = "dynamic", cuda_graphs: bool = False,
+                         compile_mode=None, round_impl: str = "host",
+                         round_dtype="float64") -> GenerationResult:
+    """Speculative decoding of a batch of prompts (B token-id sequences); see the module doc.
+
+    What is generated: k, method, warping, max_new_tokens, eos_id, seeds (request b: seed + b,
+    or a list). How (same tokens): backend ("numba" / "reference" verifiers and draws of the
+    host round), cache ("dynamic" / "static"; cuda_graphs, compile_mode need "static"),
+    round_impl ("host" / "device"), round_dtype ("float64"; "float32" on the device round).
+    progress(generated): called after every round with the B generated int64 arrays."""
+    return _speculative(target, draft, prompts, Hooks(), k=k, method=method, warping=warping,
+                        max_new_tokens=max_new_tokens, eos_id=eos_id, seeds=seeds, backend=backend,
+                        progress=progress, cache=cache, cuda_graphs=cuda_graphs,
+                        compile_mode=compile_mode, round_impl=round_impl, round_dtype=round_dtype)
+
+
+def _speculative(target, draft, prompts, hooks: Hooks, *, k, method, warping, max_new_tokens, eos_id,
+                 seeds, backend, progress, cache, cuda_graphs, compile_mode, round_impl,
+                 round_dtype) -> GenerationResult:
+    dtype = _check_round(round_impl, round_dtype)
+    vocab = _check_spec(method, warping, k, target, draft)
     prompts = _check_prompts(prompts, vocab)
-    bsz = len(prompts)
-    rngs = _rngs(seeds, bsz)
-    greedy = warping.greedy
+    rngs = _rngs(seeds, len(prompts))
     t0 = time.perf_counter()
     max_len = max(len(p) for p in prompts) + max(max_new_tokens, 0) + k + 2
-    tgt, dft = _states((target, draft), bsz, prompts, cache, max_len, k, cuda_graphs, compile_mode)
-    seqs = [list(p) for p in prompts]
-    gen = [[] for _ in range(bsz)]
-    done = [max_new_tokens <= 0] * bsz
-    accepted = [[] for _ in range(bsz)]
-    while not all(done):
-        active = [b for b in range(bsz) if not done[b]]
-        u_draft = np.zeros((bsz, k))
-        u_ver = np.zeros((bsz, k + 1))
-        if not greedy:
-            for b in active:
-                u_draft[b] = rngs[b].random(k)
-                u_ver[b] = rngs[b].random(k + 1)
-        # 1-3. draft k tokens, score k + 1 positions, verify
-        if round_impl == "device":
-            out = device_round.speculative_round(tgt, dft, seqs, done, u_draft, u_ver, k=k, method=method,
-                                                 warping=warping, dtype=dtype,
-                                                 q_before_warp=fault == "q_before_warp")
-            verdicts = [out[b] for b in active]
+    tgt, dft = _states((target, draft), len(prompts), prompts, cache, max_len, k, cuda_graphs, compile_mode)
+    rows = _Rows(prompts, max_new_tokens)
+    accepted = [[] for _ in prompts]
+    while not rows.done.all():
+        u_draft, u_ver = _round_noise(rngs, rows, k, warping.greedy)
+        if round_impl == "device":  # 1-3 as torch tensors on the models' device
+            n_acc, toks = device_round.speculative_round(
+                tgt, dft, rows.committed(), rows.done, u_draft, u_ver, k=k, method=method,
+                warping=warping, dtype=dtype, verifier_q=hooks.verifier_q)
+            act = rows.active()
+            n_acc, toks = n_acc[act], toks[act]
         else:
-            verdicts = _host_round(tgt, dft, seqs, done, active, u_draft, u_ver, k=k, method=method,
-                                   warping=warping, backend=backend, fault=fault, vocab=vocab)
-        # 4. commit and roll back
-        keep_t = tgt.count.clone()
-        keep_d = dft.count.clone()
-        for b, (n_acc, toks) in zip(active, verdicts):
-            n_old = len(seqs[b])
-            accepted[b].append(n_acc)
-            new = []
-            done[b] = _commit(new, toks, eos_id, max_new_tokens - len(gen[b]))
-            gen[b].extend(new)
-            seqs[b].extend(new)
-            kt = n_old + n_acc + (1 if fault == "rollback_off_by_one" else 0)
-            keep_t[b] = kt
-            keep_d[b] = min(int(dft.count[b]), n_old + n_acc)
-        tgt.rollback(keep_t)
-        dft.rollback(keep_d)
+            n_acc, toks = _host_round(tgt, dft, rows, u_draft, u_ver, k=k, method=method,
+                                      warping=warping, backend=backend, hooks=hooks)
+        _commit_round(tgt, dft, rows, n_acc, toks, accepted, eos_id=eos_id, hooks=hooks)
         if progress is not None:
-            progress(gen)
+            progress(rows.generated())
+    gen = [g.tolist() for g in rows.generated()]
     return GenerationResult(gen, k, accepted, time.perf_counter() - t0, tgt.calls, dft.calls)
 
 
@@ -305,25 +378,19 @@ def autoregressive_generate(target, prompts, *, warping: Warp = Warp(), max_new_
     t0 = time.perf_counter()
     max_len = max(len(p) for p in prompts) + max(max_new_tokens, 0) + 2
     (tgt,) = _states((target,), bsz, prompts, cache, max_len, 0, cuda_graphs, compile_mode)
-    seqs = [list(p) for p in prompts]
-    gen = [[] for _ in range(bsz)]
-    done = [max_new_tokens <= 0] * bsz
-    while not all(done):
-        u = np.array([rngs[b].random() if not (done[b] or warping.greedy) else 0.0 for b in range(bsz)])
+    rows = _Rows(prompts, max_new_tokens)
+    while not rows.done.all():
+        u = np.array([rngs[b].random() if not (rows.done[b] or warping.greedy) else 0.0 for b in range(bsz)])
         if round_impl == "device":
-            toks = device_round.autoregressive_step(tgt, seqs, done, u, warping=warping, dtype=dtype)
+            toks = device_round.autoregressive_step(tgt, rows.committed(), rows.done, u, warping=warping,
+                                                    dtype=dtype)
         else:
-            pend = [seqs[b][int(tgt.count[b]):] if not done[b] else [] for b in range(bsz)]
-            logits, lens = _host(*tgt.feed(pend, width=1))
+            logits, lens = _host(*tgt.feed(rows.pending(tgt), width=1))
             probs = warp(_last_rows(logits, lens), warping).numpy()
             toks = np.argmax(probs, axis=-1) if warping.greedy else sample_rows(probs, u)
-        for b in range(bsz):
-            if done[b]:
-                continue
-            new = []
-            done[b] = _commit(new, [toks[b]], eos_id, max_new_tokens - len(gen[b]))
-            gen[b].extend(new)
-            seqs[b].extend(new)
+        for b in rows.active():
+            rows.commit(b, toks[b:b + 1], eos_id)
         if progress is not None:
-            progress(gen)
+            progress(rows.generated())
+    gen = [g.tolist() for g in rows.generated()]
     return GenerationResult(gen, 0, [], time.perf_counter() - t0, tgt.calls, 0)

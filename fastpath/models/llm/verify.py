@@ -8,18 +8,21 @@ Backends (``backend=``):
 
 Shapes (B rows, K drafted tokens, V vocabulary):
     p [B, K+1, V] float64, q [B, K, V] float64, draft [B, K] int64, u [B, K+1] in [0, 1)
-    -> list of B reference Verdicts (method "greedy" ignores q and u).
+    -> n_accepted [B] int64, tokens [B, K+1] int64 PAD_ID-padded (method "greedy" ignores
+    q and u). Token ids stay int64 arrays from the draft draw to the engine's commit.
 
-Draft sampling (:func:`sample_rows`) is the reference's inverse-CDF primitive
-(``reference.categorical.sample_categorical``) vectorised: the smallest i with
-``u * total < w_0 + ... + w_i`` where sums accumulate left to right (``np.cumsum``, so the
-same float64 additions in the same order) and ``total`` is the last cumulative sum.
+Draft sampling (:func:`sample_rows`) calls the backend's one home of the inverse-CDF draw
+(``reference.categorical.sample_categorical`` batched): ``numba_cpu.categorical.
+sample_categorical_rows`` or ``reference.categorical.sample_categorical_rows``; both give the
+reference's ids (same sums in the same order).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from specoracle.reference import categorical as ref
+
+from specoracle.fastpath.types import PAD_ID
 
 METHODS = ("chain", "block", "greedy")
 BACKENDS = ("numba", "reference")
@@ -33,8 +36,10 @@ def numba_available() -> bool:
     return True
 
 
-def verify(method: str, p, q, draft, u, backend: str = "numba") -> list:
-    """Verify B rows; returns the list of B :class:`~specoracle.reference.types.Verdict`."""
+def verify(method: str, p, q, draft, u, backend: str = "numba") -> tuple:
+    """Verify B rows -> ``(n_accepted [B] int64, tokens [B, K+1] int64, PAD_ID-padded)``: the
+    batched arrays of the numba twins, or the reference's B Verdicts written into the same
+    arrays (each row's Verdict is the oracle's result; the engine reads the arrays)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if backend == "numba" and numba_available():
@@ -45,28 +50,30 @@ def verify(method: str, p, q, draft, u, backend: str = "numba") -> list:
             bv = nbc.verify_chain(p, q, draft, u)
         else:
             bv = nbc.verify_block(p, q, draft, u)
-        return [bv.verdict(b) for b in range(len(bv))]
+        return bv.n_accepted, bv.tokens
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    out = []
+    n_acc = np.zeros(p.shape[0], np.int64)
+    tokens = np.full((p.shape[0], p.shape[1]), PAD_ID, np.int64)
     for b in range(p.shape[0]):
         if method == "greedy":
-            out.append(ref.verify_greedy(p[b], draft[b]))
+            v = ref.verify_greedy(p[b], draft[b])
         elif method == "chain":
-            out.append(ref.verify_chain(p[b], q[b], draft[b], u[b]))
+            v = ref.verify_chain(p[b], q[b], draft[b], u[b])
         else:
-            out.append(ref.verify_block(p[b], q[b], draft[b], u[b]))
-    return out
+            v = ref.verify_block(p[b], q[b], draft[b], u[b])
+        n_acc[b] = v.n_accepted
+        tokens[b, :len(v.tokens)] = v.tokens
+    return n_acc, tokens
 
 
-def sample_rows(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Inverse-CDF draws from each row of ``probs`` [B, V] with uniforms ``u`` [B] -> [B] int64."""
-    csum = np.cumsum(probs, axis=-1)
-    thr = u * csum[:, -1]
-    out = np.empty(probs.shape[0], dtype=np.int64)
-    for b in range(probs.shape[0]):
-        i = int(np.searchsorted(csum[b], thr[b], side="right"))
-        if i >= probs.shape[1]:  # cdf_rounding: the last category of positive weight
-            i = int(np.flatnonzero(probs[b] > 0)[-1])
-        out[b] = i
-    return out
+def sample_rows(probs: np.ndarray, u: np.ndarray, backend: str = "numba") -> np.ndarray:
+    """Inverse-CDF draws from each row of ``probs`` [B, V] with uniforms ``u`` [B] -> [B] int64,
+    by the ``backend``'s home of the draw (identical ids on both backends)."""
+    if backend == "numba" and numba_available():
+        from specoracle.fastpath.numba_cpu.categorical import sample_categorical_rows
+    elif backend in BACKENDS:
+        sample_categorical_rows = ref.sample_categorical_rows
+    else:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return sample_categorical_rows(probs, u)[0]

@@ -5,9 +5,11 @@ Methods: "chain" | "block" | "greedy" (speculative_generate's verifiers; "greedy
 and "none" (autoregressive_generate through the same cache and warp code). Requests run as one
 batch per call (ragged rows, per-request ``numpy.random.Generator(seed)``), so batch
 invariance is part of what a batched certification tests. ``backend`` ("numba" or
-"reference") and ``fault`` (the engine's negative controls, tests only) pass through.
+"reference") passes through; ``fault`` runs a negative control of fastpath/models/llm/faults.py.
 """
 from __future__ import annotations
+
+import functools
 
 from specoracle.reference.types import InvalidInput
 
@@ -25,14 +27,14 @@ class SpecoracleEngine:
         import torch
 
         import specoracle
-        from specoracle.fastpath.models.llm.engine import FAULTS
+        from specoracle.fastpath.models.llm.faults import FAULTS
         from specoracle.fastpath.models.llm.hf import load_model, load_pair
         from specoracle.fastpath.models.llm.verify import METHODS
         if method not in METHODS + ("none",):
             raise InvalidInput("method", f"specoracle methods are {', '.join(METHODS + ('none',))}, got {method!r}")
         if int(k) != k or k < 1:
             raise InvalidInput("k", f"must be a positive integer, got {k}")
-        if fault not in FAULTS:
+        if fault is not None and fault not in FAULTS:
             raise InvalidInput("fault", f"unknown fault {fault!r}")
         self.version = specoracle.__version__
         self.method, self.k, self.backend, self.fault, self.threads = method, int(k), backend, fault, threads
@@ -64,10 +66,13 @@ class SpecoracleEngine:
                 res = autoregressive_generate(self.model, prompts, warping=w, max_new_tokens=int(n),
                                               eos_id=self.eos_id, seeds=[int(s) for s in seeds])
             else:
-                res = speculative_generate(self.model, self.draft, prompts, k=self.k, method=self.method,
-                                           warping=w, max_new_tokens=int(n), eos_id=self.eos_id,
-                                           seeds=[int(s) for s in seeds], backend=self.backend,
-                                           fault=self.fault)
+                run = speculative_generate
+                if self.fault is not None:
+                    from specoracle.fastpath.models.llm.faults import faulty_generate
+                    run = functools.partial(faulty_generate, self.fault)
+                res = run(self.model, self.draft, prompts, k=self.k, method=self.method, warping=w,
+                          max_new_tokens=int(n), eos_id=self.eos_id, seeds=[int(s) for s in seeds],
+                          backend=self.backend)
         finally:
             torch.set_num_threads(threads)
         return [list(t) for t in res.tokens]

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from specoracle.reference.categorical import sample_categorical_rows
 from specoracle.reference.processing import process_logits
 
 BINS = 5            # bins per position: the p = 0 bin + 2 chunks of {p > q} + 2 of {p <= q}
@@ -79,8 +80,6 @@ class RowScenario:
         K = self.K
         self.labels = [partition(self.p[i], self.q[i] if i < K else None) for i in range(K + 1)]
         self.nbins = [int(lab.max()) + 1 for lab in self.labels]
-        self._cq = np.cumsum(self.q, axis=1)
-        self._cp = np.cumsum(self.p, axis=1)
 
     @property
     def V(self) -> int:
@@ -150,19 +149,17 @@ class RowScenario:
 
     # ---- sampling
     def draw_drafts(self, n, rng) -> np.ndarray:
-        """Drafts [n, K], x_i ~ q_i (inverse CDF, as scenarios.inverse_cdf)."""
+        """Drafts [n, K], x_i ~ q_i (the reference's inverse-CDF draw, one uniform each)."""
         out = np.empty((n, self.K), dtype=np.int64)
         for i in range(self.K):
-            c = self._cq[i]
-            out[:, i] = np.minimum(np.searchsorted(c, rng.random(n) * c[-1], side="right"), self.V - 1)
+            out[:, i] = sample_categorical_rows(np.broadcast_to(self.q[i], (n, self.V)), rng.random(n))[0]
         return out
 
     def complete(self, tokens, rng):
         """Complete an emitted block to ``depth`` tokens by target sampling."""
         seq = list(tokens[:self.depth])
         while len(seq) < self.depth:
-            c = self._cp[len(seq)]
-            seq.append(min(int(np.searchsorted(c, rng.random() * c[-1], side="right")), self.V - 1))
+            seq.append(int(sample_categorical_rows(self.p[len(seq)], rng.random())[0]))
         return seq
 
 

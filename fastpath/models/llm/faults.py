@@ -1,0 +1,47 @@
+"""Known-wrong variants of the decoding engine: the negative controls of the end-to-end
+certification (proofs/certify/lossless.py, proofs/certify/engines/specoracle_engine.py,
+tests/test_llm_lossless.py). Each replaces ONE step of the engine's round through
+:class:`~specoracle.fastpath.models.engine.Hooks`; the engine's public functions take no fault.
+
+- ``"rollback_off_by_one"``: the target cache keeps one rejected draft after every round
+  (its next rows are conditioned on a token that was never emitted);
+- ``"q_before_warp"``: the verifier is given softmax(draft logits) instead of the warped q the
+  drafts were drawn from (a wrong acceptance ratio whenever the warp is not the identity).
+"""
+from __future__ import annotations
+
+import torch
+
+from specoracle.reference.types import InvalidInput
+
+from specoracle.fastpath.models.llm.engine import Hooks, _speculative
+
+
+class RollbackOffByOne(Hooks):
+    def target_keep(self, n_old: int, n_accepted: int) -> int:
+        return n_old + n_accepted + 1
+
+
+class QBeforeWarp(Hooks):
+    def verifier_q(self, last_logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(last_logits.to(q.dtype), dim=-1)
+
+
+FAULTS = {"rollback_off_by_one": RollbackOffByOne, "q_before_warp": QBeforeWarp}
+
+
+def faulty_generate(fault: str, target, draft, prompts, *, k: int = 4, method: str = "chain",
+                    warping=None, max_new_tokens: int = 64, eos_id=None, seeds=0,
+                    backend: str = "numba", progress=None, cache: str = "dynamic",
+                    cuda_graphs: bool = False, compile_mode=None, round_impl: str = "host",
+                    round_dtype="float64"):
+    """``engine.speculative_generate`` with the step ``fault`` (a key of :data:`FAULTS`) replaced."""
+    from specoracle.fastpath.models.llm.processing import Warp
+
+    if fault not in FAULTS:
+        raise InvalidInput("fault", f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
+    return _speculative(target, draft, prompts, FAULTS[fault](), k=k, method=method,
+                        warping=Warp() if warping is None else warping, max_new_tokens=max_new_tokens,
+                        eos_id=eos_id, seeds=seeds, backend=backend, progress=progress, cache=cache,
+                        cuda_graphs=cuda_graphs, compile_mode=compile_mode, round_impl=round_impl,
+                        round_dtype=round_dtype)
