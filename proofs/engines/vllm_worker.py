@@ -84,7 +84,8 @@ class VllmBackend:
     """One ``vllm.LLM`` on the target, with ``speculative_config`` from ``method``.
 
     ``patch_expand=True`` (fault localisation only, docs/CERTIFICATION.md "vLLM V1") runs the
-    engine core in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) and, once the engine
+    engine core and its model runner in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``,
+    executor "uni"; vllm/platforms/cpu.py:333-341 keeps "uni" only then) and, once the engine
     is built, replaces vLLM's CPU fallback of ``expand_kernel`` by the correct
     :func:`specoracle.proofs.vllm_v1.expand_torch`; the version string then ends with
     ``+patched_expand``."""
@@ -94,8 +95,9 @@ class VllmBackend:
     def __init__(self, target: str, draft: str | None = None, method: str = "none", k: int = 4,
                  dtype: str = "float32", max_model_len: int = 512, seed: int = 0, patch_expand: bool = False,
                  **llm_kwargs):
-        if patch_expand:
+        if patch_expand:  # the model runner (which calls the rejection sampler) in THIS process
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # before vLLM reads it
+            llm_kwargs.setdefault("distributed_executor_backend", "uni")
         import vllm
         self.version = vllm.__version__
         self.method = method
