@@ -12,6 +12,7 @@ from __future__ import annotations
 class FakeBackend:
     name = "vllm"
     version = "fake-0"
+    eos_id = 0
 
     def __init__(self, target, draft=None, method="none", k=1, fail_on_start=False, fail_on_generate=False,
                  **kw):

@@ -127,7 +127,7 @@ def test_worker_process_round_trips_and_keeps_stdout_clean():
     """The real worker module in a subprocess (fake backend that prints to stdout): many
     generate calls on one start; EOS (token 0) cuts a request unless ignore_eos."""
     with fake_engine() as eng:
-        assert (eng.name, eng.version, eng.method) == ("vllm", "fake-0", "ngram")
+        assert (eng.name, eng.version, eng.method, eng.eos_id, eng.k) == ("vllm", "fake-0", "ngram", 0, 2)
         assert eng.generate([[1, 2], [3]], n=2, seeds=[10, 20], temperature=1.0) == [[12, 13], [23, 24]]
         assert eng.generate([[96]], n=3, seeds=[0], temperature=0.0) == [[96, 0]]
         assert eng.generate([[96]], n=3, seeds=[0], temperature=0.0, ignore_eos=True) == [[96, 0, 1]]

@@ -90,6 +90,8 @@ class VllmEngine:
             raise WorkerError(f"vLLM worker failed to start: {hello.get('error')}{self._tail()}")
         self.version = str(hello.get("version"))
         self.method = str(hello.get("method", self.method))
+        self.k = config.get("engine", {}).get("k")
+        self.eos_id = hello.get("eos_id")  # the certification's law needs where requests stop
 
     def _tail(self, n: int = 3000) -> str:
         try:

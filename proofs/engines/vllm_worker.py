@@ -10,7 +10,7 @@ Protocol (one JSON object per line; the worker's stdout is the protocol channel 
 own logging, which goes to stdout, is redirected to stderr before vLLM is imported):
 
     argv[1]  config {"backend": "module:Class" (default VllmBackend), "engine": {kwargs}}
-    worker -> {"ready": true, "name": ..., "version": ..., "method": ...}
+    worker -> {"ready": true, "name": ..., "version": ..., "method": ..., "eos_id": int|null}
               or {"ready": false, "error": "..."} (then exits 1)
     parent -> {"op": "generate", "prompts": [[ids]], "n": int, "seeds": [int],
                "temperature": float, "top_k": int|null, "top_p": float|null,
@@ -110,6 +110,7 @@ class VllmBackend:
             from specoracle.proofs.vllm_v1 import expand_torch
             register_kernels({"vllm.v1.sample.rejection_sampler.expand_kernel": expand_torch})
             self.version += "+patched_expand"
+        self.eos_id = self.llm.get_tokenizer().eos_token_id  # where vLLM stops a request
 
     def metrics(self) -> dict:
         return spec_counters(self.llm.get_metrics())
@@ -172,7 +173,7 @@ def main(argv=None) -> int:
         channel.write(json.dumps({"ready": False, "error": f"{type(exc).__name__}: {exc}"}) + "\n")
         return 1
     channel.write(json.dumps({"ready": True, "name": backend.name, "version": backend.version,
-                              "method": backend.method}) + "\n")
+                              "method": backend.method, "eos_id": getattr(backend, "eos_id", None)}) + "\n")
     serve(backend, sys.stdin, channel)
     return 0
 
