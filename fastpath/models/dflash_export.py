@@ -58,6 +58,7 @@ from pathlib import Path
 from specoracle.reference.types import InvalidInput
 
 VLLM_VERSION_READ = "0.32.0"
+EXPORT_FORMAT = 1  # bump when the written files change (cached exports are keyed by it)
 SHIPPED_DFLASH = Path(__file__).resolve().parent / "dflash_weights" / "cpu-dflash"  # the default drafter
 ARCHITECTURE = "DFlashDraftModel"
 

@@ -193,10 +193,13 @@ def dflash_draft(draft, target: str, k: int) -> str:
     """The vLLM DFlash folder for ``draft``: an exported folder (config.json with architecture
     DFlashDraftModel) as is; a specoracle drafter folder (dflash_config.json; None = the shipped
     CPU drafter) exported once into ``$XDG_CACHE_HOME/specoracle/vllm-dflash/<hash>`` (the hash
-    covers the drafter's files and the target folder). ``k`` must be < the drafter's block."""
+    covers the drafter's files, the target folder and the export format; written to a temporary
+    folder and renamed, so a crash leaves no half export). ``k`` must be < the drafter's block."""
     import hashlib
+    import shutil
 
-    from specoracle.fastpath.models.dflash_export import ARCHITECTURE, SHIPPED_DFLASH, export_vllm
+    from specoracle.fastpath.models.dflash_export import (ARCHITECTURE, EXPORT_FORMAT, SHIPPED_DFLASH,
+                                                          export_vllm)
     from specoracle.fastpath.models.zoo import resolve
 
     folder = Path(SHIPPED_DFLASH if draft is None else draft).expanduser()
@@ -207,13 +210,18 @@ def dflash_draft(draft, target: str, k: int) -> str:
         block = cfg.get("block_size")
     elif (folder / "dflash_config.json").is_file():
         block = json.loads((folder / "dflash_config.json").read_text())["block_size"]
-        h = hashlib.sha256(str(resolve(target)).encode())
+        h = hashlib.sha256(f"{resolve(target)}|format {EXPORT_FORMAT}".encode())
         for name in ("dflash_config.json", "dflash.safetensors"):
             h.update((folder / name).read_bytes())
         cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         out = Path(cache) / "specoracle" / "vllm-dflash" / h.hexdigest()[:16]
-        if not (out / "model.safetensors").is_file():
-            export_vllm(folder, target, out)
+        if not out.is_dir():
+            tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+            export_vllm(folder, target, tmp)
+            try:
+                tmp.rename(out)
+            except OSError:  # another process finished the same export first
+                shutil.rmtree(tmp, ignore_errors=True)
         folder = out
     else:
         raise InvalidInput("draft", f"{draft} holds neither dflash_config.json (specoracle) nor config.json (vLLM)")
