@@ -234,6 +234,12 @@ ROWS = [
     R("zoo train-dflash --out {tmp}/o --seed -1", "--seed"),
     R("zoo train-dflash --out {tmp}/o --recipe huge", "--recipe"),
     R("zoo train-dflash --out {tmp}/o --target zoo:nonexistent", "--target", "unknown model"),
+    R("zoo export-dflash --out {tmp}/o", "--to"),
+    R("zoo export-dflash --to sglang --out {tmp}/o", "--to"),
+    R(f"zoo export-dflash --to vllm --out {UNDER_FILE}", "--out"),
+    R(f"zoo export-dflash --to vllm --out {{tmp}}/o --drafter {NOPE}", "--drafter"),
+    R("zoo export-dflash --to vllm --out {tmp}/o --drafter {tmp}", "--drafter", "dflash_config.json"),
+    R("zoo export-dflash --to vllm --out {tmp}/o --target zoo:nonexistent", "--target", "unknown model"),
     *(R(f"zoo train-dflash --out {{tmp}}/o --{opt} {bad}", f"--{opt}") for opt, bad in (
         ("num-layers", 0), ("n-features", -1), ("intermediate-size", 0), ("seq-len", 0),
         ("windows-per-step", 0), ("anchors", 0), ("max-chars", 0), ("max-seconds", 0),

@@ -36,8 +36,67 @@ def test_speculative_config_per_method():
                                                           "num_speculative_tokens": 3}
     assert W.speculative_config("ngram", None, 2)["method"] == "ngram"
     assert W.speculative_config("suffix", None, 5) == {"method": "suffix", "num_speculative_tokens": 5}
+    assert W.speculative_config("dflash", "/x", 7) == {"method": "dflash", "model": "/x", "num_speculative_tokens": 7}
     with pytest.raises(ValueError, match="method"):
         W.speculative_config("eagle9", None, 2)
+
+
+def test_spec_counters_and_tau():
+    class M:
+        def __init__(self, name, value):
+            self.name, self.value = name, value
+
+    got = W.spec_counters([M("vllm:spec_decode_num_drafts", 4), M("vllm:spec_decode_num_drafts", 6),
+                           M("vllm:spec_decode_num_accepted_tokens", 15), M("vllm:num_requests", 99)])
+    assert got == {"drafts": 10, "draft_tokens": 0, "accepted": 15}
+    assert V.tau_from_counters({"drafts": 2, "accepted": 1}, {"drafts": 12, "accepted": 16}) == 2.5
+    assert V.tau_from_counters(got, got) != V.tau_from_counters(got, got)  # nan without drafts
+
+
+def test_metrics_op_round_trip():
+    with fake_engine(k=3) as eng:
+        m0 = eng.metrics()
+        eng.generate([[1, 2]], n=4, seeds=[10], temperature=0.0, ignore_eos=True)
+        m1 = eng.metrics()
+    assert m0 == {"drafts": 0, "draft_tokens": 0, "accepted": 0}
+    assert m1 == {"drafts": 3, "draft_tokens": 9, "accepted": 9} and V.tau_from_counters(m0, m1) == 4.0
+
+
+def test_dflash_draft_folder_checks(tmp_path):
+    """An exported vLLM folder is used as is; k must fit in its block; other folders are refused."""
+    out = tmp_path / "exported"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"architectures": ["DFlashDraftModel"], "block_size": 8}))
+    cfg = V.engine_config(target=str(tmp_path), draft=str(out), method="dflash", k=7)
+    assert cfg["engine"]["draft"] == str(out) and cfg["engine"]["method"] == "dflash"
+    with pytest.raises(InvalidInput, match="k"):
+        V.engine_config(target=str(tmp_path), draft=str(out), method="dflash", k=8)
+    other = tmp_path / "llama"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    with pytest.raises(InvalidInput, match="draft"):
+        V.engine_config(target=str(tmp_path), draft=str(other), method="dflash", k=3)
+    with pytest.raises(InvalidInput, match="draft"):
+        V.engine_config(target=str(tmp_path), draft=str(tmp_path / "nothing"), method="dflash", k=3)
+
+
+@pytest.mark.zoo
+def test_dflash_drafter_is_exported_once_into_the_cache(tmp_path, monkeypatch):
+    """A specoracle drafter folder (default: the shipped one) is exported on the first use and
+    the export is reused (same folder, not rewritten) on the next."""
+    from specoracle.fastpath.models.dflash.export import SHIPPED_DFLASH
+    from specoracle.fastpath.models.zoo.registry import zoo_dir, zoo_reason
+    if zoo_reason("zoo:code-target"):
+        pytest.skip(zoo_reason("zoo:code-target"))
+    monkeypatch.setenv("SPECORACLE_ZOO", str(zoo_dir()))  # the zoo stays where it is
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    a = Path(V.engine_config(target="zoo:code-target", draft=None, method="dflash", k=15)["engine"]["draft"])
+    assert a.parent == tmp_path / "specoracle" / "vllm-dflash" and (a / "model.safetensors").is_file()
+    stamp = (a / "model.safetensors").stat().st_mtime_ns
+    b = V.engine_config(target="zoo:code-target", draft=str(SHIPPED_DFLASH), method="dflash", k=7)["engine"]["draft"]
+    assert Path(b) == a and (a / "model.safetensors").stat().st_mtime_ns == stamp
+    with pytest.raises(InvalidInput, match="k"):
+        V.engine_config(target="zoo:code-target", draft=None, method="dflash", k=16)
 
 
 def test_sampling_kwargs_only_set_what_is_asked():
@@ -68,7 +127,7 @@ def test_worker_process_round_trips_and_keeps_stdout_clean():
     """The real worker module in a subprocess (fake backend that prints to stdout): many
     generate calls on one start; EOS (token 0) cuts a request unless ignore_eos."""
     with fake_engine() as eng:
-        assert (eng.name, eng.version, eng.method) == ("vllm", "fake-0", "ngram")
+        assert (eng.name, eng.version, eng.method, eng.eos_id, eng.k) == ("vllm", "fake-0", "ngram", 0, 2)
         assert eng.generate([[1, 2], [3]], n=2, seeds=[10, 20], temperature=1.0) == [[12, 13], [23, 24]]
         assert eng.generate([[96]], n=3, seeds=[0], temperature=0.0) == [[96, 0]]
         assert eng.generate([[96]], n=3, seeds=[0], temperature=0.0, ignore_eos=True) == [[96, 0, 1]]
@@ -145,6 +204,36 @@ def test_vllm_greedy_speculation_matches_plain_decoding():
         with V.make_engine(target="zoo:code-target", draft="zoo:code-draft", method=method, k=3) as eng:
             out[method] = eng.generate(prompts, n=12, seeds=[0, 1], temperature=0.0)
     assert out["draft_model"] == out["none"]
+
+
+@pytest.mark.slow
+@pytest.mark.zoo
+@needs_vllm
+def test_vllm_serves_the_exported_dflash_drafter():
+    """vLLM's DFlash proposer on the exported shipped drafter (one engine start: minutes): at
+    T = 0 the tokens equal specoracle's own DFlash generation (= the target's greedy
+    continuation) AND vLLM's spec-decode counters give the same number of drafting steps and
+    accepted drafts as specoracle's cycles, so vLLM drafts what our drafter drafts."""
+    import torch
+
+    from specoracle.fastpath.models.dflash.model import DFlashDrafter
+    from specoracle.fastpath.models.dflash.export import SHIPPED_DFLASH
+    from specoracle.fastpath.models.dflash.generate import generate_dflash
+    from specoracle.fastpath.models.llm.hf import load_model
+    from specoracle.fastpath.models.zoo.registry import zoo_reason
+    if zoo_reason("zoo:code-target"):
+        pytest.skip(zoo_reason("zoo:code-target"))
+    prompts, k, n = [[1, 2, 3, 4, 5], [120, 7, 7, 81, 9, 33]], 7, 24
+    target, _ = load_model("zoo:code-target")
+    drafter = DFlashDrafter.load(SHIPPED_DFLASH, dtype=torch.float32)
+    own = [generate_dflash(target, drafter, p, n, 0.0, "greedy", 0, block_size=k + 1) for p in prompts]
+    with V.make_engine(target="zoo:code-target", draft=None, method="dflash", k=k) as eng:
+        m0 = eng.metrics()
+        toks = eng.generate(prompts, n=n, seeds=[0, 1], temperature=0.0, ignore_eos=True)
+        m1 = eng.metrics()
+    assert toks == [r.tokens for r in own]
+    assert m1["drafts"] - m0["drafts"] == sum(len(r.accepted) for r in own)
+    assert m1["accepted"] - m0["accepted"] == sum(sum(r.accepted) for r in own)
 
 
 def test_bench_vllm_rows_with_a_fake_engine(monkeypatch):

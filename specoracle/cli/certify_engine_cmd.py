@@ -20,6 +20,8 @@ EPILOG = """examples:
       --method assisted --temperature 0 --n 16 --baseline     # token identity with plain generate
   specoracle certify-engine vllm --target zoo:code-target --draft zoo:code-draft \\
       --method draft_model --temperature 1 --top-k 8 --batch 4
+  specoracle certify-engine vllm --target zoo:code-target --method dflash --k 15 \\
+      --temperature 0 --n 32 --baseline     # vLLM's DFlash proposer, the shipped drafter
   specoracle certify-engine specoracle --target zoo:code-target --draft zoo:code-draft \\
       --temperature 1 --top-k 8 --batch 4 --executor ray --actors 2   # one engine per Ray actor
 
@@ -29,7 +31,9 @@ target's exact law (support enumerated; coarsened exactly when it is too large),
 with alpha split by Holm across prompts; --samples defaults to the smallest number of requests
 per prompt that detects --tv at power 0.9.
 methods: specoracle chain|block|greedy|none; transformers assisted|prompt-lookup|none;
-vllm draft_model|ngram|suffix|none.
+vllm draft_model|ngram|suffix|dflash|none (dflash: --draft is a DFlash drafter folder, default
+the shipped one, exported for vLLM on the fly; --k <= block - 1; --option patch_expand=1 replaces
+vLLM's faulty CPU expand_kernel, for fault localisation).
 exit status: 0 exact, 1 not exact, 2 underpowered, bad input or not available.
 """
 
@@ -47,7 +51,8 @@ def add_parser(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("engine", choices=ENGINE_NAMES, metavar="ENGINE", help=" | ".join(ENGINE_NAMES))
     p.add_argument("--target", required=True, help="zoo:NAME or a local Hugging Face folder (p)")
-    p.add_argument("--draft", default=None, help="zoo:NAME or a local folder (q), for draft-model methods")
+    p.add_argument("--draft", default=None, help="zoo:NAME or a local folder (q), for draft-model methods "
+                   "(vllm dflash: a DFlash drafter folder, default the shipped one)")
     p.add_argument("--method", default=None, help="the engine's speculation method (default: chain / "
                    "assisted / draft_model); 'none' = no speculation")
     p.add_argument("--k", type=_args.positive_int, default=4, help="drafted tokens per round (default 4)")

@@ -6,7 +6,10 @@ else ``~/.cache/specoracle/venvs/vllm``). :class:`VllmEngine` starts ONE long-li
 ``generate`` calls reuse one engine start (70-90 s on 2 cores, more on a shared machine).
 
 Methods: ``none`` (no speculation), ``draft_model`` (the draft model drafts k tokens),
-``ngram`` (prompt lookup, k tokens), ``suffix`` (suffix decoding, k tokens). Models may be zoo
+``ngram`` (prompt lookup, k tokens), ``suffix`` (suffix decoding, k tokens), ``dflash``
+(vLLM's DFlash proposer, k = block size - 1 masks after the anchor; ``draft`` is a specoracle
+DFlash drafter folder, exported on the fly by fastpath/models/dflash/export.py into a cache
+folder, or an exported vLLM folder; default: the shipped CPU drafter). Models may be zoo
 names (``zoo:code-target``); they are resolved here to folders. The target runs in float32 (as
 specoracle's own engine and :func:`~specoracle.proofs.certify.lossless.exact_prefix_law` do),
 with ``VLLM_CPU_KVCACHE_SPACE=1`` (GiB) unless set.
@@ -87,6 +90,8 @@ class VllmEngine:
             raise WorkerError(f"vLLM worker failed to start: {hello.get('error')}{self._tail()}")
         self.version = str(hello.get("version"))
         self.method = str(hello.get("method", self.method))
+        self.k = config.get("engine", {}).get("k")
+        self.eos_id = hello.get("eos_id")  # the certification's law needs where requests stop
 
     def _tail(self, n: int = 3000) -> str:
         try:
@@ -137,6 +142,16 @@ class VllmEngine:
             raise WorkerError(f"vLLM generate failed: {reply.get('error')} (worker log: {self.log_path})")
         return reply["tokens"]
 
+    def metrics(self, timeout: float | None = 600.0) -> dict:
+        """vLLM's spec-decode counters since the engine started (``{"drafts", "draft_tokens",
+        "accepted"}``); tau = 1 + accepted / drafts (:func:`tau_from_counters`)."""
+        self._proc.stdin.write(json.dumps({"op": "metrics"}) + "\n")
+        self._proc.stdin.flush()
+        reply = self._read(timeout)
+        if not reply.get("ok"):
+            raise WorkerError(f"vLLM metrics failed: {reply.get('error')}")
+        return reply["metrics"]
+
     def close(self) -> None:
         proc = getattr(self, "_proc", None)
         if proc is None:
@@ -167,8 +182,57 @@ class VllmEngine:
             self._proc.kill()
 
 
+def tau_from_counters(before: dict, after: dict) -> float:
+    """Mean tokens committed per target step with drafts (accepted + 1) between two
+    :meth:`VllmEngine.metrics` readings; nan when no step drafted."""
+    drafts = after["drafts"] - before["drafts"]
+    return 1.0 + (after["accepted"] - before["accepted"]) / drafts if drafts > 0 else float("nan")
+
+
+def dflash_draft(draft, target: str, k: int) -> str:
+    """The vLLM DFlash folder for ``draft``: an exported folder (config.json with architecture
+    DFlashDraftModel) as is; a specoracle drafter folder (dflash_config.json; None = the shipped
+    CPU drafter) exported once into ``$XDG_CACHE_HOME/specoracle/vllm-dflash/<hash>`` (the hash
+    covers the drafter's files, the target folder and the export format; written to a temporary
+    folder and renamed, so a crash leaves no half export). ``k`` must be < the drafter's block."""
+    import hashlib
+    import shutil
+
+    from specoracle.fastpath.models.dflash.export import (ARCHITECTURE, EXPORT_FORMAT, SHIPPED_DFLASH,
+                                                          export_vllm)
+    from specoracle.fastpath.models.zoo.registry import resolve
+
+    folder = Path(SHIPPED_DFLASH if draft is None else draft).expanduser()
+    if (folder / "config.json").is_file() and not (folder / "dflash_config.json").is_file():
+        cfg = json.loads((folder / "config.json").read_text())
+        if ARCHITECTURE not in cfg.get("architectures", []):
+            raise InvalidInput("draft", f"{folder} is not a vLLM {ARCHITECTURE} folder nor a specoracle drafter")
+        block = cfg.get("block_size")
+    elif (folder / "dflash_config.json").is_file():
+        block = json.loads((folder / "dflash_config.json").read_text())["block_size"]
+        h = hashlib.sha256(f"{resolve(target)}|format {EXPORT_FORMAT}".encode())
+        for name in ("dflash_config.json", "dflash.safetensors"):
+            h.update((folder / name).read_bytes())
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        out = Path(cache) / "specoracle" / "vllm-dflash" / h.hexdigest()[:16]
+        if not out.is_dir():
+            tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+            export_vllm(folder, target, tmp)
+            try:
+                tmp.rename(out)
+            except OSError:  # another process finished the same export first
+                shutil.rmtree(tmp, ignore_errors=True)
+        folder = out
+    else:
+        raise InvalidInput("draft", f"{draft} holds neither dflash_config.json (specoracle) nor config.json (vLLM)")
+    if block is not None and int(k) > int(block) - 1:
+        raise InvalidInput("k", f"{k} drafts need a block of {int(k) + 1}; the drafter was trained on {block}")
+    return str(folder)
+
+
 def engine_config(*, target: str, draft: str | None, method: str, k: int, **kw) -> dict:
-    """The worker config for ``make_engine``'s arguments (models resolved to folders)."""
+    """The worker config for ``make_engine``'s arguments (models resolved to folders; a
+    ``dflash`` draft exported by :func:`dflash_draft`)."""
     from specoracle.fastpath.models.zoo.registry import resolve
 
     if method not in METHODS:
@@ -178,8 +242,11 @@ def engine_config(*, target: str, draft: str | None, method: str, k: int, **kw) 
     if method != "none" and int(k) < 1:
         raise InvalidInput("k", f"must be >= 1, got {k}")
     backend = kw.pop("backend", None)
-    engine = {"target": str(resolve(target)), "draft": str(resolve(draft)) if draft else None,
-              "method": method, "k": int(k), **kw}
+    if method == "dflash":
+        draft_folder = dflash_draft(draft, target, k)
+    else:
+        draft_folder = str(resolve(draft)) if draft else None
+    engine = {"target": str(resolve(target)), "draft": draft_folder, "method": method, "k": int(k), **kw}
     return {"engine": engine, **({"backend": backend} if backend else {})}
 
 

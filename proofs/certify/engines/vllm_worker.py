@@ -10,12 +10,15 @@ Protocol (one JSON object per line; the worker's stdout is the protocol channel 
 own logging, which goes to stdout, is redirected to stderr before vLLM is imported):
 
     argv[1]  config {"backend": "module:Class" (default VllmBackend), "engine": {kwargs}}
-    worker -> {"ready": true, "name": ..., "version": ..., "method": ...}
+    worker -> {"ready": true, "name": ..., "version": ..., "method": ..., "eos_id": int|null}
               or {"ready": false, "error": "..."} (then exits 1)
     parent -> {"op": "generate", "prompts": [[ids]], "n": int, "seeds": [int],
                "temperature": float, "top_k": int|null, "top_p": float|null,
                "ignore_eos": bool (optional, default false)}
     worker -> {"ok": true, "tokens": [[ids]]}   or   {"ok": false, "error": "..."}
+    parent -> {"op": "metrics"}
+    worker -> {"ok": true, "metrics": {"drafts": int, "draft_tokens": int, "accepted": int}}
+              (vLLM's spec-decode counters since the engine started; zeros without speculation)
     parent -> {"op": "close"}  (or EOF)  -> the worker exits 0
 
 A backend is any class ``Backend(**engine)`` with ``name``, ``version``, ``method`` and
@@ -30,7 +33,7 @@ import os
 import sys
 
 DEFAULT_BACKEND = "specoracle.proofs.certify.engines.vllm_worker:VllmBackend"
-METHODS = ("none", "draft_model", "ngram", "suffix")
+METHODS = ("none", "draft_model", "ngram", "suffix", "dflash")
 
 
 def speculative_config(method: str, draft: str | None, k: int) -> dict | None:
@@ -44,6 +47,8 @@ def speculative_config(method: str, draft: str | None, k: int) -> dict | None:
                 "prompt_lookup_max": 4}
     if method == "suffix":
         return {"method": "suffix", "num_speculative_tokens": int(k)}
+    if method == "dflash":  # draft: a vLLM DFlashDraftModel folder (fastpath/models/dflash/export.py)
+        return {"method": "dflash", "model": draft, "num_speculative_tokens": int(k)}
     raise ValueError(f"method: one of {', '.join(METHODS)}, got {method!r}")
 
 
@@ -60,19 +65,55 @@ def sampling_kwargs(*, n: int, seed: int, temperature: float, top_k, top_p, igno
     return kw
 
 
+SPEC_COUNTERS = {"vllm:spec_decode_num_drafts": "drafts", "vllm:spec_decode_num_draft_tokens": "draft_tokens",
+                 "vllm:spec_decode_num_accepted_tokens": "accepted"}
+
+
+def spec_counters(metrics) -> dict:
+    """vLLM's spec-decode counters from ``LLM.get_metrics()`` (objects with ``name`` and
+    ``value``): {"drafts", "draft_tokens", "accepted"}; tau = 1 + accepted / drafts."""
+    out = dict.fromkeys(SPEC_COUNTERS.values(), 0)
+    for m in metrics:
+        key = SPEC_COUNTERS.get(getattr(m, "name", None))
+        if key is not None:
+            out[key] += int(getattr(m, "value", 0))
+    return out
+
+
 class VllmBackend:
-    """One ``vllm.LLM`` on the target, with ``speculative_config`` from ``method``."""
+    """One ``vllm.LLM`` on the target, with ``speculative_config`` from ``method``.
+
+    ``patch_expand=True`` (fault localisation only, docs/CERTIFICATION.md "vLLM V1") runs the
+    engine core and its model runner in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``,
+    executor "uni"; vllm/platforms/cpu.py:333-341 keeps "uni" only then) and, once the engine
+    is built, replaces vLLM's CPU fallback of ``expand_kernel`` by the correct
+    :func:`specoracle.proofs.certify.vllm_v1.expand_torch`; the version string then ends with
+    ``+patched_expand``."""
 
     name = "vllm"
 
     def __init__(self, target: str, draft: str | None = None, method: str = "none", k: int = 4,
-                 dtype: str = "float32", max_model_len: int = 512, seed: int = 0, **llm_kwargs):
+                 dtype: str = "float32", max_model_len: int = 512, seed: int = 0, patch_expand: bool = False,
+                 **llm_kwargs):
+        if patch_expand:  # the model runner (which calls the rejection sampler) in THIS process
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # before vLLM reads it
+            llm_kwargs.setdefault("distributed_executor_backend", "uni")
         import vllm
         self.version = vllm.__version__
         self.method = method
         self.llm = vllm.LLM(model=target, tokenizer=target, dtype=dtype, max_model_len=max_model_len,
                             seed=seed, speculative_config=speculative_config(method, draft, k),
-                            **llm_kwargs)
+                            **{"disable_log_stats": False, **llm_kwargs})
+        if patch_expand:
+            from vllm.triton_utils.dispatcher import register_kernels
+
+            from specoracle.proofs.certify.vllm_v1 import expand_torch
+            register_kernels({"vllm.v1.sample.rejection_sampler.expand_kernel": expand_torch})
+            self.version += "+patched_expand"
+        self.eos_id = self.llm.get_tokenizer().eos_token_id  # where vLLM stops a request
+
+    def metrics(self) -> dict:
+        return spec_counters(self.llm.get_metrics())
 
     def generate(self, prompts, n, seeds, temperature, top_k=None, top_p=None, ignore_eos=False):
         from vllm import SamplingParams
@@ -92,6 +133,9 @@ def load_backend(spec: str):
 def handle(backend, request: dict) -> dict:
     """One request -> one reply (never raises: errors become {"ok": false})."""
     try:
+        if request.get("op") == "metrics":
+            get = getattr(backend, "metrics", None)
+            return {"ok": True, "metrics": get() if get else None}
         if request.get("op") != "generate":
             return {"ok": False, "error": f"unknown op {request.get('op')!r}"}
         prompts, seeds = request["prompts"], request["seeds"]
@@ -129,7 +173,7 @@ def main(argv=None) -> int:
         channel.write(json.dumps({"ready": False, "error": f"{type(exc).__name__}: {exc}"}) + "\n")
         return 1
     channel.write(json.dumps({"ready": True, "name": backend.name, "version": backend.version,
-                              "method": backend.method}) + "\n")
+                              "method": backend.method, "eos_id": getattr(backend, "eos_id", None)}) + "\n")
     serve(backend, sys.stdin, channel)
     return 0
 
