@@ -78,6 +78,9 @@ class TrainConfig:
     regen_temperatures: tuple = (0.0, 1.0)
     regen_batch: int = 128
     cache_features: bool = True
+    layer_ids: tuple | None = None      # target layers of the features; None: the paper's formula
+    norm_init: str = "ones"             # drafter's final RMSNorm weight: "ones" or "target" (copy)
+    init_from: str | None = None        # continue from a saved drafter folder (same architecture)
     extra: dict = field(default_factory=dict)
 
     def decay(self) -> float:
@@ -89,6 +92,8 @@ class TrainConfig:
         return max(1, self.prompt_len - 1) if self.data == "regenerated" else 1
 
     def validate(self):
+        if self.norm_init not in ("ones", "target"):
+            raise InvalidInput("norm_init", f"must be 'ones' or 'target', got {self.norm_init!r}")
         if self.data not in ("corpus", "regenerated"):
             raise InvalidInput("data", f"must be 'corpus' or 'regenerated', got {self.data!r}")
         if self.objective not in ("dflash", "vp"):
@@ -232,12 +237,17 @@ def _lr(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=None, out=None,
-                 progress: bool = False, log=None, checkpoint_every: int = 500, **overrides):
+                 progress: bool = False, log=None, checkpoint_every: int = 500, callback=None,
+                 callback_every: int = 0, feature_cache=None, **overrides):
     """Train a DFlash (``objective="dflash"``) or VP (``objective="vp"``) drafter for ``target``.
 
     Returns ``(drafter, metrics)``; metrics holds the loss curve, the held-out loss and the
     held-out mean accepted prefix of argmax drafts against the text (teacher-forced), the
     wall-clock time and the config. With ``out``, saves the drafter and ``metrics.json`` there.
+    ``callback(step, drafter, losses)`` runs before step 0, every ``callback_every`` steps and
+    after the last one (in eval mode, under no_grad; e.g. the held-out curves of
+    dflash_diagnose). ``feature_cache``: a :class:`FeatureCache` over the same training windows
+    shared between runs (its layers must include the drafter's).
     """
     cfg = TrainConfig(**{**(cfg.__dict__ if cfg else {}), **overrides}).validate()
     cfg.regen_temperatures = tuple(float(t) for t in cfg.regen_temperatures)
@@ -245,15 +255,26 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
     train_w, eval_w, data_info = training_windows(target, tokenizer, cfg, corpus, out, progress, log)
     dcfg = DFlashConfig.for_target(target.config, num_layers=cfg.num_layers, n_features=cfg.n_features,
                                    block_size=cfg.block_size, intermediate_size=cfg.intermediate_size,
-                                   objective=cfg.objective)
-    with torch.random.fork_rng():
-        torch.manual_seed(cfg.seed)
-        drafter = DFlashDrafter(dcfg)
+                                   objective=cfg.objective, layer_ids=cfg.layer_ids)
+    drafter = init_drafter(target, dcfg, cfg)
     dev = next(target.parameters()).device
     drafter.to(dev).train()
     opt = torch.optim.AdamW(drafter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     losses, accs = [], []
-    feats = FeatureCache(target, dcfg.layer_ids, len(train_w)) if cfg.cache_features else None
+    feats = feature_cache
+    if feats is not None and not set(dcfg.layer_ids) <= set(feats.layer_ids):
+        raise InvalidInput("feature_cache", f"holds layers {feats.layer_ids}, the drafter needs "
+                           f"{dcfg.layer_ids}")
+    if feats is None and cfg.cache_features:
+        feats = FeatureCache(target, dcfg.layer_ids, len(train_w))
+
+    def call(step):
+        if callback is not None:
+            drafter.eval()
+            with torch.no_grad():
+                callback(step, drafter, losses)
+            drafter.train()
+    call(0)
     t0 = time.perf_counter()
     bar = None
     if progress:
@@ -285,6 +306,10 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
                 f"{time.perf_counter() - t0:.0f}s")
         if out is not None and checkpoint_every and (step + 1) % checkpoint_every == 0:
             drafter.save(Path(out) / "checkpoint")
+        if callback_every and (step + 1) % callback_every == 0 and step + 1 < cfg.steps:
+            call(step + 1)
+    if losses and not (callback_every and len(losses) % callback_every == 0 and len(losses) < cfg.steps):
+        call(len(losses))
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
@@ -303,6 +328,32 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
         drafter.save(out)
         (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return drafter, metrics
+
+
+def init_drafter(target, dcfg: DFlashConfig, cfg: TrainConfig) -> DFlashDrafter:
+    """A fresh drafter (torch seeded with ``cfg.seed``), or ``cfg.init_from``'s weights (the
+    architecture must match); ``norm_init="target"`` copies the target's final-norm weight into
+    the drafter's final RMSNorm, so the shared frozen head starts at the target's logit scale
+    (the zoo target's weight averages 1.93; a fresh RMSNorm has 1)."""
+    from dataclasses import asdict
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        drafter = DFlashDrafter(dcfg)
+    if cfg.init_from is not None:
+        old = DFlashDrafter.load(cfg.init_from)
+        mine, theirs = asdict(dcfg), asdict(old.cfg)
+        diff = [k for k in mine if k not in ("objective", "extra") and mine[k] != theirs[k]
+                and not (k == "layer_ids" and tuple(mine[k]) == tuple(theirs[k]))]
+        if diff:
+            raise InvalidInput("init_from", f"{cfg.init_from} has another architecture ({diff})")
+        drafter.load_state_dict(old.state_dict())
+    if cfg.norm_init == "target":
+        final = getattr(getattr(target, "model", None), "norm", None)
+        if final is None or tuple(final.weight.shape) != tuple(drafter.norm.weight.shape):
+            raise InvalidInput("norm_init", "the target has no final norm of the drafter's width")
+        with torch.no_grad():
+            drafter.norm.weight.copy_(final.weight.float())
+    return drafter
 
 
 def training_windows(target, tokenizer, cfg: TrainConfig, corpus=None, out=None, progress=False,
