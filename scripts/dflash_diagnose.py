@@ -78,9 +78,20 @@ def cmd_curves(args):
     res = {}
     for name in args.variants:
         print(f"variant {name}", flush=True)
-        res[name] = dd.curve(target, tok, ho, args.steps, args.every, dd.VARIANTS[name],
-                             feature_cache=feats, corpus=args.corpus,
-                             log=lambda m: print(m, flush=True))
+        over = dict(dd.VARIANTS[name])
+        if args.init_from:
+            over.update(init_from=args.init_from)
+        if args.lr:
+            over.update(lr=args.lr)
+        if args.max_seconds:
+            over.update(max_seconds=args.max_seconds)
+        slug = "".join(c if c.isalnum() else "_" for c in name)
+        out = Path(args.out) / slug if args.out else None
+        label = f"{name} (from {Path(args.init_from).name})" if args.init_from else name
+        res[label] = dd.curve(target, tok, ho, args.steps, args.every, over,
+                              feature_cache=feats, corpus=args.corpus, out=out,
+                              checkpoint_every=args.every if out else 0, resume=args.resume,
+                              log=lambda m: print(m, flush=True))
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=1))
 
@@ -97,6 +108,24 @@ def cmd_plot(args):
                 and "features" not in k}
     dd.plot(curves, args.out, base)
     print(args.out)
+
+
+def cmd_tau(args):
+    """tau of DFlash (blocks 8, 16) and D2SD on the bench prompts (bench --suite dflash's
+    decode_rows, restricted to --methods) for the given drafter folders."""
+    from specoracle.fastpath.models.bench_llm import bench_prompts
+    from specoracle.fastpath.models.dflash import DFlashDrafter
+    from specoracle.fastpath.models.dflash_bench import decode_rows, tau_table
+    target, tok, draft = _models(args, draft=True)
+    prompts = bench_prompts(tok, args.prompts, 64)
+    rows = decode_rows(target, draft, DFlashDrafter.load(args.dflash), DFlashDrafter.load(args.vp),
+                       prompts, args.new_tokens, temperatures=tuple(args.temperatures),
+                       methods=args.methods, progress=lambda m: print(m, flush=True))
+    print("\n".join(tau_table(rows)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(rows=rows, dflash=args.dflash, vp=args.vp,
+                                                   prompts=len(prompts), new_tokens=args.new_tokens),
+                                              indent=1))
 
 
 def main(argv=None):
@@ -116,12 +145,25 @@ def main(argv=None):
     c.add_argument("--steps", type=int, default=120)
     c.add_argument("--every", type=int, default=20)
     c.add_argument("--json")
+    c.add_argument("--init-from", help="continue from this drafter folder (same architecture)")
+    c.add_argument("--lr", type=float, help="override the variant's learning rate")
+    c.add_argument("--max-seconds", type=float, help="stop each run after this wall time")
+    c.add_argument("--out", help="save each variant's drafter (and checkpoints) under OUT/<variant>")
+    c.add_argument("--resume", action="store_true", help="continue each variant from OUT/<variant>/checkpoint")
+    u = sub.add_parser("tau", help="tau on the bench prompts (decode_rows of bench --suite dflash)")
+    u.add_argument("--dflash", default=str(SHIPPED / "cpu-dflash"))
+    u.add_argument("--vp", default=str(SHIPPED / "cpu-vp"))
+    u.add_argument("--methods", nargs="+", default=["dflash-b8", "dflash-b16", "d2sd"])
+    u.add_argument("--temperatures", nargs="+", type=float, default=[0.0, 1.0])
+    u.add_argument("--prompts", type=int, default=8)
+    u.add_argument("--new-tokens", type=int, default=160)
+    u.add_argument("--json")
     q = sub.add_parser("plot")
     q.add_argument("--curves", nargs="+", required=True)
     q.add_argument("--table")
     q.add_argument("--out", default=str(ROOT / "docs" / "figures" / "dflash_diagnosis.png"))
     args = p.parse_args(argv)
-    {"table": cmd_table, "curves": cmd_curves, "plot": cmd_plot}[args.cmd](args)
+    {"table": cmd_table, "curves": cmd_curves, "plot": cmd_plot, "tau": cmd_tau}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -126,3 +126,54 @@ def test_curve_heldout_and_plot(tmp_path):
     assert (tmp_path / "f.png").stat().st_size > 1000
     with pytest.raises(InvalidInput, match="anchors"):
         dd.heldout_blocks(t, tok, n_windows=2, anchors=(30,), block=4, seq_len=32, corpus=corpus)
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    """A run stopped after its checkpoint at step 3 and resumed ends with the weights of the
+    same run done in one go; a checkpoint of another config is refused."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abcdefgh" * 300)
+    t, tok = tiny_target(), CharTokenizer()
+    kw = dict(block_size=4, num_layers=1, intermediate_size=32, seq_len=32, anchors=4,
+              windows_per_step=2, corpus=corpus, steps=6, checkpoint_every=3)
+    whole, _ = train_dflash(t, tok, out=tmp_path / "a", **kw)
+
+    def stop(step, drafter, losses):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_dflash(t, tok, out=tmp_path / "b", callback=stop, callback_every=3, **kw)
+    again, m = train_dflash(t, tok, out=tmp_path / "b", resume=True, **kw)
+    assert m["steps"] == 6
+    for a, b in zip(whole.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(InvalidInput, match="resume"):
+        train_dflash(t, tok, out=tmp_path / "b", resume=True, **dict(kw, lr=1e-2))
+    with pytest.raises(InvalidInput, match="resume"):
+        train_dflash(t, tok, out=tmp_path / "c", resume=True, **kw)
+
+
+def test_gpu_run_script_at_tiny_size(tmp_path):
+    """scripts/dflash_gpu_run.py (the prepared GPU run) end to end at its --tiny size on the CPU:
+    one JSON with the baselines, both curves and tables, and the two bf16 drafters."""
+    import importlib.util
+    import json
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        "dflash_gpu_run", Path(__file__).resolve().parents[1] / "scripts" / "dflash_gpu_run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("<|endoftext|>".join(["abcdefg" * 40 + "hij" * i for i in range(12)]))
+    t = tiny_target()
+    res = mod.run(t, CharTokenizer(), t, tmp_path / "out", corpus=corpus, recipe=mod.TINY,
+                  budget=mod.TINY_BUDGET, log=lambda m: None)
+    back = json.loads((tmp_path / "out" / "dflash_gpu.json").read_text())
+    assert set(back) >= {"baselines", "dflash_curve", "vp_curve", "dflash_table", "vp_table"}
+    assert back["baselines"]["4"]["AR draft (greedy chain)"]["tau0"] == 4.0
+    assert [p["step"] for p in back["dflash_curve"]["points"]] == [0, 2, 4]
+    assert res["vp_curve"]["points"][-1]["step"] == 2
+    vp = DFlashDrafter.load(tmp_path / "out" / "vp")
+    assert vp.cfg.block_size == 4
+    assert mod.main(["--zoo", str(tmp_path / "nozoo"), "--out", str(tmp_path / "o")]) == 2

@@ -49,7 +49,8 @@ class HeldOut:
 
     def text(self, g: int, shift: int = 0) -> torch.Tensor:
         """Text tokens x_{a+k+shift}, k = 1..g-1 -> [S, A, g-1] (shift in {-1, 0, 1})."""
-        idx = torch.tensor([[a + k + shift for k in range(1, g)] for a in self.anchors])  # [A, g-1]
+        idx = torch.tensor([[a + k + shift for k in range(1, g)] for a in self.anchors],
+                           device=self.windows.device)                  # [A, g-1]
         return self.windows[:, idx]
 
 
@@ -190,15 +191,16 @@ def dflash_logits(target, drafter: DFlashDrafter, ho: HeldOut, g: int, features:
     elif features == "shuffled":
         hidden = tuple(torch.roll(h, 1, 0) for h in hidden)
     s, _ = ho.windows.shape
+    dev = ho.windows.device
     ctx = drafter.fuse(hidden)                                            # [S, L, D]
     head = lm_head(target)
     out = []
     for a in ho.anchors:
-        kv = drafter.context_kv(ctx[:, :a], torch.arange(a)[None].expand(s, -1))
-        rows = torch.zeros(s, g, dtype=torch.long, device=ho.windows.device)
+        kv = drafter.context_kv(ctx[:, :a], torch.arange(a, device=dev)[None].expand(s, -1))
+        rows = torch.zeros(s, g, dtype=torch.long, device=dev)
         rows[:, 0] = ho.windows[:, a]
-        x = block_embeddings(target, drafter, rows, torch.ones(s, dtype=torch.long))
-        pos = torch.arange(a, a + g)[None].expand(s, -1)
+        x = block_embeddings(target, drafter, rows, torch.ones(s, dtype=torch.long, device=dev))
+        pos = torch.arange(a, a + g, device=dev)[None].expand(s, -1)
         h = drafter(x, pos, kv)
         out.append(head(h.to(head.weight.dtype)).float())
     return torch.stack(out, 1)
@@ -278,15 +280,18 @@ VARIANTS = {
     "norm from target": dict(norm_init="target"),
     "layers (1,3,5)": dict(layer_ids=(1, 3, 5)),
     "anchors 24": dict(anchors=24),
+    "decay 2 + anchors 24": dict(gamma_decay=2.0, anchors=24),
 }
 
 
 def curve(target, tokenizer, ho: HeldOut, steps: int, every: int, overrides: dict,
-          feature_cache=None, blocks=(16, 8), corpus=None, log=None) -> dict:
+          feature_cache=None, blocks=(16, 8), corpus=None, log=None, out=None,
+          checkpoint_every: int = 0, resume: bool = False) -> dict:
     """Train one short variant (DIAG_BASE + overrides) and record, every ``every`` steps, the
     mean training loss since the last point and the held-out tau at T = 0 (1 + accepted drafts
     vs the target's greedy continuation) at each block of ``blocks``. Training tokens = steps x
-    windows x anchors x block (block positions trained)."""
+    windows x anchors x block (block positions trained); a continued run (``init_from`` in the
+    overrides) counts from 0. ``out``: where train_dflash saves the drafter (and checkpoints)."""
     from .dflash_train import train_dflash
     cfg = dict(DIAG_BASE, **overrides, steps=steps)
     per_step = cfg["windows_per_step"] * cfg["anchors"] * cfg["block_size"]
@@ -307,7 +312,8 @@ def curve(target, tokenizer, ho: HeldOut, steps: int, every: int, overrides: dic
             log(f"  step {step} {pt}")
 
     _, metrics = train_dflash(target, tokenizer, corpus=corpus, callback=cb, callback_every=every,
-                              feature_cache=feature_cache, **cfg)
+                              feature_cache=feature_cache, out=out, resume=resume,
+                              checkpoint_every=checkpoint_every, **cfg)
     return dict(overrides={k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()},
                 steps=steps, seconds=metrics["seconds"], points=points,
                 eval_loss=metrics["eval_loss"], layer_ids=metrics["layer_ids"])

@@ -238,7 +238,7 @@ def _lr(step: int, total: int, cfg: TrainConfig) -> float:
 
 def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=None, out=None,
                  progress: bool = False, log=None, checkpoint_every: int = 500, callback=None,
-                 callback_every: int = 0, feature_cache=None, **overrides):
+                 callback_every: int = 0, feature_cache=None, resume: bool = False, **overrides):
     """Train a DFlash (``objective="dflash"``) or VP (``objective="vp"``) drafter for ``target``.
 
     Returns ``(drafter, metrics)``; metrics holds the loss curve, the held-out loss and the
@@ -247,7 +247,11 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
     ``callback(step, drafter, losses)`` runs before step 0, every ``callback_every`` steps and
     after the last one (in eval mode, under no_grad; e.g. the held-out curves of
     dflash_diagnose). ``feature_cache``: a :class:`FeatureCache` over the same training windows
-    shared between runs (its layers must include the drafter's).
+    shared between runs (its layers must include the drafter's). Every ``checkpoint_every``
+    steps ``<out>/checkpoint`` receives the drafter and ``state.pt`` (optimizer, step, losses,
+    the data generator's state, the config); ``resume=True`` continues from it (same config,
+    same data: the run then equals an uninterrupted one up to the feature cache, which is
+    rebuilt).
     """
     cfg = TrainConfig(**{**(cfg.__dict__ if cfg else {}), **overrides}).validate()
     cfg.regen_temperatures = tuple(float(t) for t in cfg.regen_temperatures)
@@ -274,14 +278,22 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
             with torch.no_grad():
                 callback(step, drafter, losses)
             drafter.train()
-    call(0)
+    start = 0
+    ckpt = Path(out) / "checkpoint" if out is not None else None
+    if resume:
+        start = _resume(ckpt, cfg, drafter, opt, rng, losses, accs)
+        if log is not None:
+            log(f"resumed at step {start} from {ckpt}")
+    if start == 0:
+        call(0)
     t0 = time.perf_counter()
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, desc=f"train-{cfg.objective}", unit="step")
-    step = 0
-    for step in range(cfg.steps):
+    if bar is not None:
+        bar.update(start)
+    for step in range(start, cfg.steps):
         if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
             break
         for group in opt.param_groups:
@@ -305,7 +317,10 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
             log(f"step {step} loss {np.mean(losses[-50:]):.4f} prefix {np.mean(accs[-50:]):.3f} "
                 f"{time.perf_counter() - t0:.0f}s")
         if out is not None and checkpoint_every and (step + 1) % checkpoint_every == 0:
-            drafter.save(Path(out) / "checkpoint")
+            drafter.save(ckpt)
+            torch.save(dict(step=step + 1, opt=opt.state_dict(), losses=losses, accs=accs,
+                            rng=rng.bit_generator.state, config=_config_dict(cfg)),
+                       ckpt / "state.pt")
         if callback_every and (step + 1) % callback_every == 0 and step + 1 < cfg.steps:
             call(step + 1)
     if losses and not (callback_every and len(losses) % callback_every == 0 and len(losses) < cfg.steps):
@@ -320,14 +335,36 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
                    train_loss_first=losses[0] if losses else None,
                    train_loss_last=float(np.mean(losses[-10:])) if losses else None,
                    eval_loss=eval_loss, eval_accepted_prefix=eval_acc,
-                   losses=losses, config={k: (list(v) if isinstance(v, tuple) else v)
-                                          for k, v in cfg.__dict__.items() if k != "extra"},
+                   losses=losses, config=_config_dict(cfg),
                    layer_ids=list(dcfg.layer_ids))
     if out is not None:
         import json
         drafter.save(out)
         (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return drafter, metrics
+
+
+def _config_dict(cfg: TrainConfig) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()
+            if k != "extra"}
+
+
+def _resume(ckpt, cfg, drafter, opt, rng, losses, accs) -> int:
+    """Load ``ckpt`` (drafter, optimizer, losses, generator state) -> the next step."""
+    if ckpt is None or not (ckpt / "state.pt").is_file():
+        raise InvalidInput("resume", f"no checkpoint state at {ckpt} (train with out= first)")
+    state = torch.load(ckpt / "state.pt", weights_only=False)
+    mine = {k: v for k, v in _config_dict(cfg).items() if k not in ("max_seconds", "init_from")}
+    theirs = {k: v for k, v in state["config"].items() if k not in ("max_seconds", "init_from")}
+    if mine != theirs:
+        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise InvalidInput("resume", f"the checkpoint was trained with another config ({diff})")
+    drafter.load_state_dict(DFlashDrafter.load(ckpt).state_dict())
+    opt.load_state_dict(state["opt"])
+    rng.bit_generator.state = state["rng"]
+    losses.extend(state["losses"])
+    accs.extend(state["accs"])
+    return int(state["step"])
 
 
 def init_drafter(target, dcfg: DFlashConfig, cfg: TrainConfig) -> DFlashDrafter:
