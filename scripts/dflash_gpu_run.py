@@ -114,6 +114,8 @@ def main(argv=None):
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device: cuda is not available", file=sys.stderr)
         return 2
+    if args.device == "cuda":
+        torch.set_float32_matmul_precision("high")   # TF32 matmuls (the drafter trains in fp32)
     target, tok = load_model(str(zoo / "code-target"), device=args.device)
     draft, _ = load_model(str(zoo / "code-draft"), device=args.device)
     run(target, tok, draft, args.out, corpus=zoo / "corpus" / "heldout.txt.xz",

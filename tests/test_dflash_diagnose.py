@@ -177,3 +177,15 @@ def test_gpu_run_script_at_tiny_size(tmp_path):
     vp = DFlashDrafter.load(tmp_path / "out" / "vp")
     assert vp.cfg.block_size == 4
     assert mod.main(["--zoo", str(tmp_path / "nozoo"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_extrapolate_recovers_exact_laws():
+    t = np.array([1e4, 1e5, 1e6])
+    power = dd.extrapolate(t, 1 + 0.01 * t ** 0.5, goal=1 + 0.01 * 1e8 ** 0.5)
+    assert abs(power["power_alpha"] - 0.5) < 1e-9 and abs(power["power_tokens"] / 1e8 - 1) < 1e-6
+    lin = dd.extrapolate(t, 1.1 + 0.05 * np.log(t), goal=1.1 + 0.05 * np.log(1e9))
+    assert abs(lin["loglinear_tokens"] / 1e9 - 1) < 1e-6
+    flat = dd.extrapolate(t, [1.2, 1.1, 1.05], goal=2.0)
+    assert flat["power_tokens"] is None and flat["loglinear_tokens"] is None
+    with pytest.raises(InvalidInput, match="tokens"):
+        dd.extrapolate([0, 1e4], [1.0, 1.2], goal=2.0)

@@ -319,27 +319,62 @@ def curve(target, tokenizer, ho: HeldOut, steps: int, every: int, overrides: dic
                 eval_loss=metrics["eval_loss"], layer_ids=metrics["layer_ids"])
 
 
+def tokens_offset(overrides: dict) -> int:
+    """Block tokens the ``init_from`` drafter of a continued run was trained on (from its
+    metrics.json: steps x windows x anchors x block), 0 for a run from scratch."""
+    import json
+    from pathlib import Path
+    src = overrides.get("init_from")
+    if not src or not (Path(src) / "metrics.json").is_file():
+        return 0
+    m = json.loads((Path(src) / "metrics.json").read_text())
+    c = m["config"]
+    return int(m["steps"]) * c["windows_per_step"] * c["anchors"] * c["block_size"]
+
+
 def plot(curves: dict, path, baselines: dict | None = None, block: int = 16) -> None:
     """One figure: training loss (left) and held-out tau at T = 0 at ``block`` (right) against
-    training tokens, one line per variant; baselines as horizontal lines."""
+    training block tokens (log scale; a continued run starts at its initial drafter's tokens),
+    one line per variant; baselines as horizontal lines."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, c in curves.items():
-        pts = [p for p in c["points"] if p["train_loss"] is not None]
-        ax1.plot([p["tokens"] for p in pts], [p["train_loss"] for p in pts], label=name)
-        ax2.plot([p["tokens"] for p in c["points"]], [p[f"tau0_b{block}"] for p in c["points"]],
+        off = tokens_offset(c.get("overrides", {}))
+        pts = [p for p in c["points"] if p["tokens"] + off > 0]
+        lp = [p for p in pts if p["train_loss"] is not None]
+        ax1.plot([p["tokens"] + off for p in lp], [p["train_loss"] for p in lp], marker=".", label=name)
+        ax2.plot([p["tokens"] + off for p in pts], [p[f"tau0_b{block}"] for p in pts],
                  marker=".", label=name)
     for name, v in (baselines or {}).items():
         ax2.axhline(v, ls="--", lw=0.8, color="gray")
-        ax2.text(0, v, f" {name}", fontsize=7, va="bottom", color="gray")
-    ax1.set_xlabel("training block tokens")
+        ax2.text(ax2.get_xlim()[0], v, f" {name}", fontsize=7, va="bottom", color="gray")
+    for ax in (ax1, ax2):
+        ax.set_xscale("log")
+        ax.set_xlabel("training block tokens (steps x windows x anchors x block)")
+        ax.legend(fontsize=7)
     ax1.set_ylabel("weighted CE (train, nats)")
-    ax2.set_xlabel("training block tokens")
     ax2.set_ylabel(f"held-out tau, T=0, block {block}")
-    ax1.legend(fontsize=7)
-    ax2.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def extrapolate(tokens, tau, goal: float) -> dict:
+    """Least-squares fits of held-out tau against training tokens and the tokens at which each
+    reaches ``goal``: a power law in the accepted drafts, log(tau - 1) = log c + alpha log(t),
+    and a log-linear law, tau = a + b log(t) (None where the fitted curve never gets there).
+    Two models because a handful of noisy points cannot choose between them."""
+    t = np.asarray(tokens, dtype=float)
+    y = np.asarray(tau, dtype=float)
+    keep = (t > 0) & (y > 1)
+    if keep.sum() < 2:
+        raise InvalidInput("tokens", "need at least two points with tokens > 0 and tau > 1")
+    lt = np.log(t[keep])
+    alpha, logc = np.polyfit(lt, np.log(y[keep] - 1), 1)
+    b, a = np.polyfit(lt, y[keep], 1)
+    power = float(np.exp((np.log(goal - 1) - logc) / alpha)) if alpha > 0 else None
+    loglin = float(np.exp((goal - a) / b)) if b > 0 else None
+    return dict(power_alpha=float(alpha), power_tokens=power, loglinear_slope=float(b),
+                loglinear_tokens=loglin, goal=goal, points=int(keep.sum()))
