@@ -106,7 +106,13 @@ def cmd_plot(args):
         rows = json.loads(Path(args.table).read_text())["blocks"]["16"]
         base = {k: v["tau0"] for k, v in rows.items() if k.startswith(("bigram", "AR draft", "cpu-dflash"))
                 and "features" not in k}
-    dd.plot(curves, args.out, base)
+    fit = None
+    if args.fit:
+        pts = [(p["tokens"] + dd.tokens_offset(curves[n].get("overrides", {})), p["tau0_b16"])
+               for n in args.fit for p in curves[n]["points"]]
+        fit = dd.extrapolate([t for t, _ in pts], [y for _, y in pts], args.goal)
+        print(json.dumps(fit))
+    dd.plot(curves, args.out, base, fit=fit)
     print(args.out)
 
 
@@ -161,6 +167,8 @@ def main(argv=None):
     q = sub.add_parser("plot")
     q.add_argument("--curves", nargs="+", required=True)
     q.add_argument("--table")
+    q.add_argument("--fit", nargs="+", help="curves whose points (block 16) the power law is fitted to")
+    q.add_argument("--goal", type=float, default=2.715, help="tau the fit is extrapolated to")
     q.add_argument("--out", default=str(ROOT / "docs" / "figures" / "dflash_diagnosis.png"))
     args = p.parse_args(argv)
     {"table": cmd_table, "curves": cmd_curves, "plot": cmd_plot, "tau": cmd_tau}[args.cmd](args)

@@ -332,10 +332,12 @@ def tokens_offset(overrides: dict) -> int:
     return int(m["steps"]) * c["windows_per_step"] * c["anchors"] * c["block_size"]
 
 
-def plot(curves: dict, path, baselines: dict | None = None, block: int = 16) -> None:
+def plot(curves: dict, path, baselines: dict | None = None, block: int = 16,
+         fit: dict | None = None) -> None:
     """One figure: training loss (left) and held-out tau at T = 0 at ``block`` (right) against
     training block tokens (log scale; a continued run starts at its initial drafter's tokens),
-    one line per variant; baselines as horizontal lines."""
+    one line per variant; baselines as horizontal lines; ``fit`` (an :func:`extrapolate` result)
+    adds its power law, dashed, up to the tokens it predicts."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -347,9 +349,14 @@ def plot(curves: dict, path, baselines: dict | None = None, block: int = 16) -> 
         ax1.plot([p["tokens"] + off for p in lp], [p["train_loss"] for p in lp], marker=".", label=name)
         ax2.plot([p["tokens"] + off for p in pts], [p[f"tau0_b{block}"] for p in pts],
                  marker=".", label=name)
+    if fit and fit.get("power_tokens"):
+        t = np.geomspace(1e4, fit["power_tokens"] * 1.5, 50)
+        ax2.plot(t, 1 + fit["power_c"] * t ** fit["power_alpha"], ls=":", color="black",
+                 label=f"power-law fit (alpha {fit['power_alpha']:.2f})")
     for name, v in (baselines or {}).items():
         ax2.axhline(v, ls="--", lw=0.8, color="gray")
-        ax2.text(ax2.get_xlim()[0], v, f" {name}", fontsize=7, va="bottom", color="gray")
+        ax2.text(0.01, v, name, fontsize=7, va="bottom", color="gray",
+                 transform=ax2.get_yaxis_transform())
     for ax in (ax1, ax2):
         ax.set_xscale("log")
         ax.set_xlabel("training block tokens (steps x windows x anchors x block)")
@@ -376,5 +383,5 @@ def extrapolate(tokens, tau, goal: float) -> dict:
     b, a = np.polyfit(lt, y[keep], 1)
     power = float(np.exp((np.log(goal - 1) - logc) / alpha)) if alpha > 0 else None
     loglin = float(np.exp((goal - a) / b)) if b > 0 else None
-    return dict(power_alpha=float(alpha), power_tokens=power, loglinear_slope=float(b),
+    return dict(power_alpha=float(alpha), power_c=float(np.exp(logc)), power_tokens=power, loglinear_slope=float(b),
                 loglinear_tokens=loglin, goal=goal, points=int(keep.sum()))
