@@ -48,8 +48,9 @@ def _row(method, temperature, k, tokens, seconds, tau=None, **extra):
 
 def decode_rows(target, draft, dflash, vp, prompts, new_tokens: int, temperatures=(0.0, 1.0),
                 clock=None, progress=lambda msg: None, blocks=(8, 16), k_ar: int = 4,
-                branches: int = 4, d2sd_block: int | None = None) -> list:
-    """One row per (method, T): same prompts and seeds for every method."""
+                branches: int = 4, d2sd_block: int | None = None, methods=None) -> list:
+    """One row per (method, T): same prompts and seeds for every method. ``methods``: a subset
+    of the method names to run (default all; without "target", ``vs_target`` is None)."""
     import time
 
     from specoracle.fastpath.models.dflash.d2sd import generate_d2sd
@@ -73,6 +74,8 @@ def decode_rows(target, draft, dflash, vp, prompts, new_tokens: int, temperature
                                                    k_branches=branches, block_size=d2sd_block)
         base = None
         for name, fn in runs.items():
+            if methods is not None and name not in methods:
+                continue
             progress(f"dflash: {name} T={temp}")
             toks, secs, taus, nodes = 0, 0.0, [], []
             for i, pr in enumerate(prompts):
@@ -93,8 +96,9 @@ def decode_rows(target, draft, dflash, vp, prompts, new_tokens: int, temperature
             row = _row(name, temp, k, toks, secs, tau=float(np.mean(taus)) if taus else 1.0)
             if nodes:
                 row["tree_nodes"] = float(np.mean(nodes))
-            base = base or row
-            row["vs_target"] = base["median_us"] / row["median_us"]
+            if name == "target":
+                base = row
+            row["vs_target"] = base["median_us"] / row["median_us"] if base else None
             rows.append(row)
     return rows
 
@@ -163,8 +167,9 @@ def tau_table(rows) -> list:
     out = ["| method | K | T | tau (bonus incl.) | tok/s | vs target |", "|---|---|---|---|---|---|"]
     for r in rows:
         if r["op"] == "dflash-decode":
+            vs = "-" if r["vs_target"] is None else f"{r['vs_target']:.2f}x"
             out.append(f"| {r['backend']} | {r['K']} | {r['T']:g} | {r['tau']:.3f} | "
-                       f"{r['tok_per_s']:.1f} | {r['vs_target']:.2f}x |")
+                       f"{r['tok_per_s']:.1f} | {vs} |")
     return out
 
 

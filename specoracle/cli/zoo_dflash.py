@@ -42,7 +42,8 @@ def add_parser(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default="zoo:code-target", help="zoo:NAME or a local HF folder")
     p.add_argument("--out", required=True, type=_args.output_dir, help="output folder")
-    p.add_argument("--recipe", choices=["cpu", "gpu", "shipped-dflash", "shipped-vp"], default="cpu",
+    p.add_argument("--recipe", choices=["cpu", "gpu", "shipped-dflash", "shipped-vp",
+                                        "shipped-dflash-continue"], default="cpu",
                    help="cpu: 1 layer, block 8, < 10 min on 2 cores; gpu: 5 layers, block 16; "
                         "shipped-dflash / shipped-vp: the recipes of the shipped drafters "
                         "(objective included; run with --threads 1 to reproduce them)")
@@ -61,6 +62,8 @@ def add_parser(subparsers) -> None:
                       ("max-chars", count), ("max-seconds", number), ("gamma-decay", number),
                       ("prompt-len", count), ("regen-windows", count)):
         p.add_argument(f"--{name}", type=typ, default=None, help="override the recipe")
+    p.add_argument("--init-from", default=None, type=_args.input_dir,
+                   help="continue from this drafter folder (required by shipped-dflash-continue)")
     p.add_argument("--seed", type=_args.seed, default=0)
     p.add_argument("--device", type=_args.device, default="cpu")
     p.add_argument("--threads", type=_args.positive_int, default=None, help="torch CPU threads")
@@ -97,6 +100,12 @@ def run(args) -> int:
         recipe.update(objective=args.objective, prefix_beta=args.prefix_beta,
                       prefix_tau=args.prefix_tau)
     recipe.update(seed=args.seed)
+    if args.init_from:
+        recipe["init_from"] = str(args.init_from)
+    elif args.recipe == "shipped-dflash-continue":
+        print("error: --init-from: shipped-dflash-continue needs the shipped-dflash run's folder",
+              file=sys.stderr)
+        return 2
     try:
         target, tok = load_model(args.target, device=args.device)
         if args.device != "cpu":

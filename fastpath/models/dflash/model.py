@@ -76,10 +76,20 @@ class DFlashConfig:
 
     @classmethod
     def for_target(cls, target_config, *, num_layers=2, n_features=None, block_size=8,
-                   intermediate_size=None, objective="dflash"):
+                   intermediate_size=None, objective="dflash", layer_ids=None):
         """A config matching the target's width, heads and RoPE; ``n_features`` defaults to
-        the number of draft layers (the paper's code)."""
+        the number of draft layers (the paper's code); ``layer_ids`` (target layer indices)
+        overrides the paper's formula."""
         n_features = num_layers if n_features is None else n_features
+        n_target = int(target_config.num_hidden_layers)
+        if layer_ids is None:
+            layer_ids = target_layer_ids(n_target, n_features)
+        else:
+            layer_ids = tuple(int(i) for i in layer_ids)
+            for j, i in enumerate(layer_ids):
+                if not 0 <= i < n_target:
+                    raise InvalidInput("layer_ids", f"target layer {i} outside [0, {n_target})",
+                                       index=j)
         rope = getattr(target_config, "rope_parameters", None) or {}
         theta = rope.get("rope_theta", getattr(target_config, "rope_theta", 10000.0))
         d = int(target_config.hidden_size)
@@ -88,7 +98,7 @@ class DFlashConfig:
                    head_dim=int(getattr(target_config, "head_dim", None) or d // heads),
                    intermediate_size=int(intermediate_size or target_config.intermediate_size),
                    block_size=int(block_size),
-                   layer_ids=target_layer_ids(int(target_config.num_hidden_layers), n_features),
+                   layer_ids=layer_ids,
                    vocab_size=int(target_config.vocab_size),
                    rms_norm_eps=float(getattr(target_config, "rms_norm_eps", 1e-6)),
                    rope_theta=float(theta), objective=objective)

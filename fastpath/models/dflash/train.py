@@ -78,6 +78,9 @@ class TrainConfig:
     regen_temperatures: tuple = (0.0, 1.0)
     regen_batch: int = 128
     cache_features: bool = True
+    layer_ids: tuple | None = None      # target layers of the features; None: the paper's formula
+    norm_init: str = "ones"             # drafter's final RMSNorm weight: "ones" or "target" (copy)
+    init_from: str | None = None        # continue from a saved drafter folder (same architecture)
     extra: dict = field(default_factory=dict)
 
     def decay(self) -> float:
@@ -89,6 +92,8 @@ class TrainConfig:
         return max(1, self.prompt_len - 1) if self.data == "regenerated" else 1
 
     def validate(self):
+        if self.norm_init not in ("ones", "target"):
+            raise InvalidInput("norm_init", f"must be 'ones' or 'target', got {self.norm_init!r}")
         if self.data not in ("corpus", "regenerated"):
             raise InvalidInput("data", f"must be 'corpus' or 'regenerated', got {self.data!r}")
         if self.objective not in ("dflash", "vp"):
@@ -127,6 +132,10 @@ _SHIPPED_BASE = dict(block_size=16, num_layers=1, n_features=2, intermediate_siz
 SHIPPED_RECIPES = {
     "shipped-dflash": dict(_SHIPPED_BASE, objective="dflash"),
     "shipped-vp": dict(_SHIPPED_BASE, objective="vp", prefix_beta=0.7, prefix_tau=4.0),
+    # issue 19: the shipped cpu-dflash is "shipped-dflash" continued by this recipe (init_from =
+    # the first stage's output folder; corpus windows, 300-step cosine from lr 5e-4)
+    "shipped-dflash-continue": dict(_SHIPPED_BASE, objective="dflash", data="corpus", lr=5e-4,
+                                    steps=300, max_seconds=2900.0),
 }
 
 
@@ -232,12 +241,21 @@ def _lr(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=None, out=None,
-                 progress: bool = False, log=None, checkpoint_every: int = 500, **overrides):
+                 progress: bool = False, log=None, checkpoint_every: int = 500, callback=None,
+                 callback_every: int = 0, feature_cache=None, resume: bool = False, **overrides):
     """Train a DFlash (``objective="dflash"``) or VP (``objective="vp"``) drafter for ``target``.
 
     Returns ``(drafter, metrics)``; metrics holds the loss curve, the held-out loss and the
     held-out mean accepted prefix of argmax drafts against the text (teacher-forced), the
     wall-clock time and the config. With ``out``, saves the drafter and ``metrics.json`` there.
+    ``callback(step, drafter, losses)`` runs before step 0, every ``callback_every`` steps and
+    after the last one (in eval mode, under no_grad; e.g. the held-out curves of
+    dflash_diagnose). ``feature_cache``: a :class:`FeatureCache` over the same training windows
+    shared between runs (its layers must include the drafter's). Every ``checkpoint_every``
+    steps ``<out>/checkpoint`` receives the drafter and ``state.pt`` (optimizer, step, losses,
+    the data generator's state, the config); ``resume=True`` continues from it (same config,
+    same data: the run then equals an uninterrupted one up to the feature cache, which is
+    rebuilt).
     """
     cfg = TrainConfig(**{**(cfg.__dict__ if cfg else {}), **overrides}).validate()
     cfg.regen_temperatures = tuple(float(t) for t in cfg.regen_temperatures)
@@ -245,22 +263,41 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
     train_w, eval_w, data_info = training_windows(target, tokenizer, cfg, corpus, out, progress, log)
     dcfg = DFlashConfig.for_target(target.config, num_layers=cfg.num_layers, n_features=cfg.n_features,
                                    block_size=cfg.block_size, intermediate_size=cfg.intermediate_size,
-                                   objective=cfg.objective)
-    with torch.random.fork_rng():
-        torch.manual_seed(cfg.seed)
-        drafter = DFlashDrafter(dcfg)
+                                   objective=cfg.objective, layer_ids=cfg.layer_ids)
+    drafter = init_drafter(target, dcfg, cfg)
     dev = next(target.parameters()).device
     drafter.to(dev).train()
     opt = torch.optim.AdamW(drafter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     losses, accs = [], []
-    feats = FeatureCache(target, dcfg.layer_ids, len(train_w)) if cfg.cache_features else None
+    feats = feature_cache
+    if feats is not None and not set(dcfg.layer_ids) <= set(feats.layer_ids):
+        raise InvalidInput("feature_cache", f"holds layers {feats.layer_ids}, the drafter needs "
+                           f"{dcfg.layer_ids}")
+    if feats is None and cfg.cache_features:
+        feats = FeatureCache(target, dcfg.layer_ids, len(train_w))
+
+    def call(step):
+        if callback is not None:
+            drafter.eval()
+            with torch.no_grad():
+                callback(step, drafter, losses)
+            drafter.train()
+    start = 0
+    ckpt = Path(out) / "checkpoint" if out is not None else None
+    if resume:
+        start = _resume(ckpt, cfg, drafter, opt, rng, losses, accs)
+        if log is not None:
+            log(f"resumed at step {start} from {ckpt}")
+    if start == 0:
+        call(0)
     t0 = time.perf_counter()
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, desc=f"train-{cfg.objective}", unit="step")
-    step = 0
-    for step in range(cfg.steps):
+    if bar is not None:
+        bar.update(start)
+    for step in range(start, cfg.steps):
         if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
             break
         for group in opt.param_groups:
@@ -284,7 +321,14 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
             log(f"step {step} loss {np.mean(losses[-50:]):.4f} prefix {np.mean(accs[-50:]):.3f} "
                 f"{time.perf_counter() - t0:.0f}s")
         if out is not None and checkpoint_every and (step + 1) % checkpoint_every == 0:
-            drafter.save(Path(out) / "checkpoint")
+            drafter.save(ckpt)
+            torch.save(dict(step=step + 1, opt=opt.state_dict(), losses=losses, accs=accs,
+                            rng=rng.bit_generator.state, config=_config_dict(cfg)),
+                       ckpt / "state.pt")
+        if callback_every and (step + 1) % callback_every == 0 and step + 1 < cfg.steps:
+            call(step + 1)
+    if losses and not (callback_every and len(losses) % callback_every == 0 and len(losses) < cfg.steps):
+        call(len(losses))
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - t0
@@ -295,14 +339,62 @@ def train_dflash(target, tokenizer, cfg: TrainConfig | None = None, *, corpus=No
                    train_loss_first=losses[0] if losses else None,
                    train_loss_last=float(np.mean(losses[-10:])) if losses else None,
                    eval_loss=eval_loss, eval_accepted_prefix=eval_acc,
-                   losses=losses, config={k: (list(v) if isinstance(v, tuple) else v)
-                                          for k, v in cfg.__dict__.items() if k != "extra"},
+                   losses=losses, config=_config_dict(cfg),
                    layer_ids=list(dcfg.layer_ids))
     if out is not None:
         import json
         drafter.save(out)
         (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return drafter, metrics
+
+
+def _config_dict(cfg: TrainConfig) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()
+            if k != "extra"}
+
+
+def _resume(ckpt, cfg, drafter, opt, rng, losses, accs) -> int:
+    """Load ``ckpt`` (drafter, optimizer, losses, generator state) -> the next step."""
+    if ckpt is None or not (ckpt / "state.pt").is_file():
+        raise InvalidInput("resume", f"no checkpoint state at {ckpt} (train with out= first)")
+    state = torch.load(ckpt / "state.pt", weights_only=False)
+    mine = {k: v for k, v in _config_dict(cfg).items() if k not in ("max_seconds", "init_from")}
+    theirs = {k: v for k, v in state["config"].items() if k not in ("max_seconds", "init_from")}
+    if mine != theirs:
+        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        raise InvalidInput("resume", f"the checkpoint was trained with another config ({diff})")
+    drafter.load_state_dict(DFlashDrafter.load(ckpt).state_dict())
+    opt.load_state_dict(state["opt"])
+    rng.bit_generator.state = state["rng"]
+    losses.extend(state["losses"])
+    accs.extend(state["accs"])
+    return int(state["step"])
+
+
+def init_drafter(target, dcfg: DFlashConfig, cfg: TrainConfig) -> DFlashDrafter:
+    """A fresh drafter (torch seeded with ``cfg.seed``), or ``cfg.init_from``'s weights (the
+    architecture must match); ``norm_init="target"`` copies the target's final-norm weight into
+    the drafter's final RMSNorm, so the shared frozen head starts at the target's logit scale
+    (the zoo target's weight averages 1.93; a fresh RMSNorm has 1)."""
+    from dataclasses import asdict
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        drafter = DFlashDrafter(dcfg)
+    if cfg.init_from is not None:
+        old = DFlashDrafter.load(cfg.init_from)
+        mine, theirs = asdict(dcfg), asdict(old.cfg)
+        diff = [k for k in mine if k not in ("objective", "extra") and mine[k] != theirs[k]
+                and not (k == "layer_ids" and tuple(mine[k]) == tuple(theirs[k]))]
+        if diff:
+            raise InvalidInput("init_from", f"{cfg.init_from} has another architecture ({diff})")
+        drafter.load_state_dict(old.state_dict())
+    if cfg.norm_init == "target":
+        final = getattr(getattr(target, "model", None), "norm", None)
+        if final is None or tuple(final.weight.shape) != tuple(drafter.norm.weight.shape):
+            raise InvalidInput("norm_init", "the target has no final norm of the drafter's width")
+        with torch.no_grad():
+            drafter.norm.weight.copy_(final.weight.float())
+    return drafter
 
 
 def training_windows(target, tokenizer, cfg: TrainConfig, corpus=None, out=None, progress=False,
