@@ -8,7 +8,7 @@ It holds, under one spelling of the backend names (:data:`BACKENDS`):
 * **subjects** -- every public sampler / verifier of reference/ (:data:`SUBJECTS`), with the
   certify names of the oracle itself and, where no fast path has a twin, the reason (a
   visible exemption); the public reference functions that are not samplers (closed forms,
-  validation helpers) are listed in :data:`NOT_SAMPLERS`, so tests/test_registry.py can walk
+  validation helpers) are listed in :data:`NOT_SAMPLERS`, so tests/fastpath/test_registry.py can walk
   reference/ and fail on a function that is in neither table;
 * **ops** -- every parity op (:class:`Op`): its oracle subject(s), its input factory and
   comparison rule (tests/TOLERANCES.md), and its certify name (``<backend>.<certify>``, the
@@ -45,7 +45,7 @@ PACKAGES = {"reference": "specoracle.reference", "numpy_batch": "specoracle.fast
             "numba": "specoracle.fastpath.numba_cpu", "torch": "specoracle.fastpath.torch_cuda"}
 #: the fast-path backends (parity and the fast-path certify names are about these)
 FASTPATH_BACKENDS = BACKENDS[1:]
-#: spellings used before issue 16 (package names); rejected with a hint, not aliased
+#: old spellings (the package names); rejected with a hint, not aliased
 RETIRED_SPELLINGS = {"numba_cpu": "numba", "torch_cuda": "torch"}
 #: backends that by design twin only some reference modules: the batched NumPy twins exist
 #: where the oracle's own loops need speed (reference/diffusion.py's verifier), so their absence
@@ -103,7 +103,7 @@ SUBJECTS = {s.name: s for s in (
     Subject("categorical.sample_categorical_rows", no_twin=(
         "sample_categorical over rows; its numba and torch homes (numba_cpu.categorical."
         "sample_categorical_rows, torch_cuda._common.sample_rows) are checked draw by draw "
-        "against it in tests/test_inverse_cdf.py, not as a parity op")),
+        "against it in tests/fastpath/test_inverse_cdf.py, not as a parity op")),
     Subject("categorical.verify_chain", certify=("reference.chain",)),
     Subject("processing.process_logits", certify=("reference.chain_logits",)),
     Subject("categorical.verify_block", certify=("reference.block",)),

@@ -1,4 +1,4 @@
-"""The four Gaussian theorems of issue 3 (ALGORITHMS.md §2.1-2.5, §4.3, T6-T8), each
+"""The four Gaussian theorems (ALGORITHMS.md §2.1-2.5, §4.3, T6-T8), each
 proved symbolically (sympy) or by numerical quadrature of the exact density, AND
 checked against reference/gaussian.py's own functions so that a bug in the code
 fails the proof.

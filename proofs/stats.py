@@ -40,7 +40,7 @@ null probability 0 has lam = infinity: our tests give p = 0 for any such observa
 Simulated null (``null="simulated"``, what :mod:`specoracle.proofs.certify` uses).
 With merged cells near an expected count of 5 the chi-square(df) tail is too light at
 the small per-check levels a run needs: at 5e-5, 10 cells of expected 5 reject 2.0x as
-often as stated, 10 cells of expected 40 still 1.2x (2M-replicate simulation; issue 20).
+often as stated, 10 cells of expected 40 still 1.2x (2M-replicate simulation).
 The simulated p-value instead compares the observed statistic with statistics of
 multinomial(n, merged null) draws, by Besag & Clifford's sequential procedure
 (Biometrika 78 (1991) 301): draw until ``h = MC_EXCEEDANCES`` simulated statistics are

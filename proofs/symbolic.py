@@ -758,7 +758,7 @@ def check_block_lossless_symbolic(quick: bool = True, sizes=None):
     """Block verification's output law, completed to K+1 tokens, is p^{(x)(K+1)} for
     symbolic context-free rows: V = 2, 3 with K = 1, and V = 2 with K = 2. ``sizes``
     [(V, K)] overrides; V = 3, K = 2 (611 sign cases, ~3 CPU minutes) runs in the
-    slow test suite: tests/test_proofs_symbolic.py."""
+    slow test suite: tests/proofs/test_proofs_symbolic.py."""
     cases = 0
     sizes = sizes or [(2, 1), (3, 1), (2, 2)]
     for v, k in sizes:

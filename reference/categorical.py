@@ -77,7 +77,7 @@ def sample_categorical_rows(weights, u):
     the threshold is ``u * total``, the id is the smallest i with ``threshold < running_i``
     (that i always has w_i > 0, since running_i > threshold >= running_{i-1}); where no i
     qualifies (``rounding``, the ``cdf_rounding`` fallback) the last id of positive weight.
-    Row by row equal to :func:`sample_categorical` (tests/test_discrete_fallbacks.py); the
+    Row by row equal to :func:`sample_categorical` (tests/reference/test_discrete_fallbacks.py); the
     proofs and the parity input factories draw many samples through it.
 
     Raises InvalidInput for a negative or NaN weight, a row whose total is not positive,

@@ -62,7 +62,7 @@ class Verdict:
         Tree verifiers only: the node indices of the accepted path (root excluded).
 
     Invariant on ``len(tokens)``, by verifier family (tested for every verifier of
-    reference/ in tests/test_discrete_properties.py):
+    reference/ in tests/reference/test_discrete_properties.py):
 
     * whole rounds, ``verify_chain``, ``verify_block``, ``verify_greedy``,
       ``verify_mss_tree``, ``verify_tree_deterministic``:

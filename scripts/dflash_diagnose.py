@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Diagnose the DFlash / VP drafters of the zoo target on fixed held-out blocks (issue 19).
+"""Diagnose the DFlash / VP drafters of the zoo target on fixed held-out blocks.
 
   python scripts/dflash_diagnose.py table --json runs/diag/table.json
   python scripts/dflash_diagnose.py curves --variants "shipped recipe" "decay 2" --steps 120 \\

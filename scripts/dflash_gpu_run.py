@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The prepared GPU run of issue 19: train the DFlash drafter and D2SD's VP drafter of the zoo
+"""The prepared GPU run: train the DFlash drafter and D2SD's VP drafter of the zoo
 target on one GPU in at most about 10 minutes, measure them on the diagnosis' held-out blocks,
 and write ONE JSON (plus the two drafters) under --out.
 
@@ -19,7 +19,7 @@ What it does (times are budgets, not measurements: this run has not been made ye
      (blocks 16 and 8) and writes ``dflash_gpu.json`` (rewritten after every phase, so a run cut
      by the time limit still returns what it did) and the drafters (bf16) in OUT/dflash, OUT/vp.
 
-``--tiny`` shrinks everything (CPU smoke run; tests/test_dflash_diagnose.py runs :func:`run`).
+``--tiny`` shrinks everything (CPU smoke run; tests/fastpath/models/dflash/test_dflash_diagnose.py runs :func:`run`).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """pytest plugin: certify samplers from any test suite under ONE false-positive budget
-(issue 17; registered as the ``pytest11`` entry point ``specoracle.pytest_plugin``).
+(registered as the ``pytest11`` entry point ``specoracle.pytest_plugin``).
 
 Set the suite's budget once::
 

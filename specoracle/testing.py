@@ -1,4 +1,4 @@
-"""Certification from a test suite: :func:`assert_lossless` (issue 17).
+"""Certification from a test suite: :func:`assert_lossless`.
 
 >>> from specoracle.testing import assert_lossless
 >>> from specoracle.reference.categorical import verify_chain_rng

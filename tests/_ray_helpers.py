@@ -1,4 +1,4 @@
-"""The local Ray of the Ray tests (tests/test_sweep_ray.py, tests/test_engines_ray.py): import
+"""The local Ray of the Ray tests (tests/proofs/certify/test_sweep_ray.py, tests/proofs/certify/test_engines_ray.py): import
 the fixture (``from _ray_helpers import local_ray``) in a module that has already done
 ``pytest.importorskip("ray")``.
 

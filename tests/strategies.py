@@ -1,5 +1,5 @@
 """Hypothesis strategies of the test suite: the ONE place where property tests get
-their inputs (issue 16). Test helper, not a test module.
+their inputs. Test helper, not a test module.
 
 Every strategy draws small objects so that exact arithmetic (Fractions, the
 interval-uniform integrator of tests/_discrete_exact.py) stays cheap, and forces the

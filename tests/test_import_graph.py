@@ -1,4 +1,4 @@
-"""The import graph of the installed ``specoracle`` package (issue 16; DESIGN.md principle 8:
+"""The import graph of the installed ``specoracle`` package (DESIGN.md principle 8:
 the folder order is the import order, no import cycles).
 
 The graph is read from the source with :mod:`ast`, nothing is imported: every ``.py`` file
@@ -26,7 +26,7 @@ model, proof, bench or CLI module; proofs may import fastpath and models (certif
 fast paths and real engines is their job); benchmarks time everything, so they sit above
 proofs (the LLM suite drives the vLLM engine of proofs/certify/engines as a speed anchor),
 and nothing below the CLI imports a benchmark; only the CLI / front door imports the CLI.
-This places bench above models, not beside the kernels as the first sketch of issue 16 had
+This places bench above models, not beside the kernels as the first sketch of the layout had
 it: the model suites (LLM, DFlash, diffusion) must import the models they time.
 
 Checks:
@@ -34,7 +34,7 @@ Checks:
   (b) no layer violation among ALL imports (a function-level import that reaches up is as
       much a dependency as a module-level one);
   (c) no cycle among ALL imports: a function-level import that closes a cycle only hides it
-      (the cycles issue 16 named were of this kind); the shared piece belongs in the lower
+      (the old cycles were of this kind); the shared piece belongs in the lower
       module.
 Exemptions are listed below, each with its reason; an exemption that no longer occurs fails
 the test (it must be deleted), so the lists only shrink.
@@ -56,7 +56,7 @@ EXEMPT_EDGES = {
         "so it is always initialised before any of them (no cycle possible)",
 }
 
-# violations still to remove (issue 16, whose files they are in brackets): (importer, imported) -> how
+# violations still to remove (whose files they are in brackets): (importer, imported) -> how
 PENDING_EDGES = {
 }
 # cycles of the all-imports graph still to remove: frozenset of modules -> how

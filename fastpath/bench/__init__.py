@@ -13,7 +13,7 @@ touching this file::
     register_suite("e2e-llm", "cuda", run_my_suite)   # run_my_suite(ctx) -> list[dict]
 
 A suite returns rows ``{"op", "backend", "B", ..., "median_us", "floor_us",
-"vs_<baseline>": ...}`` (the JSON schema of issue 6; extra keys are allowed). ``backend``
+"vs_<baseline>": ...}`` (the JSON schema of docs/PERFORMANCE.md; extra keys are allowed). ``backend``
 uses the registry's vocabulary (reference, numba, torch, ...) for specoracle's own code
 and names the baseline otherwise (torch_plain, hf, vllm, ...).
 
@@ -176,7 +176,7 @@ def device_name() -> str:
 
 
 def run_suites(names, ctx: BenchContext, device: str) -> dict:
-    """Run the named suites; return the JSON document of issue 6."""
+    """Run the named suites; return the JSON document (schema above)."""
     import os
 
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None

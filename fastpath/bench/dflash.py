@@ -1,5 +1,5 @@
 """``specoracle bench --device cpu --suite dflash``: tau and speed of the AR zoo draft, DFlash and
-D2SD on the zoo target, in ONE run on the SAME prompts (issue 10; ALGORITHMS.md §5.1: tau = mean
+D2SD on the zoo target, in ONE run on the SAME prompts (ALGORITHMS.md §5.1: tau = mean
 committed tokens per cycle, bonus included).
 
 Methods (batch 1, each prompt decoded in turn, seed = prompt index, T in {0, 1}):

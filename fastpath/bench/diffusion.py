@@ -1,4 +1,4 @@
-"""The ``diffusion`` bench suite (issue 9): plain ancestral sampling vs speculative sampling
+"""The ``diffusion`` bench suite: plain ancestral sampling vs speculative sampling
 of whole batches, on the zoo's digits net and on the analytic Gaussian mixture.
 
 For each model, K in {100, 1000} steps and window L in {4, 8, 16}: the plain chain, then

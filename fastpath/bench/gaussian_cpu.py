@@ -1,5 +1,5 @@
 """Gaussian rows of the CPU ``kernels`` bench: block verification of B windows of L
-steps in d dimensions, and B*L independent Gamma-coupling steps (issue 6 shapes
+steps in d dimensions, and B*L independent Gamma-coupling steps (the kernel bench shapes
 (B, L, d) in {(1024, 8, 2), (256, 8, 3072)}).
 
 Backends: the reference (one window / step per call, timed on a subset and scaled),

@@ -1,4 +1,4 @@
-"""The ``kernels`` bench suite on the CPU (issue 6): reference vs numba vs torch on the CPU.
+"""The ``kernels`` bench suite on the CPU: reference vs numba vs torch on the CPU.
 
 Row backends: ``reference``, ``numba`` (the twins), ``torch_plain`` (chain / block written with
 plain batched torch ops, torch_plain.py: the anchor a user would write) and, for the Gaussian

@@ -1,4 +1,4 @@
-"""`specoracle bench --device cuda`: the CUDA suite of issue 7.
+"""`specoracle bench --device cuda`: the CUDA kernel suite.
 
 Times, in one run on one device, specoracle's torch_cuda verifiers against a plain
 batched torch baseline (what a user would write: full-tensor softmax / clamp /
@@ -35,7 +35,7 @@ included (as in the issue's table). specoracle runs with ``raise_on_error=False,
 validate=False`` (the engine mode: statuses stay on the device; the default mode adds
 device-to-host syncs per call for the u range check and the status check).
 
-JSON (``--json FILE``), the schema of issue 6: ``{"device", "date", "command",
+JSON (``--json FILE``), the schema of docs/PERFORMANCE.md: ``{"device", "date", "command",
 "copy_bandwidth_GBps", "rows": [{"op", "backend", "B", "K", "V" (or "L", "d"),
 "median_us", "floor_us", "vs_torch_plain", "vs_hf"}]}``, one row per op x backend x
 shape; the ratios are speed-ups of the row over the named baseline at the same
@@ -63,7 +63,7 @@ TINY_SHAPES = [("chain", 1, 3, 50), ("chain", 4, 3, 97), ("block", 4, 3, 97),
                ("chain_logits_bf16", 2, 2, 64), ("chain_logits_bf16_temp", 2, 2, 64),
                ("gaussian_block", 4, 3, 16), ("tree_deterministic", 2, 6, 50), ("tree_mss", 2, 6, 50)]
 
-TARGETS = {  # issue 7: ratio to the floor that applies (None: absolute target)
+TARGETS = {  # ratio to the floor that applies (None: absolute target)
     ("chain", 64, 8, 151936): 2.0, ("chain", 256, 4, 32000): 2.0, ("block", 64, 8, 151936): 1.5,
     ("chain_logits_bf16", 64, 8, 151936): 1.5, ("chain_logits_bf16_temp", 64, 8, 151936): 1.5,
     ("gaussian_block", 256, 8, 3 * 64 * 64): 1.5,
@@ -429,7 +429,7 @@ def run_cuda_kernels(ctx) -> list:
 def _register():
     from ..registry import register_suite
     register_suite("cuda-kernels", "cuda", run_cuda_kernels,
-                   "issue 7: the torch backend's chain / block / logits / Gaussian kernels vs plain torch and HF, GPU floors")
+                   "the torch backend's chain / block / logits / Gaussian kernels vs plain torch and HF, GPU floors")
 
 
 _register()

@@ -1,4 +1,4 @@
-"""``specoracle bench --all``: a prepared GPU session (issue 16).
+"""``specoracle bench --all``: a prepared GPU session.
 
 ONE run performs every GPU measurement that docs/PERFORMANCE.md lists as remaining and writes
 ONE JSON (device, date, versions, command, per-stage figures, errors and skip reasons), so that
@@ -23,7 +23,7 @@ In-process (the default on the CPU) the cap is checked after the stage ends (``o
 Sizes: ``session`` (the GPU run: each suite's full size with the overrides of
 ``Stage.options``), ``quick`` (every suite's ``--quick``) and ``tiny`` (the plumbing size: the
 CUDA suites run on CPU tensors at tiny sizes, so ``bench --all --device cpu --tiny`` checks the
-whole plan on any machine; the default test suite does, tests/test_bench_session.py).
+whole plan on any machine; the default test suite does, tests/fastpath/bench/test_bench_session.py).
 """
 from __future__ import annotations
 
@@ -76,8 +76,8 @@ PLAN = (
     Stage("cuda-tests", "CUDA rows 10-11 and LLM step 1: compiled Triton kernels at real "
           "vocabularies, CUDA-graph capture == direct calls, the LLM graph path == static == "
           "dynamic, token for token",
-          90, pytest=("-m", "cuda", "tests/test_triton_cuda.py", "tests/test_torch_graphs.py",
-                      "tests/test_llm_static.py"), cpu_plumbing=False),
+          90, pytest=("-m", "cuda", "tests/fastpath/torch_cuda/test_triton_cuda.py", "tests/fastpath/torch_cuda/test_torch_graphs.py",
+                      "tests/fastpath/models/llm/test_llm_static.py"), cpu_plumbing=False),
     Stage("llm-cuda", "LLM step 2: own AR / speculative loops dynamic and as CUDA graphs, HF "
           "generate and assisted generation, batch 8 and 64, the draft/target step-cost ratio",
           150, suite="llm-cuda", options={"prompts": 4, "new_tokens": 128}),
@@ -91,7 +91,7 @@ PLAN = (
           "(K 100 / 1000, L 4 / 8 / 16, token and block), host-side time per round vs one target call",
           60, suite="diffusion-cuda"),
     Stage("parity-cuda", "CUDA row 9: parity of every compiled torch_cuda op on CUDA tensors",
-          90, pytest=("tests/test_parity_ops.py", "-k", "torch"),
+          90, pytest=("tests/fastpath/test_parity_ops.py", "-k", "torch"),
           env=(("SPECORACLE_PARITY_DEVICE", "cuda"),), cpu_plumbing=False),
     Stage("kernels", "the reference / numba / torch-CPU anchors of the kernel rows, on the "
           "GPU host's CPU in the same run (numba compiles cold there: no cache travels)", 90,

@@ -6,7 +6,7 @@ full: num_draft = K); returns ``(n_accepted [B], last_token [B])``.
 It is a speed anchor, not an exact twin: the residual draw uses ``torch.cumsum`` +
 ``torch.searchsorted`` in the input dtype, so near-ties can resolve differently from
 the oracle (the parity registry's ``decisions_with_margin`` tests quantify that, see
-tests/test_parity_ops.py).
+tests/fastpath/test_parity_ops.py).
 """
 from __future__ import annotations
 

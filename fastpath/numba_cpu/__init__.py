@@ -1,4 +1,4 @@
-"""specoracle.fastpath.numba_cpu: numba twins of the oracle (issue 6; docs/FASTPATH_CPU.md).
+"""specoracle.fastpath.numba_cpu: numba twins of the oracle (docs/FASTPATH_CPU.md).
 
 Every kernel is compiled with ``cache=True``. Numba invalidates a cached kernel only when
 the source file of *that kernel* changes, not when an inlined helper from another module

@@ -16,7 +16,7 @@ reference's tokens exactly (comparison rule ``exact``, tests/TOLERANCES.md):
   multiple of 8); NumPy < 2.3 applies it to chunks of 8192 entries and adds
   the chunk sums left to right (:data:`REDUCE_CHUNK`). The block-verification
   tests compare against that sum, so it is reproduced exactly here (checked
-  against ``ndarray.sum`` in tests/test_numba_kernels.py).
+  against ``ndarray.sum`` in tests/fastpath/numba_cpu/test_numba_kernels.py).
 
 Rows are 1-D views; float32 rows are promoted to float64 on read (all arithmetic
 and every accumulator is float64).

@@ -1,4 +1,4 @@
-"""Parity ops and their input factories (issue 16: was fastpath/parity*.py).
+"""Parity ops and their input factories (was fastpath/parity*.py).
 
 Each module registers its ops in :mod:`specoracle.fastpath.registry` on import:
 

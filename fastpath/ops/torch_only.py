@@ -14,7 +14,7 @@ variants of tree and Gaussian verification.
 Which implementation runs: ``parity_impl()`` -- "triton" where a Triton kernel can run
 (TRITON_INTERPRET=1, or SPECORACLE_PARITY_DEVICE=cuda which also moves the inputs to
 the GPU), else "torch" (the twins' torch paths: the same ops then check those). So
-the default CPU run checks the torch paths; tests/test_torch_triton_interp.py runs the
+the default CPU run checks the torch paths; tests/fastpath/torch_cuda/test_torch_triton_interp.py runs the
 same ops in Triton's interpreter, and a GPU run with SPECORACLE_PARITY_DEVICE=cuda
 checks the compiled kernels.
 

@@ -1,4 +1,4 @@
-"""specoracle.fastpath.torch_cuda: the torch / Triton twins of the oracle (issue 7).
+"""specoracle.fastpath.torch_cuda: the torch / Triton twins of the oracle.
 
 Same module and function names as reference/ (DESIGN.md principle 4), batched API of
 fastpath/types.py; runs on any torch device (the CPU is how CI checks it).

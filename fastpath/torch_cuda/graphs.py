@@ -1,5 +1,5 @@
 """CUDA-graph path for small batches (B = 1 decoding): capture one verifier call on
-static buffers once, then replay it with new inputs copied in (issue 7: <= 20 us per
+static buffers once, then replay it with new inputs copied in (<= 20 us per
 call at B = 1, where a call is otherwise dominated by Python and kernel launches).
 
     g = GraphedVerifier(categorical.verify_chain, (p, q, draft, u), {"num_draft": n})
@@ -21,7 +21,7 @@ first, so Triton compiles and the caching allocator settles outside the capture)
 ``"eager"`` runs the same static-buffer code without capture (any device; it copies
 the fresh outputs into the static outputs, so the buffer logic is identical). The
 default is "cuda" when every tensor is on a CUDA device, else "eager": this is how
-the CPU tests check the static-buffer logic; tests/test_torch_graphs.py captures for
+the CPU tests check the static-buffer logic; tests/fastpath/torch_cuda/test_torch_graphs.py captures for
 real when CUDA is present (@pytest.mark.cuda).
 """
 from __future__ import annotations

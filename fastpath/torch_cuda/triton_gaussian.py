@@ -1,4 +1,4 @@
-"""Fused Triton pass for Gaussian window verification over (B, L, d) (issue 7;
+"""Fused Triton pass for Gaussian window verification over (B, L, d) (
 ALGORITHMS.md §2.5, §4.3): the one pass that touches the d-dimensional data.
 
 ``window_stats`` launches one program per step (grid = (B, L)); step i of window b

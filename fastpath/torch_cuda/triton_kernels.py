@@ -6,7 +6,7 @@ triton at its top and is itself imported lazily (categorical.py, on first use wi
 imported, the same kernel source runs on CPU tensors in Triton's interpreter,
 which is how CI checks it without a GPU.
 
-Memory traffic (the floors of issue 7):
+Memory traffic (the memory floors):
     chain  the n drafted entries of p and q (one gather each), then ONE row pair
            (p[b, tau], q[b, tau]) read once in tiles of BLOCK_V, plus one tile re-read
            for the inverse-CDF draw; q is not read on a bonus row.

@@ -1,5 +1,5 @@
 """Fused Triton kernel: chain and block verification from logits, with temperature,
-top-k, top-p and min-p applied inside the kernel (issue 7; ALGORITHMS.md §1.2, §1.3).
+top-k, top-p and min-p applied inside the kernel (ALGORITHMS.md §1.2, §1.3).
 
 One program per sequence (grid = (B,)), one launch per call. Nothing of size V is
 written: each logit row read gets a warp record (triton_warp.warp_state: a max / LSE

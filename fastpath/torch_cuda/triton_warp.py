@@ -1,5 +1,5 @@
 """Triton device functions: logits -> warped probabilities inside a kernel, without a
-sort and without materialising the probability row (issue 7; ALGORITHMS.md §1.2).
+sort and without materialising the probability row (ALGORITHMS.md §1.2).
 
 The warp is reference/processing.py's, in its order and with its tie rules:
 temperature (z = x / T; T = 0: one-hot on the first maximum of the raw row), top-k

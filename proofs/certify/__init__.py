@@ -1,5 +1,5 @@
 """Black-box certification of any speculative sampler against the exact laws of the
-battery in :mod:`specoracle.proofs.certify.scenarios` (issues 4 and 20; DESIGN.md principle 5).
+battery in :mod:`specoracle.proofs.certify.scenarios` (DESIGN.md principle 5).
 
 ``certify(impl, *, samples=None, alpha=1e-3, power=0.9, target_tv=0.05, seed=0,
 progress=False, stop_early=True) -> Report``

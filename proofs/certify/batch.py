@@ -1,4 +1,4 @@
-"""The batched protocol of ``certify`` (issue 17): B requests per call, the way engines
+"""The batched protocol of ``certify``: B requests per call, the way engines
 run them, with per-request checks, batch invariance and determinism.
 
 Call signature (protocol ``"batch"``; modelled on vLLM V1's rejection sampler, which

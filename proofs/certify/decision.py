@@ -29,7 +29,7 @@ DEFAULT_ALPHA = 1e-3
 DEFAULT_POWER = 0.9
 DEFAULT_TARGET_TV = 0.05
 NOT_CALIBRATED = ("agreement", "error", "format")  # CheckRow metrics outside the Holm family
-GOF_NULL = "simulated"   # categorical checks: Monte-Carlo null (proofs/stats.py, issue 20)
+GOF_NULL = "simulated"   # categorical checks: Monte-Carlo null (proofs/stats.py)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Executors for certification at scale: run independent tasks in-process or on Ray (issue 18).
+"""Executors for certification at scale: run independent tasks in-process or on Ray.
 
 specoracle does not schedule work itself; it hands independent tasks to an executor and
 merges what comes back. Two entry points:

@@ -1,5 +1,5 @@
 """Batched mutants (protocol "batch", :mod:`specoracle.proofs.certify.batch`): known-wrong
-samplers modelled on the 2026 engine bugs of issue 17, registered in the same zoo
+samplers modelled on the 2026 engine bugs (docs/CERTIFICATION.md), registered in the same zoo
 (:data:`specoracle.proofs.certify.mutants.MUTANTS`, ``mutant.<name>``) and rejected by
 ``certify`` at the default settings.
 

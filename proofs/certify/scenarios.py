@@ -302,7 +302,7 @@ def logits_scenarios() -> dict:
 
 @dataclass
 class RoundsScenario:
-    """The multi-round protocol (issue 20): a request advances through positions over
+    """The multi-round protocol: a request advances through positions over
     ``R`` consecutive rounds, every round verified by a call of the sampler with the
     request's OWN generator (the same Generator object for all rounds of a request).
 

@@ -1,5 +1,5 @@
 """Function-level adapter for vLLM V1's rejection sampler, called the way the engine calls it
-(issue 17): ``vllm.v1.sample.rejection_sampler.RejectionSampler(Sampler()).forward(metadata,
+``vllm.v1.sample.rejection_sampler.RejectionSampler(Sampler()).forward(metadata,
 draft_probs, logits, sampling_metadata)``.
 
 What goes in, as in vLLM's model runner (vllm/v1/worker/gpu_model_runner.py):

@@ -1,4 +1,4 @@
-"""The sweep flags of ``specoracle certify`` (issue 18): ``--sweep N`` runs the battery plus
+"""The sweep flags of ``specoracle certify``: ``--sweep N`` runs the battery plus
 N random scenarios as tasks on an executor (in-process, local Ray, a Ray cluster), merges
 their exact counts and decides once (docs/CERTIFICATION.md, "Sweeps and Ray").
 

@@ -87,7 +87,7 @@ def add_parser(subparsers):
     p.add_argument("--reference", action="store_true",
                    help="also compute the target chain's exact moments (closed form for "
                         "gaussian data, a 2001-point grid for 1-D gmm)")
-    # Trained denoisers (issue 9): --model zoo:digits | zoo:moons | diffusers:DIR and its options.
+    # Trained denoisers: --model zoo:digits | zoo:moons | diffusers:DIR and its options.
     from specoracle.cli.diffuse_model import MODEL_EXAMPLES, add_model_arguments
     add_model_arguments(p)
     _args.retype(p, n=_args.positive_int, png=_args.output_file, threads=_args.positive_int,

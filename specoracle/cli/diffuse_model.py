@@ -1,4 +1,4 @@
-"""``specoracle diffuse --model ...``: speculative sampling of a trained denoiser (issue 9).
+"""``specoracle diffuse --model ...``: speculative sampling of a trained denoiser.
 
 The ``diffuse`` command (specoracle/cli/diffuse_cmd.py) runs the analytic targets; the lead
 wires this module in: :func:`add_model_arguments` adds the model options to its parser

@@ -1,4 +1,4 @@
-"""``specoracle zoo train-diffusion NAME``: reproduce a diffusion zoo pair (issue 9).
+"""``specoracle zoo train-diffusion NAME``: reproduce a diffusion zoo pair.
 
 Registered under the ``zoo`` command (owned by specoracle/cli/zoo_cmd.py) with
 :func:`add_parser` on its sub-parsers. Trains the target and the draft epsilon networks

@@ -1,4 +1,4 @@
-"""Diagnosis of a DFlash drafter on fixed held-out blocks (issue 19: "diagnose before spending
+"""Diagnosis of a DFlash drafter on fixed held-out blocks ("diagnose before spending
 compute").
 
 Every proposer is scored on the SAME blocks: ``n_windows`` corpus windows of the held-out

@@ -132,7 +132,7 @@ _SHIPPED_BASE = dict(block_size=16, num_layers=1, n_features=2, intermediate_siz
 SHIPPED_RECIPES = {
     "shipped-dflash": dict(_SHIPPED_BASE, objective="dflash"),
     "shipped-vp": dict(_SHIPPED_BASE, objective="vp", prefix_beta=0.7, prefix_tau=4.0),
-    # issue 19: the shipped cpu-dflash is "shipped-dflash" continued by this recipe (init_from =
+    # the shipped cpu-dflash is "shipped-dflash" continued by this recipe (init_from =
     # the first stage's output folder; corpus windows, 300-step cosine from lr 5e-4)
     "shipped-dflash-continue": dict(_SHIPPED_BASE, objective="dflash", data="corpus", lr=5e-4,
                                     steps=300, max_seconds=2900.0),

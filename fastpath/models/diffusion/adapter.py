@@ -1,5 +1,5 @@
 """Adapters: diffusers ``UNet2DModel`` (or any ``(x, t) -> eps`` module) + ``DDPMScheduler``
-as the target chain of the speculative sampler (issue 9).
+as the target chain of the speculative sampler.
 
 * :func:`diffusers_ddpm_chain` turns a diffusers ``DDPMScheduler`` into a
   :class:`~.diffusion_chains.GaussianChain` whose mean replicates ``scheduler.step``

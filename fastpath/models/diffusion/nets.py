@@ -1,4 +1,4 @@
-"""Small epsilon-prediction networks for the diffusion zoo (issue 9).
+"""Small epsilon-prediction networks for the diffusion zoo.
 
 An ``EpsMLP`` maps a batch of noisy states and times to the predicted noise,
 ``(x [N, D], t [N]) -> eps [N, D]``, with ``t`` the continuous VP time in (0, 1]

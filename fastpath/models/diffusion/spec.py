@@ -1,4 +1,4 @@
-"""Speculative sampling of whole batches of diffusion chains over torch denoisers (issue 9).
+"""Speculative sampling of whole batches of diffusion chains over torch denoisers.
 
 The oracle's own loop (``specoracle.reference.diffusion.speculative_sample``: ALGORITHMS.md
 §3.2 loop, §3.3 / §4.4 drafters, §2.3-§2.5 verification; De Bortoli et al., arXiv

@@ -23,7 +23,7 @@ device in one host -> device copy each (no sync). So for ``dtype=torch.float64``
 the device round sees the same float64 probabilities (same warp function), makes the same
 draws (the same left-to-right cumulative sums and threshold ``u * total`` as numpy) and the
 same accept tests as the host round: identical tokens and acceptance counts under the same
-seeds (tests/test_llm_device_round.py). On CUDA, float64 cumulative sums are parallel scans
+seeds (tests/fastpath/models/llm/test_llm_device_round.py). On CUDA, float64 cumulative sums are parallel scans
 (a different summation order), so a draw whose threshold lies within ~V * 2^-53 of a
 cumulative sum could differ: the ``decisions_with_margin`` rule of tests/TOLERANCES.md with
 tolerance 1e-12.

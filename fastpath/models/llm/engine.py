@@ -27,7 +27,7 @@ fixed-shape calls (fastpath/models/llm/static.py): the prompt minus its last tok
 once, then every target call has width k+1, the first draft call of a round width 2 and the
 others width 1 (AR: width 1), ready for CUDA graphs (``cuda_graphs=True``, CUDA only) or
 ``torch.compile`` (``compile_mode``). Same noise, same warps, same verifier: the tokens equal
-the dynamic path's (tests/test_llm_static.py) up to float rounding of the logits (a draw
+the dynamic path's (tests/fastpath/models/llm/test_llm_static.py) up to float rounding of the logits (a draw
 within ~1e-6 of a CDF boundary could differ; none did in the tests).
 
 ``round_impl="device"`` runs steps 1-3 as torch tensors on the models' device
@@ -35,7 +35,7 @@ within ~1e-6 of a CDF boundary could differ; none did in the tests).
 the torch_cuda verifiers; one device -> host read per round) instead of the host round
 (``"host"``, default: logits copied to the host once per call, ``backend`` draws and
 verifiers). Same noise source and layout, so with ``round_dtype="float64"`` on the CPU both
-give identical tokens and acceptance counts (tests/test_llm_device_round.py);
+give identical tokens and acceptance counts (tests/fastpath/models/llm/test_llm_device_round.py);
 ``round_dtype="float32"`` is the fast GPU setting (decisions agree up to float32 margins).
 
 Token ids have one representation from the prompt to the result: the committed ids of all
@@ -46,7 +46,7 @@ copies slices of them into the buffer. ``GenerationResult.tokens`` converts to l
 Twin of the oracle: for one row, the rounds are those of
 :func:`specoracle.reference.decoding.speculative_decode` (same draft draws, same verifier, same
 noise: the request's uniforms rng.random(k), rng.random(k+1) per round are one row of the
-reference's noise u [rounds, 2k+1]); tests/test_llm_engine_parity.py checks it decision by decision.
+reference's noise u [rounds, 2k+1]); tests/fastpath/models/llm/test_llm_engine_parity.py checks it decision by decision.
 
 The negative controls of the end-to-end certification (a target cache that keeps one rejected
 draft; a verifier given softmax(draft logits) instead of the warped q) replace one step of the

@@ -1,6 +1,6 @@
 """Known-wrong variants of the decoding engine: the negative controls of the end-to-end
 certification (proofs/certify/lossless.py, proofs/certify/engines/specoracle_engine.py,
-tests/test_llm_lossless.py). Each replaces ONE step of the engine's round through
+tests/proofs/certify/test_llm_lossless.py). Each replaces ONE step of the engine's round through
 :class:`~specoracle.fastpath.models.engine.Hooks`; the engine's public functions take no fault.
 
 - ``"rollback_off_by_one"``: the target cache keeps one rejected draft after every round

@@ -13,7 +13,7 @@ slots in feed order and a 0/1 mask [B, S] of the slots that are valid for each r
 
 The model sees, for each row, exactly its own valid tokens at positions 0..n-1, which is
 what a fresh forward over the committed sequence sees (up to float rounding from a
-different reduction shape: tests/test_llm_engine.py checks the logits agree to 1e-4).
+different reduction shape: tests/fastpath/models/llm/test_llm_engine.py checks the logits agree to 1e-4).
 
 Shapes: mask [B, S] int64 (S cache slots), count [B] valid tokens per row.
 """

@@ -2,8 +2,8 @@
 
 The warp itself has ONE torch definition, :func:`specoracle.fastpath.torch_cuda.processing.
 process_logits` (the twin of reference/processing.py: temperature, top-k, top-p, min-p,
-renormalise; same tie rules; parity in tests/test_llm_processing.py and
-tests/test_torch_logits.py). This module only binds it to the settings the engines carry:
+renormalise; same tie rules; parity in tests/fastpath/models/llm/test_llm_processing.py and
+tests/fastpath/torch_cuda/test_torch_logits.py). This module only binds it to the settings the engines carry:
 target and draft are warped by the same call (ALGORITHMS.md §1.2), in float64 from the
 model's logits by default (the host round), or in float32 (the device round's fast setting).
 

@@ -46,7 +46,7 @@ enumeration in the tests): with A_i = prod_{j<=i} a_j,
 E[s_{i+1} | x^i] = s_i - R_i; the inequality because min(s t, 1) >= s min(t, 1) for s <= 1),
 and likewise P(tau_block >= i | x^{i-1}) = s_{i-1} - R_{i-1} >= A_{i-1} beta_i (below).
 What the later drafts x_{i+1..k} add is information that can lower block's
-P(tau >= i | x^k) below chain's. tests/test_llm_tau_paired.py proves the closed forms
+P(tau >= i | x^k) below chain's. tests/fastpath/models/llm/test_llm_tau_paired.py proves the closed forms
 against the reference verifiers' exact laws (proofs/exact.py) and the averages against
 the closed forms of §1.2-1.3.
 

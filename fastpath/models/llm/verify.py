@@ -4,7 +4,7 @@ Backends (``backend=``):
     "numba"     the batched numba twins (specoracle.fastpath.numba_cpu.categorical), default
     "reference" the float64 oracle (specoracle.reference.categorical), row by row: slower,
                 validates every row; the checked fallback (the two agree decision by decision
-                on the same noise: tests/test_llm_engine.py)
+                on the same noise: tests/fastpath/models/llm/test_llm_engine.py)
 
 Shapes (B rows, K drafted tokens, V vocabulary):
     p [B, K+1, V] float64, q [B, K, V] float64, draft [B, K] int64, u [B, K+1] in [0, 1)

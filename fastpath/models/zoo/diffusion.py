@@ -1,4 +1,4 @@
-"""The diffusion zoo: small epsilon networks that specoracle trains itself (issue 9).
+"""The diffusion zoo: small epsilon networks that specoracle trains itself.
 
 Each entry is a *pair*: a target network and its own independent, smaller draft
 network, trained on the same data with the same recipe and different seeds/sizes.

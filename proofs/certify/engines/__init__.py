@@ -1,5 +1,5 @@
 """Engine-level certification: whole decoding engines as black boxes that return token ids
-(issue 17; DESIGN.md "Certifying other implementations", level "engine").
+(DESIGN.md "Certifying other implementations", level "engine").
 
 An :class:`Engine` is built by name from :data:`ENGINES` (``get_engine(name, **kw)``; the
 factory module is imported only then, so a missing optional package costs nothing until it

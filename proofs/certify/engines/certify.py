@@ -1,5 +1,5 @@
 """Engine-level certification: a whole engine, black box, against the target's exact law
-(issue 17; DESIGN.md "Certifying other implementations", level "engine").
+(DESIGN.md "Certifying other implementations", level "engine").
 
 ``certify_engine(engine, target_model, prompts, *, n, temperature, top_k, top_p, samples,
 batch, alpha, power, tv, seed, progress, baseline, eos_id, min_prob, reproduce) -> EngineReport``
@@ -24,7 +24,7 @@ call gets ``batch`` of them, so with batch > 1 and P > 1 each call mixes differe
 and each prompt's law is checked separately (batch invariance and ragged rows are exercised
 inside the engine). Seeds: one per request, ``SeedSequence(seed).generate_state``.
 
-At scale (issue 18): with an :class:`~specoracle.proofs.certify.engines.EngineFactory` and
+At scale: with an :class:`~specoracle.proofs.certify.engines.EngineFactory` and
 ``executor="ray"`` (or ``ray://HOST:PORT``, ``auto``) the requests are cut into shards of
 whole engine calls and run on ``actors`` Ray actors, one engine each
 (proofs/certify/executors.py ``map_actors``); each shard returns exact per-prompt counts, which are

@@ -1,4 +1,4 @@
-"""Hugging Face transformers' ``generate`` as an engine (issue 17, "transformers end to end").
+"""Hugging Face transformers' ``generate`` as an engine ("transformers end to end").
 
 Methods (``make_engine(method=...)``):
     "assisted"       ``generate(assistant_model=draft)``: the draft model proposes up to k

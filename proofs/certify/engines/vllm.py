@@ -1,4 +1,4 @@
-"""vLLM V1 as a black-box engine (issue 17): ``make_engine(target=..., draft=..., method=..., k=...)``.
+"""vLLM V1 as a black-box engine: ``make_engine(target=..., draft=..., method=..., k=...)``.
 
 vLLM runs in its own venv (``scripts/setup-vllm-env.sh``; location ``$SPECORACLE_VLLM_VENV``,
 else ``~/.cache/specoracle/venvs/vllm``). :class:`VllmEngine` starts ONE long-lived worker

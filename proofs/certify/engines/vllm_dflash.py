@@ -1,4 +1,4 @@
-"""specoracle's DFlash drafter served by vLLM V1 (issue 19, "Served by vLLM, certified there"):
+"""specoracle's DFlash drafter served by vLLM V1 ("Served by vLLM, certified there"):
 tau in vLLM against specoracle's own DFlash generation, T = 0 token identity, T = 1 law.
 
 For each k (= block size - 1; vLLM drafts k masks after the anchor) one vLLM engine start with

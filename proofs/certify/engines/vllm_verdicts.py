@@ -1,4 +1,4 @@
-"""Engine-level checks of vLLM V1 on the zoo pair (issue 17), black box: only token ids come out.
+"""Engine-level checks of vLLM V1 on the zoo pair, black box: only token ids come out.
 
   * T = 0: every token of the speculative engine equals the same engine without speculation
     (and, reported alongside, the target's greedy tokens from specoracle's own loop on the

@@ -1,4 +1,4 @@
-"""Certification sweeps (issue 18): many scenarios (the fixed battery plus random ones with
+"""Certification sweeps: many scenarios (the fixed battery plus random ones with
 V up to 32k and K up to 8), split into tasks that return exact count tables, run by an
 executor (in-process, local Ray, a Ray cluster: :mod:`specoracle.proofs.certify.executors`),
 merged exactly, decided with Holm over the whole sweep; resumable through a results file.

@@ -1,6 +1,6 @@
 """Sufficient statistics of a certification sweep: per scenario, count TABLES (exact
 integer counts per cell, the last cell holding malformed outputs) and the CHECKS that
-read them (issue 18).
+read them.
 
 A table is filled by rounds of the sampler; two tables of the same scenario merge by
 integer addition, so a check's verdict does not depend on how the rounds were split into

@@ -1,5 +1,5 @@
 """Measure a sweep on the in-process executor and on a local Ray with 1 and 2 workers, and
-tabulate the detectable TV against total samples (issue 18; docs/PERFORMANCE.md).
+tabulate the detectable TV against total samples (docs/PERFORMANCE.md).
 
     python -m specoracle.proofs.certify.sweep.measure --impl reference.chain --sweep 8 --samples 3000 \
         --workers 2 --json sweep_measure.json

@@ -1,5 +1,5 @@
 """Certification sweeps: many scenarios, split into tasks, run by an executor, merged
-exactly, decided once with Holm (issue 18; docs/CERTIFICATION.md "Sweeps and Ray").
+exactly, decided once with Holm (docs/CERTIFICATION.md "Sweeps and Ray").
 
 ``sweep(impl, n_random, *, samples=None, alpha, power, target_tv, seed, executor,
 workers, results, retries, chunk, progress) -> SweepReport``

@@ -1,4 +1,4 @@
-"""Random scenarios for certification sweeps (issue 18): context-independent target and
+"""Random scenarios for certification sweeps: context-independent target and
 draft rows with exact zeros, ties and near-ties, V up to 32768, K up to 8, warps for the
 logits protocol; and the pre-registered cell partition that makes their laws testable.
 

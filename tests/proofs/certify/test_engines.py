@@ -1,4 +1,4 @@
-"""Engine-level certification (proofs/certify/engines, issue 17) on the tiny random pair: the
+"""Engine-level certification (proofs/certify/engines) on the tiny random pair: the
 registry, the exact law (and its exact coarsening), the sample planner, specoracle's engine
 and transformers' generate (assisted, prompt lookup, plain) certified as black boxes, and
 black-box mutant engines that must be rejected.

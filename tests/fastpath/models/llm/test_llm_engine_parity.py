@@ -10,7 +10,7 @@ engine runs is shortened (the engine always drafts k and cuts at max_new_tokens)
 The reference model wraps the same HF model cache-free: a full forward over prefix +
 continuation, the reference warp (reference/processing.py) in float64 on the float32
 logits. The engine's logits come from KV-cached calls, equal to rounding (~1e-6): the
-comparison is exact, as in tests/test_llm_static.py (a decision within ~1e-6 of its
+comparison is exact, as in tests/fastpath/models/llm/test_llm_static.py (a decision within ~1e-6 of its
 boundary could differ; tests/TOLERANCES.md "LLM end-to-end"), on fixed seeds.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What a user writing an adapter sees (issue 20, issue 15): format errors that name the
+"""What a user writing an adapter sees: format errors that name the
 problem, validated adapter attributes, exit codes, the current directory on the import
 path, progress without a terminal, early stop after a decisive rejection, the Holm
 family after a crash, the impossible outcome named, the smallest TV the run could see.

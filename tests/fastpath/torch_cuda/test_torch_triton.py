@@ -1,4 +1,4 @@
-"""Triton kernels without a GPU: (1) the interpreter suite (tests/test_torch_triton_interp.py)
+"""Triton kernels without a GPU: (1) the interpreter suite (tests/fastpath/torch_cuda/test_torch_triton_interp.py)
 in a subprocess with TRITON_INTERPRET=1; (2) the kernel compiles for an H100 (sm_90)
 through Triton's own toolchain (TTIR -> PTX -> cubin with the bundled ptxas), so typing
 errors that the interpreter tolerates are caught on a CPU-only machine."""
@@ -21,7 +21,7 @@ def test_interpreter_suite():
     env = dict(os.environ, TRITON_INTERPRET="1", TRITON_DEFAULT_FP_FUSION="0")
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
                           str(HERE / "test_torch_triton_interp.py")],
-                         cwd=HERE.parent, env=env, capture_output=True, text=True, timeout=600)
+                         cwd=HERE.parents[2], env=env, capture_output=True, text=True, timeout=600)
     tail = (res.stdout + res.stderr)[-4000:]
     assert res.returncode == 0, tail
     assert " passed" in tail and "skipped" not in tail.split("passed")[-1][:20], tail

@@ -1,4 +1,4 @@
-"""The one registry (fastpath/registry.py; DESIGN.md principle 8, issue 16).
+"""The one registry (fastpath/registry.py; DESIGN.md principle 8).
 
 * walks reference/: every public function of every module is a registered subject (a
   sampler / verifier, whose twins the registry lists, or a documented exemption), a

@@ -1,4 +1,4 @@
-"""specoracle's pytest plugin and specoracle.testing (issue 17): the example test file
+"""specoracle's pytest plugin and specoracle.testing: the example test file
 that lives outside the package's tests (examples/test_my_sampler.py) is run by pytest in
 a subprocess: the exact samplers pass, the wrong one fails with the report, the summary
 prints the suite budget. Statistical runs inside: fixed seeds, power 0.9 at TV 0.1."""
@@ -14,7 +14,7 @@ from specoracle.testing import NotLossless, assert_lossless
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "test_my_sampler.py"
 # Once specoracle is installed the entry point loads the plugin; a source checkout whose
 # metadata predates it needs -p (same name: never registered twice).

@@ -1,5 +1,5 @@
 """Plumbing of the CUDA bench suite (fastpath/bench/kernels_cuda.py) on CPU tensors at tiny shapes:
-the schema of issue 6, the baselines' decisions, the clear error without a GPU."""
+the schema of docs/PERFORMANCE.md, the baselines' decisions, the clear error without a GPU."""
 from __future__ import annotations
 
 import json

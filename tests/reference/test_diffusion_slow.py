@@ -1,5 +1,5 @@
 """Heavier continuous checks (marked slow): the sizes of ALGORITHMS.md T6, T8 and the
-CLI example. Run with ``pytest -m slow tests/test_diffusion_slow.py``."""
+CLI example. Run with ``pytest -m slow tests/reference/test_diffusion_slow.py``."""
 from __future__ import annotations
 
 import time

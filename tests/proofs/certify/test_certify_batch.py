@@ -1,4 +1,4 @@
-"""The batched protocol of certify (proofs/certify/batch.py, issue 17): the engine layout
+"""The batched protocol of certify (proofs/certify/batch.py): the engine layout
 (flattened ragged drafts, cu_num_draft_tokens, per-request generators), the exact
 reference, and which check catches which batch bug.
 

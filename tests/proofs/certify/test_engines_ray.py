@@ -1,4 +1,4 @@
-"""Engine-level certification sharded on Ray actors (issue 18, "Engines at scale"):
+"""Engine-level certification sharded on Ray actors ("Engines at scale"):
 specoracle's own engine on the tiny random pair (tests/_llm_tiny.py), one engine per actor,
 requests sharded across actors, counts merged. Skipped only when Ray is not installed.
 
@@ -22,7 +22,7 @@ from specoracle.reference.types import InvalidInput  # noqa: E402
 from _llm_tiny import tiny_pair_one_thread  # noqa: E402
 from _ray_helpers import local_ray  # noqa: E402,F401 - the module's local Ray (a fixture)
 
-# transformers deprecates `past_key_values=` (fastpath/models/llm/kv.py, as in tests/test_engines.py)
+# transformers deprecates `past_key_values=` (fastpath/models/llm/kv.py, as in tests/proofs/certify/test_engines.py)
 pytestmark = pytest.mark.filterwarnings("ignore:.*past_key_values.*:FutureWarning")
 
 EOS = 2

@@ -75,7 +75,7 @@ def test_run_parity_reports_every_op():
 
 @pytest.mark.parametrize("old, new", [("numba_cpu", "numba"), ("torch_cuda", "torch")])
 def test_retired_backend_spellings_are_rejected_with_the_new_name(old, new):
-    """One vocabulary (issue 16): the package names are not backend names; the error says
+    """One vocabulary: the package names are not backend names; the error says
     which name replaced them, everywhere a backend is named (parity, resolve)."""
     with pytest.raises(registry.UnknownBackend, match=f"now spelled '{new}'"):
         parity.run_parity(old, ops=["greedy"])

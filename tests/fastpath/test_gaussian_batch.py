@@ -2,7 +2,7 @@
 one-window verifiers (reference/gaussian.py, the default) and with the batched NumPy twin
 (fastpath/numpy_batch/gaussian.py, what 10^4-chain callers pass as ``verifier``) on the
 same noise: tau equal, emitted states equal to 1e-9 (bisection vs Brent in the residual).
-The twin's row-by-row parity: tests/test_numpy_batch_gaussian.py and the registry."""
+The twin's row-by-row parity: tests/fastpath/test_numpy_batch_gaussian.py and the registry."""
 from __future__ import annotations
 
 import numpy as np

@@ -129,7 +129,7 @@ def test_binomial_degenerate_null():
 
 @pytest.mark.statistical
 def test_simulated_null_is_calibrated_on_thin_merged_cells():
-    """Issue 20: the simulated (Besag-Clifford) null holds its level where merged cells sit
+    """The simulated (Besag-Clifford) null holds its level where merged cells sit
     near an expected count of 5 (the markov scenario's emitted|tau law at n = 600: 56 of its 67
     possible cells merge into 6 groups of expected 5.3-9; measured rate 0.0090, the
     chi-square approximation 0.0103 on the same replicates). The level is simulated at alpha = 0.01 (not

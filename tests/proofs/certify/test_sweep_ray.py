@@ -1,4 +1,4 @@
-"""Sweeps and engine runs on a local Ray (issue 18): exact merging across workers, resume,
+"""Sweeps and engine runs on a local Ray: exact merging across workers, resume,
 and identical verdicts and counts in-process and on Ray for the reference and every
 sweepable mutant. Skipped only when Ray is not installed (it is in the `test` extra).
 
@@ -102,7 +102,7 @@ def test_reference_and_a_mutant_per_protocol_agree_inprocess_and_on_ray(local_ra
 
 @pytest.mark.slow
 def test_reference_and_every_mutant_agree_inprocess_and_on_ray(local_ray):
-    """Issue 18's "done when": the reference samplers and every swept mutant (27 of 35)."""
+    """The reference samplers and every swept mutant (27 of 35)."""
     _agree_inprocess_and_on_ray(REFERENCES + _swept_mutants())
 
 

@@ -1,4 +1,4 @@
-"""Every bad command-line input gets a clear error before any work (issue 15).
+"""Every bad command-line input gets a clear error before any work.
 
 One row per (subcommand, flag with a range, an enumerated choice, a path or a constraint
 between options). Each row asserts: exit status 2; exactly one line of output says
@@ -8,8 +8,8 @@ otherwise run proofs, load models or execute notebooks). Rows run in-process thr
 ``specoracle.cli.main``; a few run as real subprocesses to prove that no traceback reaches
 the user, and missing extras are simulated in a subprocess (``sys.modules[name] = None``).
 
-``python tests/test_cli_bad_input.py`` runs every row as a subprocess and prints the
-survey (clean / traceback / unclear / slow), the before/after measure of issue 15.
+``python tests/specoracle/cli/test_cli_bad_input.py`` runs every row as a subprocess and prints the
+survey (clean / traceback / unclear / slow), the before/after measure.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The DFlash diagnosis (fastpath/models/dflash/diagnose.py, issue 19) and the training options it
+"""The DFlash diagnosis (fastpath/models/dflash/diagnose.py) and the training options it
 chose between (dflash_train: layer_ids, norm_init, init_from, callback): tiny random Llama, no zoo."""
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ def test_gpu_run_script_at_tiny_size(tmp_path):
     import json
     from pathlib import Path
     spec = importlib.util.spec_from_file_location(
-        "dflash_gpu_run", Path(__file__).resolve().parents[1] / "scripts" / "dflash_gpu_run.py")
+        "dflash_gpu_run", Path(__file__).resolve().parents[4] / "scripts" / "dflash_gpu_run.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     corpus = tmp_path / "c.txt"

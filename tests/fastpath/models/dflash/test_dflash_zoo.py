@@ -34,7 +34,7 @@ def test_shipped_drafters_are_small_and_match_the_target(models):
         folder = SHIPPED / f"cpu-{kind}"
         assert (folder / "dflash.safetensors").stat().st_size < 10_000_000
         m = json.loads((folder / "metrics.json").read_text())
-        # the CLI recipes reproduce the shipped runs; cpu-dflash (issue 19) is shipped-dflash
+        # the CLI recipes reproduce the shipped runs; cpu-dflash is shipped-dflash
         # continued by shipped-dflash-continue (metrics.json: "previous" = the first stage)
         stages = [(m, f"shipped-{kind}")] if kind == "vp" else [
             (m["previous"], "shipped-dflash"), (m, "shipped-dflash-continue")]

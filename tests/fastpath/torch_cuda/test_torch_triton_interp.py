@@ -1,6 +1,6 @@
 """The Triton kernels (fastpath/torch_cuda/triton_*.py) in Triton's interpreter.
 
-Runs only with TRITON_INTERPRET=1 set before triton is imported: tests/test_torch_triton.py
+Runs only with TRITON_INTERPRET=1 set before triton is imported: tests/fastpath/torch_cuda/test_torch_triton.py
 launches this file in a subprocess with that variable (a plain run skips it). The
 kernels sum tiles with parallel scans, so float64 uses decisions_with_margin with
 tol 1e-12 and float32/bf16 tol 32 eps (tests/TOLERANCES.md).
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
-                                reason="run by tests/test_torch_triton.py with TRITON_INTERPRET=1")
+                                reason="run by tests/fastpath/torch_cuda/test_torch_triton.py with TRITON_INTERPRET=1")
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("triton")

@@ -182,7 +182,7 @@ class _Terminal:
 
 @pytest.mark.parametrize("loop", ["fastpath", "reference"])
 def test_progress_bar_ends_at_its_total(loop, monkeypatch):
-    """Issue 15: `diffuse --model zoo:digits` showed 255956/256000 at the end. The bar's
+    """`diffuse --model zoo:digits` showed 255956/256000 at the end. The bar's
     count reaches B * K_g (every chain advances to K_g) and the last frame drawn shows it:
     the bar is redrawn on close instead of keeping its last rate-limited frame (with the
     old leave=False this test saw '3882/5800' as the last frame)."""

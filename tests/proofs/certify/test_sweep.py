@@ -1,4 +1,4 @@
-"""Certification sweeps in-process (issue 18): seeds, the binned laws of the random
+"""Certification sweeps in-process: seeds, the binned laws of the random
 scenarios, exact merging independent of the split, resume, retries, failure reporting,
 and the statistical checks of the random scenarios against the reference and mutants.
 

@@ -1,4 +1,4 @@
-"""`specoracle bench --all` (fastpath/bench/session.py), the prepared GPU session of issue 16.
+"""`specoracle bench --all` (fastpath/bench/session.py), the prepared GPU session.
 
 The whole plan runs here at the tiny plumbing size on the CPU (the CUDA suites on CPU tensors),
 so that the GPU session cannot rot between the sessions that are lent a GPU: every stage of the

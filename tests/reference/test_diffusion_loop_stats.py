@@ -7,7 +7,7 @@ Per-test alpha and power are in each docstring (formulas: tests/_continuous_stat
 test reads its level from the suite budget (``specoracle_alpha``, tests/conftest.py): 30
 combination / Langevin cases at 2e-4 + 4 T7 cases at 2e-3 + 4 cases at 1e-3 = 0.017.
 The loops verify with the batched NumPy twin (``verifier=nbg``, parity-checked against the
-oracle's one-window verifiers; tests/test_gaussian_batch.py checks whole runs of the two
+oracle's one-window verifiers; tests/fastpath/test_gaussian_batch.py checks whole runs of the two
 agree decision for decision): 10^4 chains in seconds."""
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from specoracle.proofs.certify.engines import vllm as V
 from specoracle.proofs.certify.engines import vllm_worker as W
 from specoracle.reference.types import InvalidInput
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[2]   # tests/: the fake backend lives there
 FAKE = "_fake_vllm:FakeBackend"
 
 
