@@ -3,8 +3,9 @@ the fixture (``from _ray_helpers import local_ray``) in a module that has alread
 ``pytest.importorskip("ray")``.
 
 One local Ray per module, started at tiny size (2 CPUs, no dashboard, 100 MB object store,
-worker logs not forwarded) and shut down at the end; the tests' own helpers (tests/*.py)
-reach the workers through the job's PYTHONPATH (a Ray runtime_env)."""
+worker logs not forwarded) and shut down at the end; the tests' own helpers (tests/*.py) and
+the requesting test module's folder (functions defined there are pickled by reference) reach
+the workers through the job's PYTHONPATH (a Ray runtime_env)."""
 from __future__ import annotations
 
 import os
@@ -15,13 +16,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def local_ray(request):
     import ray
 
     from specoracle.proofs.certify.executors import LOCAL_OBJECT_STORE
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    path = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH", "")) if p)
+    module_dir = os.path.dirname(os.path.abspath(request.module.__file__))
+    path = os.pathsep.join(p for p in (HERE, module_dir, os.environ.get("PYTHONPATH", "")) if p)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              object_store_memory=LOCAL_OBJECT_STORE, runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield ray

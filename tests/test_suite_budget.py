@@ -2,7 +2,7 @@
 ``statistical`` has an entry in the allocation table, no entry is stale, the table spends
 at most the budget, and every test that runs at a level reads it from the budget (the
 ``specoracle_alpha`` / ``lossless`` fixtures) instead of a constant of its own. The
-mechanism itself (specoracle/pytest_plugin.py) is tested in tests/specoracle/test_pytest_plugin.py.
+mechanism itself (specoracle/pytest_plugin.py) is tested in tests/front/test_pytest_plugin.py.
 Not statistical: static checks of the test sources (AST) and of the table."""
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 
 # import name -> extra of pyproject.toml that installs it (keep in sync with
-# [project.optional-dependencies]; tests/specoracle/cli/test_cli_bad_input.py checks that every listed
+# [project.optional-dependencies]; tests/front/cli/test_cli_bad_input.py checks that every listed
 # module is in that extra)
 MODULE_EXTRA = {
     "transformers": "models", "safetensors": "models", "tokenizers": "models",

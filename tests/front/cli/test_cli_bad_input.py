@@ -8,7 +8,7 @@ otherwise run proofs, load models or execute notebooks). Rows run in-process thr
 ``specoracle.cli.main``; a few run as real subprocesses to prove that no traceback reaches
 the user, and missing extras are simulated in a subprocess (``sys.modules[name] = None``).
 
-``python tests/specoracle/cli/test_cli_bad_input.py`` runs every row as a subprocess and prints the
+``python tests/front/cli/test_cli_bad_input.py`` runs every row as a subprocess and prints the
 survey (clean / traceback / unclear / slow), the before/after measure.
 """
 from __future__ import annotations
@@ -231,6 +231,7 @@ ROWS = [
     R("zoo train-dflash --out {tmp}/o --block-size 0", "--block-size"),
     R("zoo train-dflash --out {tmp}/o --lr 0", "--lr"),
     R("zoo train-dflash --out {tmp}/o --threads 0", "--threads"),
+    R("zoo train-dflash --out {tmp}/o --init-from {tmp}/no-such-drafter", "--init-from"),
     R("zoo train-dflash --out {tmp}/o --seed -1", "--seed"),
     R("zoo train-dflash --out {tmp}/o --recipe huge", "--recipe"),
     R("zoo train-dflash --out {tmp}/o --target zoo:nonexistent", "--target", "unknown model"),
