@@ -5,10 +5,12 @@ The kernels themselves cannot raise: they set a per-row status
 batch (shapes, dtypes, the uniforms lying in [0, 1), ``num_draft`` in 0..K) is
 checked here, in Python, before the kernel runs; the per-row checks that need
 the probability rows (draft ids in range, q(x) > 0 for drafted tokens,
-non-finite values in rows that are read) are the kernel's statuses.
+non-finite values in rows that are read) are the kernel's statuses; the
+kernels share :func:`checked_length` for the length check of a row.
 """
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 from specoracle.reference.types import InvalidInput
@@ -19,6 +21,17 @@ from ..types import (PAD_ID, STATUS_BAD_LENGTH, STATUS_DRAFT_OUT_OF_RANGE, STATU
 #: which argument a status code blames when the wrapper raises
 STATUS_ARGUMENT = {STATUS_DRAFT_OUT_OF_RANGE: "draft", STATUS_DRAFT_ZERO_Q: "draft",
                    STATUS_NONFINITE: "p", STATUS_BAD_LENGTH: "num_draft"}
+
+
+@nb.njit(cache=True)
+def checked_length(num, b, nmax, status):
+    """Row b's length num[b], or -1 after writing status[b] = STATUS_BAD_LENGTH when it
+    lies outside 0..nmax (called from the kernels, one row per call)."""
+    n = num[b]
+    if n < 0 or n > nmax:
+        status[b] = STATUS_BAD_LENGTH
+        return -1
+    return n
 
 
 def as_prob_batch(x, name: str, ndim: int = 3) -> np.ndarray:

@@ -40,9 +40,10 @@ import numpy as np
 from specoracle.reference.types import InvalidInput
 from specoracle.reference.validation import check_generator
 
-from ..types import (STATUS_BAD_LENGTH, STATUS_DRAFT_OUT_OF_RANGE, STATUS_DRAFT_ZERO_Q,
+from ..types import (STATUS_DRAFT_OUT_OF_RANGE, STATUS_DRAFT_ZERO_Q,
                      STATUS_NONFINITE)
 from . import _batch
+from ._batch import checked_length
 from ._primitives import draw_scaled_residual, draw_target, residual_mass
 
 __all__ = ["verify_chain", "verify_chain_rng", "verify_greedy", "verify_block", "verify_block_rng",
@@ -90,9 +91,8 @@ def _emit(tokens, draft, b, n_acc, y):
 def _row_length(q, draft, num_draft, b, v, status):
     """Row b's draft length n, or -1 after writing its status (n outside 0..K, or a bad
     draft: reference ``_validate``)."""
-    n = num_draft[b]
-    if n < 0 or n > q.shape[1]:
-        status[b] = STATUS_BAD_LENGTH
+    n = checked_length(num_draft, b, q.shape[1], status)
+    if n < 0:
         return -1
     st = _check_drafts(q, draft, b, n, v)
     if st != 0:
@@ -251,9 +251,8 @@ def _greedy_kernel(p, draft, num_draft, n_acc, tokens, bonus, status, fallbacks)
     kmax = p.shape[1] - 1
     v = p.shape[2]
     for b in nb.prange(bsz):
-        n = num_draft[b]
-        if n < 0 or n > kmax:
-            status[b] = STATUS_BAD_LENGTH
+        n = checked_length(num_draft, b, kmax, status)
+        if n < 0:
             continue
         bad = False
         for i in range(n):

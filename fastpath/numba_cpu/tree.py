@@ -33,6 +33,7 @@ from specoracle.reference.validation import check_generator
 from ..types import (PAD_ID, STATUS_BAD_LENGTH, STATUS_BAD_TREE, STATUS_DRAFT_OUT_OF_RANGE,
                      STATUS_DRAFT_ZERO_Q, STATUS_NONFINITE)
 from . import _batch
+from ._batch import checked_length
 from ._primitives import draw_target, residual_mass, sample_weights
 
 #: prange over trees only pays off for big batches; serial kernels compile ~3x faster
@@ -77,9 +78,8 @@ def _mss_kernel(p, q, tokens, parents, num_nodes, u, n_acc, out_tokens, bonus, s
     nmax = tokens.shape[1]
     v = p.shape[2]
     for b in nb.prange(bsz):
-        n = num_nodes[b]
-        if n < 0 or n > nmax:
-            status[b] = STATUS_BAD_LENGTH
+        n = checked_length(num_nodes, b, nmax, status)
+        if n < 0:
             continue
         st = _check_tree(tokens, parents, b, n, v)
         if st == 0:
@@ -221,9 +221,8 @@ def _det_kernel(p, tokens, parents, num_nodes, u, n_acc, out_tokens, bonus, stat
     bsz = p.shape[0]
     nmax = tokens.shape[1]
     for b in nb.prange(bsz):
-        n = num_nodes[b]
-        if n < 0 or n > nmax:
-            status[b] = STATUS_BAD_LENGTH
+        n = checked_length(num_nodes, b, nmax, status)
+        if n < 0:
             continue
         st = _check_tree(tokens, parents, b, n, p.shape[2])
         if st != 0:
