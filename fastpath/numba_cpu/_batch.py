@@ -68,6 +68,16 @@ def as_draft_batch(draft, b: int, k: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+def as_target_and_draft(p, draft, rows: str):
+    """p as a probability batch [B, X+1, V] with X+1 >= 1 and V >= 1 (X is ``rows``, "K"
+    or "N", in the message) and the drafted ids [B, X] (:func:`as_draft_batch`).
+    Returns (p, draft, B, X)."""
+    p = as_prob_batch(p, "p")
+    bsz, x1, v = p.shape
+    if x1 < 1 or v < 1:
+        raise InvalidInput("p", f"expected [B, {rows}+1, V] with {rows}+1 >= 1 and V >= 1, got shape {p.shape}")
+    return p, as_draft_batch(draft, bsz, x1 - 1), bsz, x1 - 1
+
 def as_num_draft(num_draft, b: int, k: int) -> np.ndarray:
     if num_draft is None:
         return np.full(b, k, dtype=np.int64)

@@ -286,12 +286,7 @@ def verify_greedy(p, draft, *, num_draft=None, raise_on_error: bool = True):
     p [B, K+1, V] (probabilities or logits: only the argmax is read; ties go to the
     lowest id), draft [B, K]. No noise. NaN in a row that is read sets STATUS_NONFINITE.
     """
-    p = _batch.as_prob_batch(p, "p")
-    bsz, k1, v = p.shape
-    if k1 < 1 or v < 1:
-        raise InvalidInput("p", f"expected [B, K+1, V] with K+1 >= 1 and V >= 1, got shape {p.shape}")
-    k = k1 - 1
-    draft = _batch.as_draft_batch(draft, bsz, k)
+    p, draft, bsz, k = _batch.as_target_and_draft(p, draft, "K")
     num_draft = _batch.as_num_draft(num_draft, bsz, k)
     out = _batch.alloc_outputs(bsz, k)
     _greedy_kernel(p, draft, num_draft, *out)
