@@ -6,7 +6,8 @@ batch (shapes, dtypes, the uniforms lying in [0, 1), ``num_draft`` in 0..K) is
 checked here, in Python, before the kernel runs; the per-row checks that need
 the probability rows (draft ids in range, q(x) > 0 for drafted tokens,
 non-finite values in rows that are read) are the kernel's statuses; the
-kernels share :func:`checked_length` for the length check of a row.
+kernels share :func:`checked_length` and :func:`length_if_ok` for a row's length and
+status.
 """
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ def checked_length(num, b, nmax, status):
     n = num[b]
     if n < 0 or n > nmax:
         status[b] = STATUS_BAD_LENGTH
+        return -1
+    return n
+
+
+@nb.njit(cache=True)
+def length_if_ok(n, st, b, status):
+    """n when the row's check status ``st`` is 0, else -1 after writing status[b] = st."""
+    if st != 0:
+        status[b] = st
         return -1
     return n
 

@@ -43,7 +43,7 @@ from specoracle.reference.validation import check_generator
 from ..types import (STATUS_DRAFT_OUT_OF_RANGE, STATUS_DRAFT_ZERO_Q,
                      STATUS_NONFINITE)
 from . import _batch
-from ._batch import checked_length
+from ._batch import checked_length, length_if_ok
 from ._primitives import draw_scaled_residual, draw_target, residual_mass
 
 __all__ = ["verify_chain", "verify_chain_rng", "verify_greedy", "verify_block", "verify_block_rng",
@@ -94,11 +94,7 @@ def _row_length(q, draft, num_draft, b, v, status):
     n = checked_length(num_draft, b, q.shape[1], status)
     if n < 0:
         return -1
-    st = _check_drafts(q, draft, b, n, v)
-    if st != 0:
-        status[b] = st
-        return -1
-    return n
+    return length_if_ok(n, _check_drafts(q, draft, b, n, v), b, status)
 
 
 @nb.njit(cache=True)

@@ -33,7 +33,7 @@ from specoracle.reference.validation import check_generator
 from ..types import (PAD_ID, STATUS_BAD_LENGTH, STATUS_BAD_TREE, STATUS_DRAFT_OUT_OF_RANGE,
                      STATUS_DRAFT_ZERO_Q, STATUS_NONFINITE)
 from . import _batch
-from ._batch import checked_length
+from ._batch import checked_length, length_if_ok
 from ._primitives import draw_target, residual_mass, sample_weights
 
 #: prange over trees only pays off for big batches; serial kernels compile ~3x faster
@@ -75,11 +75,7 @@ def _checked_tree(tokens, parents, num_nodes, b, v, status):
     n = checked_length(num_nodes, b, tokens.shape[1], status)
     if n < 0:
         return -1
-    st = _check_tree(tokens, parents, b, n, v)
-    if st != 0:
-        status[b] = st
-        return -1
-    return n
+    return length_if_ok(n, _check_tree(tokens, parents, b, n, v), b, status)
 
 
 # ---------------------------------------------------------------- MSS
