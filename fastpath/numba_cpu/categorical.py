@@ -140,21 +140,10 @@ def _chain_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallb
     _finish_row(b, p, q, draft, u, n, rejected, 1.0, n_acc, tokens, bonus, status, fallbacks)
 
 
-@nb.njit(cache=True, parallel=True)
-def _chain_parallel(p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
-    for b in nb.prange(p.shape[0]):
-        _chain_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
-
-
-@nb.njit(cache=True)
-def _chain_serial(p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
-    for b in range(p.shape[0]):
-        _chain_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
-
-
-def _run_pq(kernel_parallel, kernel_serial, p, q, draft, u, num_draft, raise_on_error, parallel):
+def _run_pq(block, p, q, draft, u, num_draft, raise_on_error, parallel):
     """Validate the batched (p, q, draft, u, num_draft) inputs of fastpath/types.py, run the
-    row kernel (threaded from a few rows on), and turn its outputs into a BatchVerdict."""
+    block (``block``) or chain row kernel (threaded from a few rows on), and turn its
+    outputs into a BatchVerdict."""
     p = _batch.as_prob_batch(p, "p")
     q = _batch.as_prob_batch(q, "q")
     p, q = _batch.common_float(p, q)
@@ -163,8 +152,8 @@ def _run_pq(kernel_parallel, kernel_serial, p, q, draft, u, num_draft, raise_on_
     num_draft = _batch.as_num_draft(num_draft, bsz, k)
     u = _batch.as_uniform_batch(u, bsz, k)
     out = _batch.alloc_outputs(bsz, k)
-    kernel = kernel_parallel if _use_threads(parallel, bsz) else kernel_serial
-    kernel(p, q, draft, num_draft, u, *out)
+    kernel = _pq_parallel if _use_threads(parallel, bsz) else _pq_serial
+    kernel(block, p, q, draft, num_draft, u, *out)
     return _batch.finish(out, raise_on_error)
 
 
@@ -177,7 +166,7 @@ def verify_chain(p, q, draft, u, *, num_draft=None, raise_on_error: bool = True,
     rejection draw from normalise((p_i - q_i)_+) with u[b, n], else the bonus token from
     p_{n+1} with u[b, n]. Returns a :class:`~specoracle.fastpath.types.BatchVerdict`.
     """
-    return _run_pq(_chain_parallel, _chain_serial, p, q, draft, u, num_draft, raise_on_error, parallel)
+    return _run_pq(False, p, q, draft, u, num_draft, raise_on_error, parallel)
 
 
 def verify_chain_rng(p, q, draft, rng, *, num_draft=None, raise_on_error: bool = True):
@@ -333,16 +322,25 @@ def _block_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallb
     _finish_row(b, p, q, draft, u, n, tau, survival[tau], n_acc, tokens, bonus, status, fallbacks)
 
 
-@nb.njit(cache=True, parallel=True)
-def _block_parallel(p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
-    for b in nb.prange(p.shape[0]):
+@nb.njit(cache=True)
+def _pq_row(block, b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
+    """Row b of block verification (``block``) or of chain verification."""
+    if block:
         _block_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
+    else:
+        _chain_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
+
+
+@nb.njit(cache=True, parallel=True)
+def _pq_parallel(block, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
+    for b in nb.prange(p.shape[0]):
+        _pq_row(block, b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
 
 
 @nb.njit(cache=True)
-def _block_serial(p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
+def _pq_serial(block, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
     for b in range(p.shape[0]):
-        _block_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
+        _pq_row(block, b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
 
 
 def verify_block(p, q, draft, u, *, num_draft=None, raise_on_error: bool = True,
@@ -356,7 +354,7 @@ def verify_block(p, q, draft, u, *, num_draft=None, raise_on_error: bool = True,
     token from p[b, n] or the scaled residual normalise((p_tau p(.|X^tau) - q(.|X^tau))_+),
     both with u[b, n]. R_i is summed in NumPy's pairwise order (``_primitives``).
     """
-    return _run_pq(_block_parallel, _block_serial, p, q, draft, u, num_draft, raise_on_error, parallel)
+    return _run_pq(True, p, q, draft, u, num_draft, raise_on_error, parallel)
 
 
 def verify_block_rng(p, q, draft, rng, *, num_draft=None, raise_on_error: bool = True):
