@@ -119,10 +119,7 @@ def _finish_row(b, p, q, draft, u, n, tau, scale, n_acc, tokens, bonus, status, 
 
 
 @nb.njit(cache=True)
-def _chain_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
-    n = _row_length(q, draft, num_draft, b, p.shape[2], status)
-    if n < 0:
-        return
+def _chain_row(b, n, p, q, draft, u, n_acc, tokens, bonus, status, fallbacks):
     st = 0
     rejected = n
     for i in range(n):
@@ -282,10 +279,7 @@ def verify_greedy(p, draft, *, num_draft=None, raise_on_error: bool = True):
 
 
 @nb.njit(cache=True)
-def _block_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
-    n = _row_length(q, draft, num_draft, b, p.shape[2], status)
-    if n < 0:
-        return
+def _block_row(b, n, p, q, draft, u, n_acc, tokens, bonus, status, fallbacks):
     st = 0
     # prefix survival p_i = min(p_{i-1} * p(x_i) / q(x_i), 1), p_0 = 1   [n+1]
     survival = np.empty(n + 1, np.float64)
@@ -324,11 +318,15 @@ def _block_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallb
 
 @nb.njit(cache=True)
 def _pq_row(block, b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
-    """Row b of block verification (``block``) or of chain verification."""
+    """Row b of block verification (``block``) or of chain verification, once its length
+    and drafts pass :func:`_row_length`."""
+    n = _row_length(q, draft, num_draft, b, p.shape[2], status)
+    if n < 0:
+        return
     if block:
-        _block_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
+        _block_row(b, n, p, q, draft, u, n_acc, tokens, bonus, status, fallbacks)
     else:
-        _chain_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
+        _chain_row(b, n, p, q, draft, u, n_acc, tokens, bonus, status, fallbacks)
 
 
 @nb.njit(cache=True, parallel=True)
