@@ -5,10 +5,13 @@ The kernels themselves cannot raise: they set a per-row status
 batch (shapes, dtypes, the uniforms lying in [0, 1), ``num_draft`` in 0..K) is
 checked here, in Python, before the kernel runs; the per-row checks that need
 the probability rows (draft ids in range, q(x) > 0 for drafted tokens,
-non-finite values in rows that are read) are the kernel's statuses.
+non-finite values in rows that are read) are the kernel's statuses; the
+kernels share :func:`checked_length` and :func:`length_if_ok` for a row's length and
+status.
 """
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 from specoracle.reference.types import InvalidInput
@@ -19,6 +22,26 @@ from ..types import (PAD_ID, STATUS_BAD_LENGTH, STATUS_DRAFT_OUT_OF_RANGE, STATU
 #: which argument a status code blames when the wrapper raises
 STATUS_ARGUMENT = {STATUS_DRAFT_OUT_OF_RANGE: "draft", STATUS_DRAFT_ZERO_Q: "draft",
                    STATUS_NONFINITE: "p", STATUS_BAD_LENGTH: "num_draft"}
+
+
+@nb.njit(cache=True)
+def checked_length(num, b, nmax, status):
+    """Row b's length num[b], or -1 after writing status[b] = STATUS_BAD_LENGTH when it
+    lies outside 0..nmax (called from the kernels, one row per call)."""
+    n = num[b]
+    if n < 0 or n > nmax:
+        status[b] = STATUS_BAD_LENGTH
+        return -1
+    return n
+
+
+@nb.njit(cache=True)
+def length_if_ok(n, st, b, status):
+    """n when the row's check status ``st`` is 0, else -1 after writing status[b] = st."""
+    if st != 0:
+        status[b] = st
+        return -1
+    return n
 
 
 def as_prob_batch(x, name: str, ndim: int = 3) -> np.ndarray:
@@ -54,6 +77,16 @@ def as_draft_batch(draft, b: int, k: int) -> np.ndarray:
             raise InvalidInput("draft", f"token ids must be integers, got dtype {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
+
+def as_target_and_draft(p, draft, rows: str):
+    """p as a probability batch [B, X+1, V] with X+1 >= 1 and V >= 1 (X is ``rows``, "K"
+    or "N", in the message) and the drafted ids [B, X] (:func:`as_draft_batch`).
+    Returns (p, draft, B, X)."""
+    p = as_prob_batch(p, "p")
+    bsz, x1, v = p.shape
+    if x1 < 1 or v < 1:
+        raise InvalidInput("p", f"expected [B, {rows}+1, V] with {rows}+1 >= 1 and V >= 1, got shape {p.shape}")
+    return p, as_draft_batch(draft, bsz, x1 - 1), bsz, x1 - 1
 
 def as_num_draft(num_draft, b: int, k: int) -> np.ndarray:
     if num_draft is None:

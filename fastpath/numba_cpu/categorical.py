@@ -40,9 +40,10 @@ import numpy as np
 from specoracle.reference.types import InvalidInput
 from specoracle.reference.validation import check_generator
 
-from ..types import (STATUS_BAD_LENGTH, STATUS_DRAFT_OUT_OF_RANGE, STATUS_DRAFT_ZERO_Q,
+from ..types import (STATUS_DRAFT_OUT_OF_RANGE, STATUS_DRAFT_ZERO_Q,
                      STATUS_NONFINITE)
 from . import _batch
+from ._batch import checked_length, length_if_ok
 from ._primitives import draw_scaled_residual, draw_target, residual_mass
 
 __all__ = ["verify_chain", "verify_chain_rng", "verify_greedy", "verify_block", "verify_block_rng",
@@ -90,15 +91,10 @@ def _emit(tokens, draft, b, n_acc, y):
 def _row_length(q, draft, num_draft, b, v, status):
     """Row b's draft length n, or -1 after writing its status (n outside 0..K, or a bad
     draft: reference ``_validate``)."""
-    n = num_draft[b]
-    if n < 0 or n > q.shape[1]:
-        status[b] = STATUS_BAD_LENGTH
+    n = checked_length(num_draft, b, q.shape[1], status)
+    if n < 0:
         return -1
-    st = _check_drafts(q, draft, b, n, v)
-    if st != 0:
-        status[b] = st
-        return -1
-    return n
+    return length_if_ok(n, _check_drafts(q, draft, b, n, v), b, status)
 
 
 @nb.njit(cache=True)
@@ -123,10 +119,7 @@ def _finish_row(b, p, q, draft, u, n, tau, scale, n_acc, tokens, bonus, status, 
 
 
 @nb.njit(cache=True)
-def _chain_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
-    n = _row_length(q, draft, num_draft, b, p.shape[2], status)
-    if n < 0:
-        return
+def _chain_row(b, n, p, q, draft, u, n_acc, tokens, bonus, status, fallbacks):
     st = 0
     rejected = n
     for i in range(n):
@@ -144,21 +137,10 @@ def _chain_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallb
     _finish_row(b, p, q, draft, u, n, rejected, 1.0, n_acc, tokens, bonus, status, fallbacks)
 
 
-@nb.njit(cache=True, parallel=True)
-def _chain_parallel(p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
-    for b in nb.prange(p.shape[0]):
-        _chain_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
-
-
-@nb.njit(cache=True)
-def _chain_serial(p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
-    for b in range(p.shape[0]):
-        _chain_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
-
-
-def _run_pq(kernel_parallel, kernel_serial, p, q, draft, u, num_draft, raise_on_error, parallel):
+def _run_pq(block, p, q, draft, u, num_draft, raise_on_error, parallel):
     """Validate the batched (p, q, draft, u, num_draft) inputs of fastpath/types.py, run the
-    row kernel (threaded from a few rows on), and turn its outputs into a BatchVerdict."""
+    block (``block``) or chain row kernel (threaded from a few rows on), and turn its
+    outputs into a BatchVerdict."""
     p = _batch.as_prob_batch(p, "p")
     q = _batch.as_prob_batch(q, "q")
     p, q = _batch.common_float(p, q)
@@ -167,8 +149,8 @@ def _run_pq(kernel_parallel, kernel_serial, p, q, draft, u, num_draft, raise_on_
     num_draft = _batch.as_num_draft(num_draft, bsz, k)
     u = _batch.as_uniform_batch(u, bsz, k)
     out = _batch.alloc_outputs(bsz, k)
-    kernel = kernel_parallel if _use_threads(parallel, bsz) else kernel_serial
-    kernel(p, q, draft, num_draft, u, *out)
+    kernel = _pq_parallel if _use_threads(parallel, bsz) else _pq_serial
+    kernel(block, p, q, draft, num_draft, u, *out)
     return _batch.finish(out, raise_on_error)
 
 
@@ -181,7 +163,7 @@ def verify_chain(p, q, draft, u, *, num_draft=None, raise_on_error: bool = True,
     rejection draw from normalise((p_i - q_i)_+) with u[b, n], else the bonus token from
     p_{n+1} with u[b, n]. Returns a :class:`~specoracle.fastpath.types.BatchVerdict`.
     """
-    return _run_pq(_chain_parallel, _chain_serial, p, q, draft, u, num_draft, raise_on_error, parallel)
+    return _run_pq(False, p, q, draft, u, num_draft, raise_on_error, parallel)
 
 
 def verify_chain_rng(p, q, draft, rng, *, num_draft=None, raise_on_error: bool = True):
@@ -251,9 +233,8 @@ def _greedy_kernel(p, draft, num_draft, n_acc, tokens, bonus, status, fallbacks)
     kmax = p.shape[1] - 1
     v = p.shape[2]
     for b in nb.prange(bsz):
-        n = num_draft[b]
-        if n < 0 or n > kmax:
-            status[b] = STATUS_BAD_LENGTH
+        n = checked_length(num_draft, b, kmax, status)
+        if n < 0:
             continue
         bad = False
         for i in range(n):
@@ -287,12 +268,7 @@ def verify_greedy(p, draft, *, num_draft=None, raise_on_error: bool = True):
     p [B, K+1, V] (probabilities or logits: only the argmax is read; ties go to the
     lowest id), draft [B, K]. No noise. NaN in a row that is read sets STATUS_NONFINITE.
     """
-    p = _batch.as_prob_batch(p, "p")
-    bsz, k1, v = p.shape
-    if k1 < 1 or v < 1:
-        raise InvalidInput("p", f"expected [B, K+1, V] with K+1 >= 1 and V >= 1, got shape {p.shape}")
-    k = k1 - 1
-    draft = _batch.as_draft_batch(draft, bsz, k)
+    p, draft, bsz, k = _batch.as_target_and_draft(p, draft, "K")
     num_draft = _batch.as_num_draft(num_draft, bsz, k)
     out = _batch.alloc_outputs(bsz, k)
     _greedy_kernel(p, draft, num_draft, *out)
@@ -303,10 +279,7 @@ def verify_greedy(p, draft, *, num_draft=None, raise_on_error: bool = True):
 
 
 @nb.njit(cache=True)
-def _block_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
-    n = _row_length(q, draft, num_draft, b, p.shape[2], status)
-    if n < 0:
-        return
+def _block_row(b, n, p, q, draft, u, n_acc, tokens, bonus, status, fallbacks):
     st = 0
     # prefix survival p_i = min(p_{i-1} * p(x_i) / q(x_i), 1), p_0 = 1   [n+1]
     survival = np.empty(n + 1, np.float64)
@@ -343,16 +316,29 @@ def _block_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallb
     _finish_row(b, p, q, draft, u, n, tau, survival[tau], n_acc, tokens, bonus, status, fallbacks)
 
 
+@nb.njit(cache=True)
+def _pq_row(block, b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
+    """Row b of block verification (``block``) or of chain verification, once its length
+    and drafts pass :func:`_row_length`."""
+    n = _row_length(q, draft, num_draft, b, p.shape[2], status)
+    if n < 0:
+        return
+    if block:
+        _block_row(b, n, p, q, draft, u, n_acc, tokens, bonus, status, fallbacks)
+    else:
+        _chain_row(b, n, p, q, draft, u, n_acc, tokens, bonus, status, fallbacks)
+
+
 @nb.njit(cache=True, parallel=True)
-def _block_parallel(p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
+def _pq_parallel(block, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
     for b in nb.prange(p.shape[0]):
-        _block_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
+        _pq_row(block, b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
 
 
 @nb.njit(cache=True)
-def _block_serial(p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
+def _pq_serial(block, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks):
     for b in range(p.shape[0]):
-        _block_row(b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
+        _pq_row(block, b, p, q, draft, num_draft, u, n_acc, tokens, bonus, status, fallbacks)
 
 
 def verify_block(p, q, draft, u, *, num_draft=None, raise_on_error: bool = True,
@@ -366,7 +352,7 @@ def verify_block(p, q, draft, u, *, num_draft=None, raise_on_error: bool = True,
     token from p[b, n] or the scaled residual normalise((p_tau p(.|X^tau) - q(.|X^tau))_+),
     both with u[b, n]. R_i is summed in NumPy's pairwise order (``_primitives``).
     """
-    return _run_pq(_block_parallel, _block_serial, p, q, draft, u, num_draft, raise_on_error, parallel)
+    return _run_pq(True, p, q, draft, u, num_draft, raise_on_error, parallel)
 
 
 def verify_block_rng(p, q, draft, rng, *, num_draft=None, raise_on_error: bool = True):

@@ -33,6 +33,7 @@ from specoracle.reference.validation import check_generator
 from ..types import (PAD_ID, STATUS_BAD_LENGTH, STATUS_BAD_TREE, STATUS_DRAFT_OUT_OF_RANGE,
                      STATUS_DRAFT_ZERO_Q, STATUS_NONFINITE)
 from . import _batch
+from ._batch import checked_length, length_if_ok
 from ._primitives import draw_target, residual_mass, sample_weights
 
 #: prange over trees only pays off for big batches; serial kernels compile ~3x faster
@@ -67,6 +68,16 @@ def _depth(parents, b, n):
     return best
 
 
+@nb.njit(cache=True)
+def _checked_tree(tokens, parents, num_nodes, b, v, status):
+    """Row b's node count n, or -1 after writing its status (n outside 0..N, or a parent /
+    token out of range: :func:`_check_tree`)."""
+    n = checked_length(num_nodes, b, tokens.shape[1], status)
+    if n < 0:
+        return -1
+    return length_if_ok(n, _check_tree(tokens, parents, b, n, v), b, status)
+
+
 # ---------------------------------------------------------------- MSS
 
 
@@ -74,23 +85,20 @@ def _depth(parents, b, n):
 def _mss_kernel(p, q, tokens, parents, num_nodes, u, n_acc, out_tokens, bonus, status, fallbacks,
                 paths):
     bsz = p.shape[0]
-    nmax = tokens.shape[1]
     v = p.shape[2]
     for b in nb.prange(bsz):
-        n = num_nodes[b]
-        if n < 0 or n > nmax:
-            status[b] = STATUS_BAD_LENGTH
+        n = _checked_tree(tokens, parents, num_nodes, b, v, status)
+        if n < 0:
             continue
-        st = _check_tree(tokens, parents, b, n, v)
-        if st == 0:
-            for i in range(n):
-                qx = np.float64(q[b, parents[b, i] + 1, tokens[b, i]])
-                if not np.isfinite(qx):
-                    st = STATUS_NONFINITE
-                    break
-                if not qx > 0.0:
-                    st = STATUS_DRAFT_ZERO_Q
-                    break
+        st = 0
+        for i in range(n):
+            qx = np.float64(q[b, parents[b, i] + 1, tokens[b, i]])
+            if not np.isfinite(qx):
+                st = STATUS_NONFINITE
+                break
+            if not qx > 0.0:
+                st = STATUS_DRAFT_ZERO_Q
+                break
         if st != 0:
             status[b] = st
             continue
@@ -158,12 +166,7 @@ def _mss_kernel(p, q, tokens, parents, num_nodes, u, n_acc, out_tokens, bonus, s
 
 
 def _tree_inputs(p, tokens, parents, num_nodes):
-    p = _batch.as_prob_batch(p, "p")
-    bsz, n1, v = p.shape
-    if n1 < 1 or v < 1:
-        raise InvalidInput("p", f"expected [B, N+1, V] with N+1 >= 1 and V >= 1, got shape {p.shape}")
-    n = n1 - 1
-    tokens = _batch.as_draft_batch(tokens, bsz, n)
+    p, tokens, bsz, n = _batch.as_target_and_draft(p, tokens, "N")
     parents = np.asarray(parents)
     if parents.size == 0 and bsz * n == 0:
         parents = np.zeros((bsz, n), np.int64)
@@ -219,15 +222,9 @@ def verify_mss_tree_rng(p, q, tokens, parents, rng, *, num_nodes=None, raise_on_
 def _det_kernel(p, tokens, parents, num_nodes, u, n_acc, out_tokens, bonus, status, fallbacks,
                 paths):
     bsz = p.shape[0]
-    nmax = tokens.shape[1]
     for b in nb.prange(bsz):
-        n = num_nodes[b]
-        if n < 0 or n > nmax:
-            status[b] = STATUS_BAD_LENGTH
-            continue
-        st = _check_tree(tokens, parents, b, n, p.shape[2])
-        if st != 0:
-            status[b] = st
+        n = _checked_tree(tokens, parents, num_nodes, b, p.shape[2], status)
+        if n < 0:
             continue
         if _depth(parents, b, n) + 1 > u.shape[1]:
             status[b] = STATUS_BAD_LENGTH

@@ -190,16 +190,21 @@ def status_verdict(status: int, ref):
     return None
 
 
+def row_verdict(out, b, ref):
+    """(status verdict, decoded row): the verdict of :func:`status_verdict` for row ``b`` of
+    ``out`` (None when both sides accept the row; the row is then ``out.verdict(b)``)."""
+    verdict = status_verdict(int(out.status[b]), ref)
+    return verdict, (out.verdict(b) if verdict is None else None)
+
+
 def make_compare_logits(kind, dtype):
     tol = LOGITS_TOL[dtype]
     margin_fn = chain_margin if kind == "chain" else block_margin
 
     def compare(case, b, out, ref):
-        status = int(out.status[b])
-        verdict = status_verdict(status, ref)
+        verdict, got = row_verdict(out, b, ref)
         if verdict is not None:
             return verdict
-        got = out.verdict(b)
         if (got.n_accepted, got.tokens, got.bonus) == (ref.n_accepted, ref.tokens, ref.bonus):
             return "match", ""
         pl, ql, draft, u = _slice(case, b)
@@ -282,11 +287,9 @@ def mss_margin(p, q, tokens, parents, u) -> float:
 
 
 def compare_tree(case, b, out, ref):
-    status = int(out.status[b])
-    verdict = status_verdict(status, ref)
+    verdict, got = row_verdict(out, b, ref)
     if verdict is not None:
         return verdict
-    got = out.verdict(b)
     if got == ref:
         return "match", ""
     x = case.inputs

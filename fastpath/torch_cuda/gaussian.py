@@ -192,6 +192,18 @@ def _window(m_p, m_q, s, z, n, impl):
     return drafts, ell, delta, False
 
 
+def _open_windows(m_p, m_q, s, z, eta, u_res, z_orth, lengths, impl):
+    """The opening of chain and block: :func:`_prepare` (the big tensors keep their dtype
+    when the fused pass runs), the :func:`_window` pass, and live [B, L] (i < n[b]).
+    Returns (m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus, drafts, ell, delta, fused, live)."""
+    fused = _fused(impl, m_q)
+    m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus, _ = _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths,
+                                                                   keep_dtype=fused)
+    drafts, ell, delta, fused = _window(m_p, m_q, s, z, n, "triton" if fused else "torch")
+    live = torch.arange(m_q.shape[1], device=m_q.device)[None, :] < n[:, None]
+    return m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus, drafts, ell, delta, fused, live
+
+
 def _rows(t, bi, j):
     """Rows t[b, j[b]] [B, d] in float64 (the only rows after the fused pass)."""
     return t[bi, j].to(torch.float64)
@@ -242,13 +254,10 @@ def verify_gaussian_chain(m_p, m_q, s, z, eta, u_res, z_orth, *, coupling="gamma
     [B, L] scalars and the tau rows in torch), "auto" (Triton for CUDA tensors)."""
     if coupling not in ("gamma", "reflection"):
         raise InvalidInput("coupling", f"expected 'gamma' or 'reflection', got {coupling!r}")
-    fused = _fused(impl, m_q)
-    m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus, _ = _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths,
-                                                                   keep_dtype=fused)
+    (m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus, drafts, ell, delta, fused,
+     live) = _open_windows(m_p, m_q, s, z, eta, u_res, z_orth, lengths, impl)
     b, big_l, d = m_q.shape
     dev = m_q.device
-    drafts, ell, delta, fused = _window(m_p, m_q, s, z, n, "triton" if fused else "torch")
-    live = torch.arange(big_l, device=dev)[None, :] < n[:, None]
     rej = live & ~_accepts(eta, ell)
     tau = torch.minimum(torch.where(rej, torch.arange(big_l, device=dev), big_l).amin(1), n)
     bi = torch.arange(b, device=dev)
@@ -279,13 +288,10 @@ def verify_gaussian_block(m_p, m_q, s, z, eta, u_res, z_orth, *, lengths=None,
     iff eta_i (R_i + 1 - p_i) < R_i, index n iff eta_n < p_n; tau the largest passing
     index; correction ResidualGauss(c = p_tau) with u_res and fresh z_orth, or the bonus.
     ``impl`` as for :func:`verify_gaussian_chain`."""
-    fused = _fused(impl, m_q)
-    m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus, _ = _prepare(m_p, m_q, s, z, eta, u_res, z_orth, lengths,
-                                                                   keep_dtype=fused)
+    (m_p, m_q, s, z, eta, u_res, z_orth, n, has_bonus, drafts, ell, delta, fused,
+     live) = _open_windows(m_p, m_q, s, z, eta, u_res, z_orth, lengths, impl)
     b, big_l, d = m_q.shape
     dev = m_q.device
-    drafts, ell, delta, fused = _window(m_p, m_q, s, z, n, "triton" if fused else "torch")
-    live = torch.arange(big_l, device=dev)[None, :] < n[:, None]
     lp = [torch.zeros(b, dtype=ell.dtype, device=dev)]
     for i in range(1, big_l + 1):
         lp.append(torch.where(live[:, i - 1], torch.clamp(lp[-1] + ell[:, i - 1], max=0.0), lp[-1]))

@@ -1,5 +1,6 @@
 """Triton device functions shared by the categorical kernels: one row pair's tiles,
-a row pair's residual mass, and the final inverse-CDF draw over vocabulary tiles.
+a row pair's residual mass, the final inverse-CDF draw over vocabulary tiles, and the
+program's row and length (``program_row``).
 
 Every kernel of triton_kernels.py (probabilities), triton_logits.py (warped logits)
 and triton_tree.py calls these, so the tile-prefix draw exists once.
@@ -121,6 +122,15 @@ def final_draw(prow, qrow, pst, qst, scr, V, NT, scale, bonus, u_last, CD: tl.co
     rounding = (found < 0) | (idx >= V)
     idx = tl.where(found < 0, tl.where(use_p, last_p, last_r), tl.where(idx >= V, tile_last, idx))
     return idx, rounding, zero_mass, nonfin
+
+
+@triton.jit
+def program_row(n_ptr, K):
+    """This program's row b (grid = (B,)), whether its length n = num_draft[b] is out of
+    [0, K] (STATUS_BAD_LENGTH), and n clamped to [0, K] for the loads."""
+    b = tl.program_id(0).to(tl.int64)
+    n = tl.load(n_ptr + b)
+    return b, (n < 0) | (n > K), tl.minimum(tl.maximum(n, 0), K)
 
 
 @triton.jit

@@ -41,7 +41,7 @@ import triton
 import triton.language as tl
 
 from ._common import assemble
-from .triton_draw import final_draw, residual_mass, status_code
+from .triton_draw import final_draw, program_row, residual_mass, status_code
 
 BLOCK_V_DEFAULT = 1024
 
@@ -60,10 +60,7 @@ def _chain_kernel(p_ptr, q_ptr, d_ptr, u_ptr, n_ptr, scr_ptr, tau_ptr, tok_ptr, 
                   K, V, NT, spb, spk, sqb, sqk, sdb, sub,
                   CD: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
                   BLOCK_MODE: tl.constexpr, BLOCK_T: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    n = tl.load(n_ptr + b)
-    bad_len = (n < 0) | (n > K)
-    nn = tl.minimum(tl.maximum(n, 0), K)
+    b, bad_len, nn = program_row(n_ptr, K)
     ks = tl.arange(0, BLOCK_K)
     inside = ks < nn
     x = tl.load(d_ptr + b * sdb + ks, mask=inside, other=0)

@@ -39,7 +39,7 @@ import triton
 import triton.language as tl
 
 from ._common import assemble
-from .triton_draw import final_draw, residual_mass, status_code
+from .triton_draw import final_draw, program_row, residual_mass, status_code
 from .triton_kernels import BLOCK_V_DEFAULT, check_device, compile_options, outputs, row_pair_inputs, tiles
 from .triton_warp import NF, warp_state, warped
 
@@ -50,10 +50,7 @@ def _logits_kernel(p_ptr, q_ptr, d_ptr, u_ptr, n_ptr, t_ptr, k_ptr, tp_ptr, mp_p
                    CD: tl.constexpr, BLOCK_V: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_MODE: tl.constexpr,
                    HAS_TOPK: tl.constexpr, HAS_TOPP: tl.constexpr, HAS_MINP: tl.constexpr,
                    NREC: tl.constexpr, FULL_CHECK: tl.constexpr):
-    b = tl.program_id(0).to(tl.int64)
-    n = tl.load(n_ptr + b)
-    bad_len = (n < 0) | (n > K)
-    nn = tl.minimum(tl.maximum(n, 0), K)
+    b, bad_len, nn = program_row(n_ptr, K)
     temp = tl.load(t_ptr + b).to(CD)
     topk = tl.load(k_ptr + b) if HAS_TOPK else nn
     topp = tl.load(tp_ptr + b).to(CD) if HAS_TOPP else temp

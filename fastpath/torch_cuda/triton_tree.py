@@ -75,10 +75,10 @@ def _tree_kernel(p_ptr, tok_ptr, par_ptr, u_ptr, n_ptr, st_ptr, scr_ptr, out_ptr
     tl.store(fb_ptr + b, fb.to(tl.int32))
 
 
-def walk(p, tok, par, u, nn, status, block_v: int = BLOCK_V_DEFAULT):
-    """Sample-and-match walk of every tree whose status is OK. p [B, N+1, V]; tok, par
-    [B, N] (the clamped / safe arrays of tree._tree_status); u [B, W] float64.
-    Returns (emitted [B], out_tok [B, N+1] PAD-filled, first [B], bonus [B] bool, fb [B])."""
+def _walk_inputs(p, tok, par, u, block_v: int):
+    """The launch inputs shared by :func:`walk` and :func:`mss_walk`: (B, N, V, device,
+    p with a contiguous last dim, BLOCK_V, NT, BLOCK_T, float64?, tok, par (one dummy
+    row when N = 0, so that the pointers are valid), u as float64), all contiguous."""
     check_device(p)
     b, n1, v = p.shape
     n = n1 - 1
@@ -89,6 +89,15 @@ def walk(p, tok, par, u, nn, status, block_v: int = BLOCK_V_DEFAULT):
     tk = (tok if n else torch.zeros(b, 1, dtype=torch.int64, device=dev)).contiguous()
     pr = (par if n else torch.full((b, 1), -1, dtype=torch.int64, device=dev)).contiguous()
     ucd = u.to(torch.float64).contiguous()
+    return b, n, v, dev, pc, block_v, nt, block_t, f64, tk, pr, ucd
+
+
+def walk(p, tok, par, u, nn, status, block_v: int = BLOCK_V_DEFAULT):
+    """Sample-and-match walk of every tree whose status is OK. p [B, N+1, V]; tok, par
+    [B, N] (the clamped / safe arrays of tree._tree_status); u [B, W] float64.
+    Returns (emitted [B], out_tok [B, N+1] PAD-filled, first [B], bonus [B] bool, fb [B])."""
+    b, n, v, dev, pc, block_v, nt, block_t, f64, tk, pr, ucd = _walk_inputs(p, tok, par, u, block_v)
+    n1 = n + 1
     scr = torch.empty(b, 2, nt, dtype=torch.float64 if f64 else torch.float32, device=dev)
     out_tok = torch.full((b, n1), -1, dtype=torch.int64, device=dev)
     first = torch.empty(b, dtype=torch.int64, device=dev)
@@ -204,18 +213,10 @@ def mss_walk(p, q, tok, par, u, nn, status, block_v: int = BLOCK_V_DEFAULT):
     """MSS walk of every tree whose status is OK (tree.verify_mss_tree's checks ran first).
     p, q [B, N+1, V]; tok, par [B, N] (safe arrays); u [B, N+1] float64.
     Returns (depth [B], out_tok [B, N+1] PAD-filled, first [B], bonus [B] bool, fb [B])."""
-    check_device(p)
-    b, n1, v = p.shape
-    n = n1 - 1
-    dev = p.device
-    pc = p.contiguous() if p.stride(-1) != 1 else p
+    b, n, v, dev, pc, block_v, nt, block_t, f64, tk, pr, ucd = _walk_inputs(p, tok, par, u, block_v)
+    n1 = n + 1
     qc = q.contiguous() if q.stride(-1) != 1 else q
-    block_v, nt, block_t = tiles(v, block_v)
-    f64 = p.dtype == torch.float64
     cdt = torch.float64 if f64 else torch.float32
-    tk = (tok if n else torch.zeros(b, 1, dtype=torch.int64, device=dev)).contiguous()
-    pr = (par if n else torch.full((b, 1), -1, dtype=torch.int64, device=dev)).contiguous()
-    ucd = u.to(torch.float64).contiguous()
     res = torch.empty(b, v, dtype=cdt, device=dev)
     scr = torch.empty(b, 2, nt, dtype=cdt, device=dev)
     out_tok = torch.full((b, n1), -1, dtype=torch.int64, device=dev)
