@@ -87,20 +87,41 @@ def _case(name, v, k, ctx):
     return f"{name}, V={v}, K={k}, context={ctx}"
 
 
+def _check_lossless(theorem: str, verifier, quick: bool):
+    """Fail ``theorem`` unless ``verifier``'s output law, completed with target samples to
+    K+1 tokens, equals p(x^{K+1}) exactly for every pair, K, draft and noise box of
+    :func:`_pairs`; returns (cases, summary)."""
+    cases = 0
+    for name, pm, qm, v, k, ctx in _pairs(quick):
+        law = exact.draft_round_law(verifier, pm, qm, v, k, ctx)
+        diff = exact.law_difference(law.sequences, exact.sequence_law(pm, v, k + 1, ctx))
+        if diff:
+            _fail(theorem, _case(name, v, k, ctx), exact.describe_difference(diff))
+        cases += law.leaves
+    return cases, "output law == target law for every pair, K, draft and noise box"
+
+
+def _check_tails(theorem: str, law, pair, closed_form, survival) -> None:
+    """Fail ``theorem`` unless the exact law's tails P(tau >= i), i = 1..K, equal both
+    ``closed_form(pm, qm, v, i, ctx)`` (proofs/exact.py) and the reference's own
+    ``survival(p, q, ctx, K)`` (reference/targets.py). ``pair`` is one row of :func:`_pairs`."""
+    name, pm, qm, v, k, ctx = pair
+    for i in range(1, k + 1):
+        want = closed_form(pm, qm, v, i, ctx)
+        if law.tail(i) != want:
+            _fail(theorem, _case(name, v, k, ctx), f"P(tau >= {i}) = {law.tail(i)}, closed form {want}")
+    ref = survival(_NextProbs(pm, v), _NextProbs(qm, v), list(ctx), k)
+    if [law.tail(i) for i in range(1, k + 1)] != list(ref):
+        _fail(theorem, _case(name, v, k, ctx), f"targets.{survival.__name__} = {list(map(str, ref))}")
+
+
 # ---------------------------------------------------------------- token (chain) verification
 
 
 def check_token_lossless(quick: bool = True, verifier=None):
     """Law of the output, completed with target samples to K+1 tokens, == p(x^{K+1})."""
     verifier = verifier or categorical.verify_chain
-    cases = 0
-    for name, pm, qm, v, k, ctx in _pairs(quick):
-        law = exact.draft_round_law(verifier, pm, qm, v, k, ctx)
-        diff = exact.law_difference(law.sequences, exact.sequence_law(pm, v, k + 1, ctx))
-        if diff:
-            _fail("token.lossless", _case(name, v, k, ctx), exact.describe_difference(diff))
-        cases += law.leaves
-    return cases, "output law == target law for every pair, K, draft and noise box"
+    return _check_lossless("token.lossless", verifier, quick)
 
 
 def check_token_acceptance(quick: bool = True, verifier=None):
@@ -110,15 +131,8 @@ def check_token_acceptance(quick: bool = True, verifier=None):
     cases = 0
     for name, pm, qm, v, k, ctx in _pairs(quick):
         law = exact.draft_round_law(verifier, pm, qm, v, k, ctx)
-        for i in range(1, k + 1):
-            want = exact.token_tail_closed_form(pm, qm, v, i, ctx)
-            if law.tail(i) != want:
-                _fail("token.acceptance_equals_overlap", _case(name, v, k, ctx),
-                      f"P(tau >= {i}) = {law.tail(i)}, closed form {want}")
-        ref = targets.token_survival(_NextProbs(pm, v), _NextProbs(qm, v), list(ctx), k)
-        if [law.tail(i) for i in range(1, k + 1)] != list(ref):
-            _fail("token.acceptance_equals_overlap", _case(name, v, k, ctx),
-                  f"targets.token_survival = {list(map(str, ref))}")
+        _check_tails("token.acceptance_equals_overlap", law, (name, pm, qm, v, k, ctx),
+                     exact.token_tail_closed_form, targets.token_survival)
         if k >= 1:
             for x in range(v):
                 got = sum((pr for toks, pr in law.emitted.items() if len(toks) >= 2 and toks[0] == x),
@@ -198,14 +212,7 @@ def check_block_lossless(quick: bool = True, verifier=None):
     """ALGORITHMS.md §1.3 validity theorem / §8 recipe 1: the block verifier's output,
     completed with target samples to K+1 tokens, has exactly the law p(x^{K+1})."""
     verifier = verifier or categorical.verify_block
-    cases = 0
-    for name, pm, qm, v, k, ctx in _pairs(quick):
-        law = exact.draft_round_law(verifier, pm, qm, v, k, ctx)
-        diff = exact.law_difference(law.sequences, exact.sequence_law(pm, v, k + 1, ctx))
-        if diff:
-            _fail("block.lossless", _case(name, v, k, ctx), exact.describe_difference(diff))
-        cases += law.leaves
-    return cases, "output law == target law for every pair, K, draft and noise box"
+    return _check_lossless("block.lossless", verifier, quick)
 
 
 def check_block_dominates_token(quick: bool = True, verifier=None, token_verifier=None):
@@ -233,16 +240,9 @@ def check_block_acceptance_closed_form(quick: bool = True, verifier=None):
     cases = 0
     for name, pm, qm, v, k, ctx in _pairs(quick):
         law = exact.draft_round_law(verifier, pm, qm, v, k, ctx)
-        for i in range(1, k + 1):
-            want = exact.block_tail_closed_form(pm, qm, v, i, ctx)
-            if law.tail(i) != want:
-                _fail("block.acceptance_closed_form", _case(name, v, k, ctx),
-                      f"P(tau >= {i}) = {law.tail(i)}, closed form {want}")
         # ... and the reference's own closed form (reference/targets.py block_survival)
-        ref = targets.block_survival(_NextProbs(pm, v), _NextProbs(qm, v), list(ctx), k)
-        if [law.tail(i) for i in range(1, k + 1)] != list(ref):
-            _fail("block.acceptance_closed_form", _case(name, v, k, ctx),
-                  f"targets.block_survival = {list(map(str, ref))}")
+        _check_tails("block.acceptance_closed_form", law, (name, pm, qm, v, k, ctx),
+                     exact.block_tail_closed_form, targets.block_survival)
         cases += law.leaves
     t3b = {2: ([F("0.6"), F("0.44")], F("1.04")),
            3: ([F("0.6"), F("0.44"), F("0.338")], F("1.378")),
