@@ -87,20 +87,44 @@ def _case(name, v, k, ctx):
     return f"{name}, V={v}, K={k}, context={ctx}"
 
 
+def _check_lossless(theorem: str, verifier, quick: bool):
+    """Fail ``theorem`` unless ``verifier``'s output law, completed with target samples to
+    K+1 tokens, equals p(x^{K+1}) exactly for every pair, K, draft and noise box of
+    :func:`_pairs`; returns (cases, summary)."""
+    cases = 0
+    for name, pm, qm, v, k, ctx in _pairs(quick):
+        law = exact.draft_round_law(verifier, pm, qm, v, k, ctx)
+        diff = exact.law_difference(law.sequences, exact.sequence_law(pm, v, k + 1, ctx))
+        if diff:
+            _fail(theorem, _case(name, v, k, ctx), exact.describe_difference(diff))
+        cases += law.leaves
+    return cases, "output law == target law for every pair, K, draft and noise box"
+
+
+def _check_tails(theorem: str, verifier, pair, closed_form, survival):
+    """Fail ``theorem`` unless the tails P(tau >= i), i = 1..K, of ``verifier``'s exact round
+    law equal both ``closed_form(pm, qm, v, i, ctx)`` (proofs/exact.py) and the reference's
+    own ``survival(p, q, ctx, K)`` (reference/targets.py); returns the law. ``pair`` is one
+    row of :func:`_pairs`."""
+    name, pm, qm, v, k, ctx = pair
+    law = exact.draft_round_law(verifier, pm, qm, v, k, ctx)
+    for i in range(1, k + 1):
+        want = closed_form(pm, qm, v, i, ctx)
+        if law.tail(i) != want:
+            _fail(theorem, _case(name, v, k, ctx), f"P(tau >= {i}) = {law.tail(i)}, closed form {want}")
+    ref = survival(_NextProbs(pm, v), _NextProbs(qm, v), list(ctx), k)
+    if [law.tail(i) for i in range(1, k + 1)] != list(ref):
+        _fail(theorem, _case(name, v, k, ctx), f"targets.{survival.__name__} = {list(map(str, ref))}")
+    return law
+
+
 # ---------------------------------------------------------------- token (chain) verification
 
 
 def check_token_lossless(quick: bool = True, verifier=None):
     """Law of the output, completed with target samples to K+1 tokens, == p(x^{K+1})."""
     verifier = verifier or categorical.verify_chain
-    cases = 0
-    for name, pm, qm, v, k, ctx in _pairs(quick):
-        law = exact.draft_round_law(verifier, pm, qm, v, k, ctx)
-        diff = exact.law_difference(law.sequences, exact.sequence_law(pm, v, k + 1, ctx))
-        if diff:
-            _fail("token.lossless", _case(name, v, k, ctx), exact.describe_difference(diff))
-        cases += law.leaves
-    return cases, "output law == target law for every pair, K, draft and noise box"
+    return _check_lossless("token.lossless", verifier, quick)
 
 
 def check_token_acceptance(quick: bool = True, verifier=None):
@@ -109,16 +133,8 @@ def check_token_acceptance(quick: bool = True, verifier=None):
     verifier = verifier or categorical.verify_chain
     cases = 0
     for name, pm, qm, v, k, ctx in _pairs(quick):
-        law = exact.draft_round_law(verifier, pm, qm, v, k, ctx)
-        for i in range(1, k + 1):
-            want = exact.token_tail_closed_form(pm, qm, v, i, ctx)
-            if law.tail(i) != want:
-                _fail("token.acceptance_equals_overlap", _case(name, v, k, ctx),
-                      f"P(tau >= {i}) = {law.tail(i)}, closed form {want}")
-        ref = targets.token_survival(_NextProbs(pm, v), _NextProbs(qm, v), list(ctx), k)
-        if [law.tail(i) for i in range(1, k + 1)] != list(ref):
-            _fail("token.acceptance_equals_overlap", _case(name, v, k, ctx),
-                  f"targets.token_survival = {list(map(str, ref))}")
+        law = _check_tails("token.acceptance_equals_overlap", verifier, (name, pm, qm, v, k, ctx),
+                           exact.token_tail_closed_form, targets.token_survival)
         if k >= 1:
             for x in range(v):
                 got = sum((pr for toks, pr in law.emitted.items() if len(toks) >= 2 and toks[0] == x),
@@ -198,14 +214,7 @@ def check_block_lossless(quick: bool = True, verifier=None):
     """ALGORITHMS.md §1.3 validity theorem / §8 recipe 1: the block verifier's output,
     completed with target samples to K+1 tokens, has exactly the law p(x^{K+1})."""
     verifier = verifier or categorical.verify_block
-    cases = 0
-    for name, pm, qm, v, k, ctx in _pairs(quick):
-        law = exact.draft_round_law(verifier, pm, qm, v, k, ctx)
-        diff = exact.law_difference(law.sequences, exact.sequence_law(pm, v, k + 1, ctx))
-        if diff:
-            _fail("block.lossless", _case(name, v, k, ctx), exact.describe_difference(diff))
-        cases += law.leaves
-    return cases, "output law == target law for every pair, K, draft and noise box"
+    return _check_lossless("block.lossless", verifier, quick)
 
 
 def check_block_dominates_token(quick: bool = True, verifier=None, token_verifier=None):
@@ -232,17 +241,8 @@ def check_block_acceptance_closed_form(quick: bool = True, verifier=None):
     verifier = verifier or categorical.verify_block
     cases = 0
     for name, pm, qm, v, k, ctx in _pairs(quick):
-        law = exact.draft_round_law(verifier, pm, qm, v, k, ctx)
-        for i in range(1, k + 1):
-            want = exact.block_tail_closed_form(pm, qm, v, i, ctx)
-            if law.tail(i) != want:
-                _fail("block.acceptance_closed_form", _case(name, v, k, ctx),
-                      f"P(tau >= {i}) = {law.tail(i)}, closed form {want}")
-        # ... and the reference's own closed form (reference/targets.py block_survival)
-        ref = targets.block_survival(_NextProbs(pm, v), _NextProbs(qm, v), list(ctx), k)
-        if [law.tail(i) for i in range(1, k + 1)] != list(ref):
-            _fail("block.acceptance_closed_form", _case(name, v, k, ctx),
-                  f"targets.block_survival = {list(map(str, ref))}")
+        law = _check_tails("block.acceptance_closed_form", verifier, (name, pm, qm, v, k, ctx),
+                           exact.block_tail_closed_form, targets.block_survival)
         cases += law.leaves
     t3b = {2: ([F("0.6"), F("0.44")], F("1.04")),
            3: ([F("0.6"), F("0.44"), F("0.338")], F("1.378")),
@@ -418,30 +418,38 @@ def _det_models(quick: bool):
     return models
 
 
+def _det_tree_laws(verifier, quick: bool, seed: int):
+    """Yield (name, pm, v, ctx, tokens, parents, law): the exact round law of ``verifier`` on
+    every fixed candidate tree of :func:`_deterministic_trees` (drawn with ``seed``) for every
+    model of :func:`_det_models`."""
+    rng = np.random.default_rng(seed)
+    for name, pm, v, ctx in _det_models(quick):
+        for tokens, parents in _deterministic_trees(quick, v, rng):
+            yield name, pm, v, ctx, tokens, parents, exact.deterministic_tree_round_law(
+                verifier, pm, v, tokens, parents, ctx)
+
+
 def check_tree_deterministic_lossless(quick: bool = True, verifier=None):
     """Sample-and-match (§1.4.3): for every fixed candidate tree (chains, duplicated
     siblings, random tries), the output completed to depth+1 tokens has the target law;
     at temperature 0 (one-hot rows) it is the target's greedy decode."""
     verifier = verifier or tree.verify_tree_deterministic
-    rng = np.random.default_rng(17)
     cases = 0
-    for name, pm, v, ctx in _det_models(quick):
-        for tokens, parents in _deterministic_trees(quick, v, rng):
-            law = exact.deterministic_tree_round_law(verifier, pm, v, tokens, parents, ctx)
-            depth = max(exact.tree_depths(parents), default=0)
-            diff = exact.law_difference(law.sequences, exact.sequence_law(pm, v, depth + 1, ctx))
-            if diff:
-                _fail("tree_deterministic.lossless", f"{name}, tokens={tokens}, parents={parents}",
-                      exact.describe_difference(diff))
-            cases += law.leaves
-            # temperature 0: one-hot rows on the (lowest-index) argmax
-            onehot = _onehot_model(pm, v)
-            law0 = exact.deterministic_tree_round_law(verifier, onehot, v, tokens, parents, ctx)
-            want = exact.greedy_decode(pm, v, depth + 1, ctx)
-            if law0.sequences != {want: F(1)}:
-                _fail("tree_deterministic.lossless", f"T=0, {name}, tokens={tokens}",
-                      f"law {law0.sequences}, greedy decode {want}")
-            cases += law0.leaves
+    for name, pm, v, ctx, tokens, parents, law in _det_tree_laws(verifier, quick, 17):
+        depth = max(exact.tree_depths(parents), default=0)
+        diff = exact.law_difference(law.sequences, exact.sequence_law(pm, v, depth + 1, ctx))
+        if diff:
+            _fail("tree_deterministic.lossless", f"{name}, tokens={tokens}, parents={parents}",
+                  exact.describe_difference(diff))
+        cases += law.leaves
+        # temperature 0: one-hot rows on the (lowest-index) argmax
+        onehot = _onehot_model(pm, v)
+        law0 = exact.deterministic_tree_round_law(verifier, onehot, v, tokens, parents, ctx)
+        want = exact.greedy_decode(pm, v, depth + 1, ctx)
+        if law0.sequences != {want: F(1)}:
+            _fail("tree_deterministic.lossless", f"T=0, {name}, tokens={tokens}",
+                  f"law {law0.sequences}, greedy decode {want}")
+        cases += law0.leaves
     return cases, "output law == target law (T>0) and == greedy decode (T=0) for every tree"
 
 
@@ -457,19 +465,16 @@ def check_tree_deterministic_expected_length(quick: bool = True, verifier=None):
     """E[tau + 1] of sample-and-match == 1 + sum over the distinct drafted paths of their
     target probability (§1.4.3), == the reference's tree_expected_length; T5's figures."""
     verifier = verifier or tree.verify_tree_deterministic
-    rng = np.random.default_rng(19)
     cases = 0
-    for name, pm, v, ctx in _det_models(quick):
-        for tokens, parents in _deterministic_trees(quick, v, rng):
-            law = exact.deterministic_tree_round_law(verifier, pm, v, tokens, parents, ctx)
-            want = exact.trie_path_mass(pm, tokens, parents, ctx)
-            ref = tree.tree_expected_length(exact.tree_rows(pm, tokens, parents, ctx),
-                                            np.array(tokens, dtype=np.int64),
-                                            np.array(parents, dtype=np.int64))
-            if law.mean_tau() + 1 != want or ref != want:
-                _fail("tree_deterministic.expected_length", f"{name}, tokens={tokens}, parents={parents}",
-                      f"E[tau+1] = {law.mean_tau() + 1}, path mass {want}, tree_expected_length {ref}")
-            cases += law.leaves
+    for name, pm, v, ctx, tokens, parents, law in _det_tree_laws(verifier, quick, 19):
+        want = exact.trie_path_mass(pm, tokens, parents, ctx)
+        ref = tree.tree_expected_length(exact.tree_rows(pm, tokens, parents, ctx),
+                                        np.array(tokens, dtype=np.int64),
+                                        np.array(parents, dtype=np.int64))
+        if law.mean_tau() + 1 != want or ref != want:
+            _fail("tree_deterministic.expected_length", f"{name}, tokens={tokens}, parents={parents}",
+                  f"E[tau+1] = {law.mean_tau() + 1}, path mass {want}, tree_expected_length {ref}")
+        cases += law.leaves
     # T5 chain: drafted-token probabilities (0.9, 0.8, 0.7, 0.6), V = 2, drafted token 0.
     chain = [F(9, 10), F(8, 10), F(7, 10), F(6, 10), F(1, 2)]
     chain_model = lambda prefix: (chain[len(prefix)], 1 - chain[len(prefix)])  # noqa: E731

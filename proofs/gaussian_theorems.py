@@ -30,12 +30,15 @@ import math
 import numpy as np
 
 from specoracle.proofs.theorems import ProofFailure, Theorem, register
+from specoracle.reference import gaussian as g
 
 PAPER_1 = "arXiv 2606.13426 (Soen et al. 2026)"
 PAPER_2 = "arXiv 2501.05370 (De Bortoli et al. 2025)"
 
 
 def _sympy_phi():
+    """sympy, the standard normal density phi and its tail Phibar (``sf``), the real symbol
+    ``s`` and the positive symbol ``delta`` (a whitened mean gap) that the proofs share."""
     import sympy as sp
 
     def phi(x):
@@ -43,18 +46,15 @@ def _sympy_phi():
 
     def sf(x):  # Phibar
         return sp.erfc(x / sp.sqrt(2)) / 2
-    return sp, phi, sf
+    return sp, phi, sf, sp.symbols("s", real=True), sp.symbols("delta", positive=True)
 
 
 # ---------------------------------------------------------------- reflection
 
 
 def check_reflection(quick: bool = True):
-    from specoracle.reference import gaussian as g
-
-    sp, phi, _ = _sympy_phi()
+    sp, phi, _, _, delta = _sympy_phi()
     z, w = sp.symbols("z w", real=True)
-    delta = sp.symbols("delta", positive=True)
     # along e (the other coordinates factor out and are unchanged by the reflection):
     # the draft noise's e-component z, Delta = (m_q - m_p)/s has e-component +delta.
     ell = -z * delta - delta ** 2 / 2                                 # the code's l, §2.3
@@ -101,11 +101,8 @@ def check_reflection(quick: bool = True):
 
 
 def check_gamma_residual(quick: bool = True):
-    from specoracle.reference import gaussian as g
-
-    sp, phi, sf = _sympy_phi()
-    s = sp.symbols("s", real=True)
-    delta, c = sp.symbols("delta c", positive=True)
+    sp, phi, sf, s, delta = _sympy_phi()
+    c = sp.symbols("c", positive=True)
     s_star = delta / 2 - sp.log(c) / delta
     # piecewise: c phi(s - delta) - phi(s) has the sign of log c + delta s - delta^2/2,
     # which is linear increasing in s with root s* (so the positive part is s > s*)
@@ -155,11 +152,7 @@ def check_gamma_residual(quick: bool = True):
 def check_acceptance(quick: bool = True):
     from scipy import integrate
 
-    from specoracle.reference import gaussian as g
-
-    sp, phi, sf = _sympy_phi()
-    s = sp.symbols("s", real=True)
-    delta = sp.symbols("delta", positive=True)
+    sp, phi, sf, s, delta = _sympy_phi()
     # min(phi(s), phi(s - delta)) = phi(s - delta) for s < delta/2, phi(s) above
     lower = sp.integrate(phi(s - delta), (s, -sp.oo, delta / 2))
     upper = sp.integrate(phi(s), (s, delta / 2, sp.oo))
@@ -210,8 +203,6 @@ def _window(x1, x2):
 def _thresholds(x1, x2):
     """(t_1, t_2, p_1) from the code's gaussian_block_quantities: index 1 passes iff eta_1 < t_1
     (t_1 = h_1 = R_1 / (R_1 + 1 - p_1)), index 2 iff eta_2 < t_2 = p_2."""
-    from specoracle.reference import gaussian as g
-
     m_p, m_q, z = _window(x1, x2)
     ell, delta = g._window_log_ratios(m_p, m_q, np.full(2, SIG), z)
     log_p, mass = g.gaussian_block_quantities(ell, delta)
@@ -223,8 +214,6 @@ def _thresholds(x1, x2):
 def _probe_code(x1, x2, rng):
     """The code's decisions flip at the thresholds, and its residual draws invert the
     CDF with c = p_tau (tau = 1) and c = 1 (tau = 0). Returns the number of probes."""
-    from specoracle.reference import gaussian as g
-
     t1, t2, p1, r1 = _thresholds(x1, x2)
     m_p, m_q, z = _window(x1, x2)
     s = np.full(2, SIG)
@@ -291,7 +280,6 @@ def check_block_lossless(quick: bool = True):
         return q1(x1) * integrate.quad(f, c - 10 * SIG, c + 10 * SIG, **tol)[0]
 
     mass0 = integrate.quad(mass0_inner, B_Q - 10 * SIG, B_Q + 10 * SIG, **tol)[0]
-    from specoracle.reference import gaussian as g
     tv1 = g.total_variation(abs(B_P - B_Q) / SIG)
     if abs(mass0 - tv1) > 1e-8:
         raise ProofFailure(f"P(tau = 0) = {mass0} != TV = {tv1}")

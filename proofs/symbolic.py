@@ -623,19 +623,27 @@ def _names(v: int, *rows: str) -> list:
     return [n for r in rows for n in simplex_names(r, v)]
 
 
-def check_token_lossless_symbolic(quick: bool = True):
-    """V = 2, 3 and K = 1, 2 (context-free symbolic rows): the law of token verification's
-    output, completed to K+1 tokens, is p^{(x)(K+1)} in every sign case."""
+def _prove_product_law(round_law, sizes) -> int:
+    """Prove, in every sign case of symbolic context-free rows p, q (V tokens), that
+    ``round_law(p, q, K)`` (the verifier's output law completed to K+1 tokens) equals
+    p^{(x)(K+1)}, for each (V, K) of ``sizes``; returns the number of sign cases."""
     cases = 0
-    for v, k in [(2, 1), (3, 1), (2, 2), (3, 2)]:
+    for v, k in sizes:
         def build(case, v=v, k=k):
             p, q = _rows(case, v)
-            law = token_round_law(p, q, k)
+            law = round_law(p, q, k)
             want = _product_law(p, k + 1)
             return [law[s] - want[s] for s in want]
 
         proved, contra = prove_cases(build, _names(v, "p", "q"), _row_facts(("p", v), ("q", v)))
         cases += proved + contra
+    return cases
+
+
+def check_token_lossless_symbolic(quick: bool = True):
+    """V = 2, 3 and K = 1, 2 (context-free symbolic rows): the law of token verification's
+    output, completed to K+1 tokens, is p^{(x)(K+1)} in every sign case."""
+    cases = _prove_product_law(token_round_law, [(2, 1), (3, 1), (2, 2), (3, 2)])
     return cases, "output law == p^(K+1) in every sign case of p - q (V=2,3; K=1,2), ties included"
 
 
@@ -759,17 +767,8 @@ def check_block_lossless_symbolic(quick: bool = True, sizes=None):
     symbolic context-free rows: V = 2, 3 with K = 1, and V = 2 with K = 2. ``sizes``
     [(V, K)] overrides; V = 3, K = 2 (611 sign cases, ~3 CPU minutes) runs in the
     slow test suite: tests/proofs/test_proofs_symbolic.py."""
-    cases = 0
     sizes = sizes or [(2, 1), (3, 1), (2, 2)]
-    for v, k in sizes:
-        def build(case, v=v, k=k):
-            p, q = _rows(case, v)
-            law = block_round_law(p, q, k)
-            want = _product_law(p, k + 1)
-            return [law[s] - want[s] for s in want]
-
-        proved, contra = prove_cases(build, _names(v, "p", "q"), _row_facts(("p", v), ("q", v)))
-        cases += proved + contra
+    cases = _prove_product_law(block_round_law, sizes)
     return cases, "block output law == p^(K+1) in every sign case, (V, K) in " + \
         ", ".join(f"({v},{k})" for v, k in sizes)
 

@@ -119,7 +119,7 @@ def cmd_plot(args):
 def cmd_tau(args):
     """tau of DFlash (blocks 8, 16) and D2SD on the bench prompts (bench --suite dflash's
     decode_rows, restricted to --methods) for the given drafter folders."""
-    from specoracle.fastpath.models.bench_llm import bench_prompts
+    from specoracle.fastpath.models.zoo.prompts import bench_prompts
     from specoracle.fastpath.models.dflash.model import DFlashDrafter
     from specoracle.fastpath.models.dflash_bench import decode_rows, tau_table
     target, tok, draft = _models(args, draft=True)

@@ -26,3 +26,14 @@ def zoo_pair():
     """(target, draft, tokenizer) of the zoo, or skip with the install command."""
     require_zoo("zoo:code-target", "zoo:code-draft")
     return _pair()
+
+
+def zoo_pair_one_thread():
+    """Body of a module fixture (``yield from zoo_pair_one_thread()``): the zoo pair, with
+    torch on one thread while the module runs (tiny matmuls), the thread count restored after."""
+    import torch
+    got = zoo_pair()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield got
+    torch.set_num_threads(threads)

@@ -41,10 +41,16 @@ from . import BenchContext
 
 def zoo_pair(ctx: BenchContext, suite: str, device: str = "cpu"):
     """The zoo pair ``(target, draft, tokenizer)`` for a bench suite, or ``None`` after adding a
-    note that says why the suite was skipped (no zoo installed)."""
+    note that says why the suite was skipped (a CUDA ``device`` without a CUDA device, or no
+    zoo installed)."""
+    import torch
+
     from specoracle.fastpath.models.llm.hf import load_pair
     from specoracle.fastpath.models.zoo.registry import zoo_reason
 
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        ctx.notes.append(f"{suite} suite skipped: no CUDA device")
+        return None
     reason = zoo_reason("zoo:code-target", "zoo:code-draft")
     if reason:
         ctx.notes.append(f"{suite} suite skipped: {reason}")
@@ -73,9 +79,6 @@ def run_llm(ctx: BenchContext, device: str = "cpu", suite: str = "llm") -> list:
     from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
     from specoracle.fastpath.models.llm.processing import Warp
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        ctx.notes.append(f"{suite} suite skipped: no CUDA device")
-        return []
     pair = zoo_pair(ctx, suite, device=device)
     if pair is None:
         return []

@@ -156,6 +156,12 @@ def output_file(text: str) -> str:
     return text
 
 
+def add_json(parser: argparse.ArgumentParser, help: str) -> None:
+    """The ``--json FILE`` option of a command that writes its result as JSON (checked by
+    :func:`output_file` when the arguments are parsed, before the work)."""
+    parser.add_argument("--json", metavar="FILE", type=output_file, help=help)
+
+
 def output_dir(text: str) -> str:
     """``type=`` for a folder a command creates (with its parents) and writes into."""
     path = Path(text).expanduser()

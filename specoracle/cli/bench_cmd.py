@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
                    help="cpu (default) or cuda: runs that device's suites")
     p.add_argument("--suite", action="append", default=None,
                    help="run only this suite (repeatable; default: every suite of the device)")
-    p.add_argument("--json", metavar="FILE", type=_args.output_file, help="write the results as JSON")
+    _args.add_json(p, "write the results as JSON")
     p.add_argument("--quick", action="store_true", help="small shapes (a smoke run)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                    help="probability dtype of the categorical inputs (default float32)")

@@ -38,7 +38,7 @@ def add_parser(subparsers) -> None:
         epilog=EPILOG + certify_sweep.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("impl", nargs="?", help="built-in name (see --list) or module:function")
     p.add_argument("--list", action="store_true", help="print every built-in name, one per line, and exit")
-    p.add_argument("--json", metavar="FILE", type=_args.output_file, help="write the report as JSON")
+    _args.add_json(p, "write the report as JSON")
     p.add_argument("--seed", type=_args.seed, default=0, help="seed of the run (default 0)")
     p.add_argument("--samples", type=_args.int_at_least(10), default=None,  # certify's minimum
                    help="rounds per scenario (default: the smallest number reaching the stated power)")

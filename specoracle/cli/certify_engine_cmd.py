@@ -84,7 +84,7 @@ def add_parser(subparsers) -> None:
                    help="inprocess (default) | ray (local Ray started here) | ray://HOST:PORT | auto: requests "
                         "sharded over --actors actors, one engine each; same counts as in-process")
     g.add_argument("--actors", type=_args.positive_int, default=2, help="Ray actors, one engine each (default 2)")
-    p.add_argument("--json", metavar="FILE", type=_args.output_file, help="write the report as JSON")
+    _args.add_json(p, "write the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run, check=check)
 

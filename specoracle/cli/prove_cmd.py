@@ -22,8 +22,7 @@ def add_parser(sub):
                     "fractions, sympy case splits, numeric quadrature for the Gaussian ones), prints "
                     "a table (id, method, cases, status, seconds) and exits 1 if any proof fails.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", metavar="FILE", type=_args.output_file,
-                   help="write the certificate (JSON) to FILE (checked before the run)")
+    _args.add_json(p, "write the certificate (JSON) to FILE (checked before the run)")
     p.add_argument("--quick", action="store_true",
                    help="quick sizes (small V and K; what CI runs) instead of the thorough ones")
     p.add_argument("--only", nargs="+", metavar="ID", help="run only these theorem ids")

@@ -20,8 +20,7 @@ def add_parser(sub):
                     "reference samplers statistically, and checks every available fast-path backend "
                     "against the oracle under the same noise. Prints one table; exits 1 on any failure.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", metavar="FILE", type=_args.output_file,
-                   help="write the certificate to FILE (checked before the run)")
+    _args.add_json(p, "write the certificate to FILE (checked before the run)")
     p.add_argument("--thorough", action="store_true", help="full proof sizes instead of the quick ones")
     p.add_argument("--seed", type=_args.seed, default=0,
                    help="seed of the statistical checks (default 0; an integer >= 0)")

@@ -29,18 +29,22 @@ def _useless(k, x):
 CASES = [(7, 3), (6, 3), (5, 1), (4, 8), (9, 4)]
 
 
+def _chains(draft, verify, big_k, big_l, rng, **kw):
+    """64 chains of K steps (2-D, from 0) of the target ``_m_p`` drafted by ``draft``, window L."""
+    return df.speculative_sample_chain(_m_p, draft, np.full(big_k, 0.5), np.zeros((64, 2)), rng,
+                                       window=big_l, verify=verify, **kw)
+
+
 @pytest.mark.parametrize("verify", ["block", "token", "reflection"])
 @pytest.mark.parametrize("big_k,big_l", CASES)
 def test_exact_draft_uses_ceil_k_over_l_calls(verify, big_k, big_l):
     rng = np.random.default_rng(big_k * 10 + big_l)
-    res = df.speculative_sample_chain(_m_p, _exact, np.full(big_k, 0.5), np.zeros((64, 2)), rng,
-                                      window=big_l, verify=verify)
+    res = _chains(_exact, verify, big_k, big_l, rng)
     assert np.all(res.sequential_calls == math.ceil(big_k / big_l))
     assert np.all(res.target_evals == big_k)
     assert np.all(res.draft_evals == big_k)
     assert res.accepted_per_step.sum() == res.drafted_per_step.sum() == 64 * big_k
-    with_bonus = df.speculative_sample_chain(_m_p, _exact, np.full(big_k, 0.5), np.zeros((64, 2)),
-                                             rng, window=big_l, verify=verify, bonus=True)
+    with_bonus = _chains(_exact, verify, big_k, big_l, rng, bonus=True)
     assert np.all(with_bonus.sequential_calls == math.ceil(big_k / (big_l + 1)))
 
 
@@ -48,8 +52,7 @@ def test_exact_draft_uses_ceil_k_over_l_calls(verify, big_k, big_l):
 @pytest.mark.parametrize("big_k,big_l", CASES)
 def test_useless_draft_uses_k_calls(verify, big_k, big_l):
     rng = np.random.default_rng(big_k * 10 + big_l)
-    res = df.speculative_sample_chain(_m_p, _useless, np.full(big_k, 0.5), np.zeros((64, 2)), rng,
-                                      window=big_l, verify=verify)
+    res = _chains(_useless, verify, big_k, big_l, rng)
     assert np.all(res.sequential_calls == big_k)
     assert res.accepted_per_step.sum() == 0
     assert np.all(res.tau_first == 0)

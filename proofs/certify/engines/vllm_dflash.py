@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import time
+
+from .vllm_verdicts import write_record
 
 NEW_TOKENS = 160
 N_PROMPTS, PROMPT_TOKENS = 8, 64
@@ -55,7 +56,7 @@ def run(ks=(7, 15), *, none: bool = False, law: bool = False, patch_expand: bool
     import torch
 
     torch.set_num_threads(1)  # specoracle's own runs: more threads only spin on a shared machine
-    from specoracle.fastpath.models.bench_llm import bench_prompts
+    from specoracle.fastpath.models.zoo.prompts import bench_prompts
     from specoracle.fastpath.models.dflash.model import DFlashDrafter
     from specoracle.fastpath.models.dflash.export import SHIPPED_DFLASH
     from specoracle.fastpath.models.llm.hf import load_model
@@ -128,9 +129,7 @@ def main(argv=None) -> int:
     record = run(tuple(int(x) for x in args.ks.split(",")), none=args.none, law=args.law,
                  patch_expand=args.patch_expand, law_per_prompt=args.per_prompt, new_tokens=args.new_tokens,
                  n_prompts=args.prompts, eager=args.eager, log=lambda s: print(s, file=sys.stderr, flush=True))
-    record["command"] = "python -m specoracle.proofs.certify.engines.vllm_dflash " + " ".join(argv or sys.argv[1:])
-    with open(args.json, "w") as fh:
-        json.dump(record, fh, indent=1)
+    write_record(record, args.json, "vllm_dflash", argv)
     return 0
 
 

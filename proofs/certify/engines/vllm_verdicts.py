@@ -221,6 +221,14 @@ def run_plan(methods=METHODS, *, quick: bool = False, alpha: float = 1e-3, log=p
     return record
 
 
+def write_record(record: dict, path: str, module: str, argv=None) -> None:
+    """Write a run's ``record`` as JSON to ``path``, with the command line that made it
+    (``python -m specoracle.proofs.certify.engines.<module>`` and ``argv`` or sys.argv[1:])."""
+    record["command"] = f"python -m specoracle.proofs.certify.engines.{module} " + " ".join(argv or sys.argv[1:])
+    with open(path, "w") as fh:
+        json.dump(record, fh, indent=1)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", metavar="FILE", required=True, help="write the record here")
@@ -234,9 +242,7 @@ def main(argv=None) -> int:
     chosen = [m for m in METHODS if m[0] in args.methods.split(",")]
     record = run_plan(chosen, quick=args.quick, log=lambda s: print(s, file=sys.stderr, flush=True),
                       max_batch=args.max_batch, labels=args.checks.split(";") if args.checks else None)
-    record["command"] = "python -m specoracle.proofs.certify.engines.vllm_verdicts " + " ".join(argv or sys.argv[1:])
-    with open(args.json, "w") as fh:
-        json.dump(record, fh, indent=1)
+    write_record(record, args.json, "vllm_verdicts", argv)
     return 0
 
 

@@ -18,7 +18,7 @@ from specoracle.fastpath.models.llm.processing import Warp
 from specoracle.reference.types import InvalidInput
 
 from _llm_tiny import VOCAB, tiny_pair_one_thread
-from _llm_zoo import zoo_pair
+from _llm_zoo import zoo_pair_one_thread
 
 PROMPTS = [[1, 5, 9, 2], [3], [7, 8, 9, 10, 11, 12, 4]]   # ragged, one of length 1
 SEEDS = [11, 12, 13]
@@ -162,11 +162,7 @@ def test_bad_round_settings(models):
 
 @pytest.fixture(scope="module")
 def zoo():
-    got = zoo_pair()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield got
-    torch.set_num_threads(threads)
+    yield from zoo_pair_one_thread()
 
 
 @pytest.mark.zoo

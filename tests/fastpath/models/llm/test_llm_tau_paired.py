@@ -178,14 +178,8 @@ def test_paired_tau_pipeline_on_tiny_models():
 
 @pytest.fixture(scope="module")
 def pair():
-    import torch
-
-    from _llm_zoo import zoo_pair
-    got = zoo_pair()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield got
-    torch.set_num_threads(threads)
+    from _llm_zoo import zoo_pair_one_thread
+    yield from zoo_pair_one_thread()
 
 
 def _crop(p, q, x):
