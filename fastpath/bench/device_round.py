@@ -133,7 +133,7 @@ def run_device_round_cuda(ctx) -> list:
     device = ctx.device or "cuda"
     cuda = device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
-        ctx.notes.append("device-round suite skipped: no CUDA device")
+        ctx.notes.append("device-round-cuda suite skipped: no CUDA device")
         return []
     pair = zoo_pair(ctx, "device-round-cuda", device=device)
     if pair is None:

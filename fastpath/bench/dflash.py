@@ -18,7 +18,7 @@ target pass over ``[anchor] + trie`` after a prefix of P cached tokens, plain SD
 additive tree mask vs cascade (dense prefix + masked tree, merged by LSE); rows ``op =
 "tree-pass"``, ``L`` = P, ``vs_sdpa`` = speed-up of cascade.
 
-Prompts: llm.bench_prompts (the first 8, quick 2, held-out zoo documents longer than 2000
+Prompts: models/zoo/prompts.bench_prompts (the first 8, quick 2, held-out zoo documents longer than 2000
 characters; the drafters' training split excludes them), 64 tokens each (quick 32); 160 new
 tokens (quick 24).
 
@@ -182,7 +182,9 @@ def run_dflash(ctx: BenchContext, device: str = "cpu", suite: str = "dflash") ->
     from specoracle.fastpath.models.dflash.model import DFlashDrafter
     from specoracle.fastpath.models.zoo import SHIPPED_DFLASH, SHIPPED_VP
 
-    from .llm import bench_prompts, zoo_pair
+    from specoracle.fastpath.models.zoo.prompts import bench_prompts
+
+    from .llm import zoo_pair
 
     pair = zoo_pair(ctx, suite, device=device)
     if pair is None:

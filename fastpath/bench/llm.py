@@ -35,7 +35,7 @@ sign test.
 from __future__ import annotations
 
 from ..registry import register_suite
-from specoracle.fastpath.models.zoo.prompts import FALLBACK_PROMPTS, bench_prompts  # noqa: F401
+from specoracle.fastpath.models.zoo.prompts import bench_prompts
 
 from . import BenchContext
 

@@ -7,8 +7,7 @@ import sys
 
 from specoracle.cli import _args
 from . import certify_sweep
-from ._report import (EXIT_EXACT, EXIT_FORMAT, EXIT_NOT_EXACT, EXIT_NOT_LOADABLE,  # noqa: F401
-                      EXIT_UNDERPOWERED, finish)
+from ._report import EXIT_NOT_LOADABLE, EXIT_UNDERPOWERED, finish
 
 EPILOG = """examples:
   specoracle certify reference.chain                  # the oracle itself: expect "exact"
