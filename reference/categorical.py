@@ -25,6 +25,7 @@ from numbers import Real
 
 import numpy as np
 
+from .block import block_tau
 from .types import InvalidInput, Verdict
 from .validation import (as_probs, as_tokens, as_uniforms, check_generator,
                          check_same_vocab, check_uniform)
@@ -279,15 +280,7 @@ def verify_block(p, q, draft, u) -> Verdict:
     p, q, draft, u = _validate(p, q, draft, u)
     k = len(draft)
     survival, mass = block_quantities(p, q, draft)
-    tau = 0
-    for i in range(k, 0, -1):  # scan from the end: the first passing index is the largest
-        if i < k:
-            passed = u[i - 1] * (mass[i] + 1 - survival[i]) < mass[i]
-        else:
-            passed = u[i - 1] < survival[i]
-        if passed:
-            tau = i
-            break
+    tau = block_tau(survival, mass, u[:k])
     fallbacks: list = []
     if tau == k:
         y = _draw_target(p[k], u[k], fallbacks)

@@ -48,6 +48,7 @@ import math
 import numpy as np
 from scipy import optimize, special
 
+from .block import block_tau
 from .gaussian_types import GaussianBlockVerdict, GaussianStep
 from .types import InvalidInput
 from .validation import check_generator
@@ -695,15 +696,7 @@ def verify_gaussian_block(m_p, m_q, s, z, eta, u_res, z_orth) -> GaussianBlockVe
     ell, delta = _window_log_ratios(m_p, m_q, s, z)
     log_p, mass = gaussian_block_quantities(ell, delta)
     surv = np.exp(log_p)
-    tau = 0
-    for i in range(big_l, 0, -1):  # the first passing index from the end is the largest
-        if i < big_l:
-            passed = eta[i - 1] * (mass[i] + 1 - surv[i]) < mass[i]
-        else:
-            passed = eta[i - 1] < surv[i]
-        if passed:
-            tau = i
-            break
+    tau = block_tau(surv, mass, eta)
 
     def correct(j):
         return _residual_core(m_p[j], m_q[j], s[j], float(log_p[j]), u_res, z_orth, None)

@@ -99,6 +99,20 @@ def _keep_k(z, offs, thk, cutk):
 
 
 @triton.jit
+def _kept_sum(row, V, NT, t, mxs, s, thk, cutk, thp, cutp, CD: tl.constexpr, BLOCK_V: tl.constexpr):
+    """Sum of exp(z - max) / s over the positions kept by top-k (thk, cutk) and top-p (thp,
+    cutp; thp = -inf keeps every finite z), tile by tile in id order."""
+    acc = mxs * 0.0
+    for tt in range(0, NT):
+        offs = tt * BLOCK_V + tl.arange(0, BLOCK_V)
+        m = offs < V
+        z = _z(row, offs, m, t, CD)
+        keep = m & _keep_k(z, offs, thk, cutk) & _keep_k(z, offs, thp, cutp)
+        acc = acc + tl.sum(tl.where(keep, tl.exp(z - mxs) / s, 0.0), 0)
+    return acc
+
+
+@triton.jit
 def _nth_tie(row, V, NT, t, theta, c, thk, cutk, CD: tl.constexpr, BLOCK_V: tl.constexpr):
     """Id of the c-th (1-based, in id order) top-k-kept position with z == theta; the
     last such id if there are fewer than c."""
@@ -195,6 +209,12 @@ def warp_state(row, V, NT, temp, topk, topp, minp, st, CD: tl.constexpr, BLOCK_V
     active = ~greedy & ~bad
     mxs = tl.where(bad, 0.0, mx)
     kmax = key_of(mxs, CD)
+    # each field of the record is stored as soon as it is final (read back after the barrier)
+    tl.store(st + F_T, t.to(tl.float64))
+    tl.store(st + F_GREEDY, greedy.to(tl.float64))
+    tl.store(st + F_AMAX, amax.to(tl.float64))
+    tl.store(st + F_MAX, mxs.to(tl.float64))
+    tl.store(st + F_BAD, bad.to(tl.float64))
     # top-k: theta_k by key bisection, ties by id
     thk = ninf
     cutk = amax * 0 + V
@@ -204,15 +224,12 @@ def warp_state(row, V, NT, temp, topk, topp, minp, st, CD: tl.constexpr, BLOCK_V
             thk, cnt_hi = _bisect(row, V, NT, t, mxs, zero + 1.0, ninf, amax * 0 + V, kk, kmin, kmax, False,
                                   CD, BLOCK_V)
             cutk = _nth_tie(row, V, NT, t, thk, kk - cnt_hi, ninf, amax * 0 + V, CD, BLOCK_V)
-    # softmax normaliser over the top-k set
-    s = zero
-    for tt in range(0, NT):
-        offs = tt * BLOCK_V + tl.arange(0, BLOCK_V)
-        m = offs < V
-        z = _z(row, offs, m, t, CD)
-        keep = m & _keep_k(z, offs, thk, cutk)
-        s = s + tl.sum(tl.where(keep, tl.exp(z - mxs), 0.0), 0)
+    tl.store(st + F_THK, thk.to(tl.float64))
+    tl.store(st + F_CUTK, cutk.to(tl.float64))
+    # softmax normaliser over the top-k set (division by 1.0 is exact)
+    s = _kept_sum(row, V, NT, t, mxs, zero + 1.0, thk, cutk, ninf, amax * 0 + V, CD, BLOCK_V)
     s = tl.where((s > 0) & ~bad, s, 1.0)  # bad rows: any finite normaliser (the row gets a status)
+    tl.store(st + F_S, s.to(tl.float64))
     # top-p: theta_p by key bisection on the kept mass, ties by id
     thp = ninf
     cutp = amax * 0 + V
@@ -220,13 +237,7 @@ def warp_state(row, V, NT, temp, topk, topp, minp, st, CD: tl.constexpr, BLOCK_V
     if HAS_TOPP:
         tp = topp.to(CD)
         if active & (tp < 1):
-            tot = zero
-            for tt in range(0, NT):
-                offs = tt * BLOCK_V + tl.arange(0, BLOCK_V)
-                m = offs < V
-                z = _z(row, offs, m, t, CD)
-                keep = m & _keep_k(z, offs, thk, cutk)
-                tot = tot + tl.sum(tl.where(keep, tl.exp(z - mxs) / s, 0.0), 0)
+            tot = _kept_sum(row, V, NT, t, mxs, s, thk, cutk, ninf, amax * 0 + V, CD, BLOCK_V)
             sp = tot
             if tot >= tp:
                 thp, g_hi = _bisect(row, V, NT, t, mxs, s, thk, cutk, tp, kmin, kmax, True, CD, BLOCK_V)
@@ -235,13 +246,10 @@ def warp_state(row, V, NT, temp, topk, topp, minp, st, CD: tl.constexpr, BLOCK_V
                 ci = tl.minimum(tl.maximum(cf, 1.0), V + 0.0).to(tl.int64)
                 ci = tl.where(ci.to(CD) < cf, ci + 1, ci)
                 cutp = _nth_tie(row, V, NT, t, thp, ci, thk, cutk, CD, BLOCK_V)
-                sp = zero
-                for tt in range(0, NT):
-                    offs = tt * BLOCK_V + tl.arange(0, BLOCK_V)
-                    m = offs < V
-                    z = _z(row, offs, m, t, CD)
-                    keep = m & _keep_k(z, offs, thk, cutk) & _keep_k(z, offs, thp, cutp)
-                    sp = sp + tl.sum(tl.where(keep, tl.exp(z - mxs) / s, 0.0), 0)
+                sp = _kept_sum(row, V, NT, t, mxs, s, thk, cutk, thp, cutp, CD, BLOCK_V)
+    tl.store(st + F_THP, thp.to(tl.float64))
+    tl.store(st + F_CUTP, cutp.to(tl.float64))
+    tl.store(st + F_SP, sp.to(tl.float64))
     # min-p: threshold relative to the largest probability, exp(0) / s / sp
     thr = zero
     sm = zero + 1.0
@@ -257,19 +265,8 @@ def warp_state(row, V, NT, temp, topk, topp, minp, st, CD: tl.constexpr, BLOCK_V
                 keep = m & _keep_k(z, offs, thk, cutk) & _keep_k(z, offs, thp, cutp)
                 pr = tl.where(keep, tl.exp(z - mxs) / s, 0.0) / sp
                 sm = sm + tl.sum(tl.where(pr >= thr, pr, 0.0), 0)
-    tl.store(st + F_T, t.to(tl.float64))
-    tl.store(st + F_GREEDY, greedy.to(tl.float64))
-    tl.store(st + F_AMAX, amax.to(tl.float64))
-    tl.store(st + F_MAX, mxs.to(tl.float64))
-    tl.store(st + F_S, s.to(tl.float64))
-    tl.store(st + F_THK, thk.to(tl.float64))
-    tl.store(st + F_CUTK, cutk.to(tl.float64))
-    tl.store(st + F_THP, thp.to(tl.float64))
-    tl.store(st + F_CUTP, cutp.to(tl.float64))
-    tl.store(st + F_SP, sp.to(tl.float64))
     tl.store(st + F_THR, thr.to(tl.float64))
     tl.store(st + F_SM, sm.to(tl.float64))
-    tl.store(st + F_BAD, bad.to(tl.float64))
     tl.debug_barrier()  # the record is read back by every thread of the program
     return bad
 

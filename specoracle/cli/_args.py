@@ -40,6 +40,13 @@ class Parser(argparse.ArgumentParser):
         die(self.prog, message)
 
 
+def command(subparsers, name: str, help: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """Register subcommand ``name``: one-line ``help`` (the command list), ``description``
+    (top of ``--help``) and an ``examples:`` ``epilog`` printed as written."""
+    return subparsers.add_parser(name, help=help, description=description, epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def report(prog: str, message) -> int:
     """Print ``PROG: error: MESSAGE`` as one line on stderr; return the exit status 2."""
     print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)

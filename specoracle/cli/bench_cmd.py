@@ -28,13 +28,14 @@ The suites llm, llm-tau, llm-cuda, dflash, dflash-cuda, device-round(-cuda) need
 """
 
 
+HELP = "kernel and end-to-end benchmarks with memory floors and ratios"
+DESCRIPTION = ("Time the reference, the fast-path kernels and plain-framework baselines in one "
+               "run; print each median beside its memory floor (bytes that must be read once / "
+               "copy bandwidth measured in the same run) and the speed-up ratios.")
+
+
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "bench", help="kernel and end-to-end benchmarks with memory floors and ratios",
-        description="Time the reference, the fast-path kernels and plain-framework baselines in "
-                    "one run; print each median beside its memory floor (bytes that must be read "
-                    "once / copy bandwidth measured in the same run) and the speed-up ratios.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _args.command(subparsers, "bench", HELP, DESCRIPTION, EPILOG)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="cpu (default) or cuda: runs that device's suites")
     p.add_argument("--suite", action="append", default=None,

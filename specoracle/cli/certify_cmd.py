@@ -2,7 +2,6 @@
 injected, coupled) certification of a speculative sampler. See docs/CERTIFICATION.md."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from specoracle.cli import _args
@@ -27,14 +26,14 @@ breaks the protocol).
 """
 
 
+HELP = "certify a sampler statistically against the exact laws (alpha, power, verdict)"
+DESCRIPTION = ("Certify a speculative sampler: joint law of the emitted block, law given the "
+               "accepted length, acceptance counts, with a stated false-positive rate (Holm over "
+               "all checks) and power (the smallest TV distance detected).")
+
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "certify", help="certify a sampler statistically against the exact laws (alpha, power, verdict)",
-        description="Certify a speculative sampler: joint law of the emitted block, law given the accepted "
-                    "length, acceptance counts, with a stated false-positive rate (Holm over all checks) "
-                    "and power (the smallest TV distance detected).",
-        epilog=EPILOG + certify_sweep.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _args.command(subparsers, "certify", HELP, DESCRIPTION, EPILOG + certify_sweep.EPILOG)
     p.add_argument("impl", nargs="?", help="built-in name (see --list) or module:function")
     p.add_argument("--list", action="store_true", help="print every built-in name, one per line, and exit")
     _args.add_json(p, "write the report as JSON")

@@ -3,7 +3,6 @@ transformers' generate, vLLM) as a black box against the target model's exact la
 See docs/CERTIFICATION.md, "Engines"."""
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 
@@ -42,13 +41,14 @@ DEFAULT_METHOD = {"specoracle": "chain", "transformers": "assisted", "vllm": "dr
 DEFAULT_PROMPTS = ("def ", "import ")
 
 
+HELP = "certify a whole engine (specoracle, transformers, vllm) end to end"
+DESCRIPTION = ("Black-box certification of a speculative decoding engine: token identity at T = "
+               "0, the law of the first n generated tokens against the target's exact law at T > "
+               "0, at batch 1 or several different requests per batch; stated alpha and power.")
+
+
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "certify-engine", help="certify a whole engine (specoracle, transformers, vllm) end to end",
-        description="Black-box certification of a speculative decoding engine: token identity at "
-                    "T = 0, the law of the first n generated tokens against the target's exact law at "
-                    "T > 0, at batch 1 or several different requests per batch; stated alpha and power.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _args.command(subparsers, "certify-engine", HELP, DESCRIPTION, EPILOG)
     p.add_argument("engine", choices=ENGINE_NAMES, metavar="ENGINE", help=" | ".join(ENGINE_NAMES))
     p.add_argument("--target", required=True, help="zoo:NAME or a local Hugging Face folder (p)")
     p.add_argument("--draft", default=None, help="zoo:NAME or a local folder (q), for draft-model methods "

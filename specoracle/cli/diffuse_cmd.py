@@ -42,12 +42,13 @@ targets' (not with --model). --model needs the 'models' extra: pip install 'spec
 """
 
 
+HELP = "speculative diffusion sampling on analytic targets (stats as JSON)"
+DESCRIPTION = ("Run B chains of a diffusion sampler speculatively (exactly the target chain's "
+               "law) and report acceptance, accepted lengths and NFE.")
+
+
 def add_parser(subparsers):
-    p = subparsers.add_parser(
-        "diffuse", help="speculative diffusion sampling on analytic targets (stats as JSON)",
-        description="Run B chains of a diffusion sampler speculatively (exactly the target "
-                    "chain's law) and report acceptance, accepted lengths and NFE.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _args.command(subparsers, "diffuse", HELP, DESCRIPTION, EPILOG)
     p.add_argument("--data", choices=["gmm", "gaussian"], default="gmm",
                    help="analytic data law (default gmm)")
     p.add_argument("--weights", default="0.3,0.7", type=_args.float_list(_args.positive_float),

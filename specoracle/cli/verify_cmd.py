@@ -1,7 +1,6 @@
 """`specoracle verify`: proofs + certification + fast-path parity, one table."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from specoracle.cli import _args
@@ -13,13 +12,15 @@ EPILOG = """examples:
 """
 
 
+HELP = "run every proof, certify the reference and each fast-path backend"
+DESCRIPTION = ("The main job: runs every theorem (exact, symbolic, numeric), certifies the "
+               "reference samplers statistically, and checks every available fast-path backend "
+               "against the oracle under the same noise. Prints one table; exits 1 on any "
+               "failure.")
+
+
 def add_parser(sub):
-    p = sub.add_parser(
-        "verify", help="run every proof, certify the reference and each fast-path backend",
-        description="The main job: runs every theorem (exact, symbolic, numeric), certifies the "
-                    "reference samplers statistically, and checks every available fast-path backend "
-                    "against the oracle under the same noise. Prints one table; exits 1 on any failure.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _args.command(sub, "verify", HELP, DESCRIPTION, EPILOG)
     _args.add_json(p, "write the certificate to FILE (checked before the run)")
     p.add_argument("--thorough", action="store_true", help="full proof sizes instead of the quick ones")
     p.add_argument("--seed", type=_args.seed, default=0,

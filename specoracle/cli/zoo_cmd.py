@@ -14,12 +14,13 @@ EPILOG = """examples:
 """
 
 
+HELP = "the model zoo: list, install, train-lm"
+DESCRIPTION = ("specoracle's own small real models, found in $SPECORACLE_ZOO (default "
+               "~/.cache/specoracle/zoo) under short names zoo:NAME.")
+
+
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "zoo", help="the model zoo: list, install, train-lm",
-        description="specoracle's own small real models, found in $SPECORACLE_ZOO (default "
-                    "~/.cache/specoracle/zoo) under short names zoo:NAME.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _args.command(subparsers, "zoo", HELP, DESCRIPTION, EPILOG)
     sub = p.add_subparsers(dest="zoo_command", metavar="ACTION")
     sub.add_parser("list", help="registered and installed models")
     ins = sub.add_parser("install", help="copy or link every model folder of DIR into the zoo")

@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -31,15 +30,16 @@ GEN_EPILOG = """examples:
 """
 
 
+HELP = "train a DFlash (or D2SD VP) block-diffusion drafter for a target"
+DESCRIPTION = ("Train a block-diffusion drafter conditioned on the target's hidden states "
+               "(DFlash, arXiv 2602.06036; VP objective of D2SD, arXiv 2606.04446): random "
+               "anchors, blocks trained jointly with a block-sparse mask, CE with exponentially "
+               "decayed position weights. Saves dflash_config.json, dflash.safetensors and "
+               "metrics.json in --out.")
+
+
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "train-dflash", help="train a DFlash (or D2SD VP) block-diffusion drafter for a target",
-        description="Train a block-diffusion drafter conditioned on the target's hidden states "
-                    "(DFlash, arXiv 2602.06036; VP objective of D2SD, arXiv 2606.04446): random "
-                    "anchors, blocks trained jointly with a block-sparse mask, CE with exponentially "
-                    "decayed position weights. Saves dflash_config.json, dflash.safetensors and "
-                    "metrics.json in --out.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _args.command(subparsers, "train-dflash", HELP, DESCRIPTION, EPILOG)
     p.add_argument("--target", default="zoo:code-target", help="zoo:NAME or a local HF folder")
     p.add_argument("--out", required=True, type=_args.output_dir, help="output folder")
     p.add_argument("--recipe", choices=["cpu", "gpu", "shipped-dflash", "shipped-vp",

@@ -3,7 +3,6 @@ vLLM's DFlash proposer loads (fastpath/models/dflash/export.py; docs/DFLASH_D2SD
 by vLLM"). Registered on the ``zoo`` sub-parsers by zoo_cmd's module scan."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from specoracle.cli import _args, _deps
@@ -20,13 +19,14 @@ then, in vLLM (num_speculative_tokens = block size - 1 at most):
 """
 
 
+HELP = "export a DFlash drafter for another engine (vLLM)"
+DESCRIPTION = ("Write a specoracle DFlash drafter as a vLLM DFlashDraftModel checkpoint "
+               "(config.json + model.safetensors, float32): the learned MASK vector becomes an "
+               "extra embedding row (mask_token_id = V), the LM head stays the target's.")
+
+
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "export-dflash", help="export a DFlash drafter for another engine (vLLM)",
-        description="Write a specoracle DFlash drafter as a vLLM DFlashDraftModel checkpoint (config.json "
-                    "+ model.safetensors, float32): the learned MASK vector becomes an extra embedding "
-                    "row (mask_token_id = V), the LM head stays the target's.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _args.command(subparsers, "export-dflash", HELP, DESCRIPTION, EPILOG)
     p.add_argument("--to", required=True, choices=["vllm"], help="the engine whose format to write")
     p.add_argument("--drafter", default=str(SHIPPED_DFLASH), type=_args.input_dir,
                    help="drafter folder (dflash_config.json; default: the shipped CPU drafter)")

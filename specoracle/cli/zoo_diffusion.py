@@ -9,7 +9,6 @@ the recipe (fastpath/models/zoo/diffusion.py) and writes ``target.*``, ``draft.*
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -22,12 +21,13 @@ EPILOG = """examples:
 """
 
 
+HELP = "train a diffusion zoo pair (target + draft eps-nets)"
+DESCRIPTION = ("Train the target and draft epsilon networks of a diffusion zoo model with the "
+               "project's recipe (fixed seeds) and write weights + metrics.json.")
+
+
 def add_parser(zoo_subparsers):
-    p = zoo_subparsers.add_parser(
-        "train-diffusion", help="train a diffusion zoo pair (target + draft eps-nets)",
-        description="Train the target and draft epsilon networks of a diffusion zoo model "
-                    "with the project's recipe (fixed seeds) and write weights + metrics.json.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _args.command(zoo_subparsers, "train-diffusion", HELP, DESCRIPTION, EPILOG)
     p.add_argument("name", help="moons | digits")
     p.add_argument("--out", default=None, type=_args.output_dir,
                    help="output folder (default $SPECORACLE_ZOO/diffusion-NAME)")
