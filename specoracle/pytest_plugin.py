@@ -29,7 +29,8 @@ runs at ``alpha``; ``alpha * cases`` is spent); a negative control runs at the l
 test it controls and spends nothing (it asserts a rejection); unlisted fixture users split
 the unallocated remainder (Bonferroni). :func:`allocate` refuses a table that spends more
 than the budget; collection refuses a test that carries ``marker`` without an entry and a
-test with more collected cases than its entry declares.
+test with more collected cases than its entry declares. :func:`read_table` reads the budget
+and the table from a TOML file (this project's own: tests/alpha_budget.toml).
 """
 from __future__ import annotations
 
@@ -78,6 +79,49 @@ class Control:
 
 
 Entry = Union[Share, Control]
+
+
+_ENTRY_FIELDS = {"alpha": {"alpha", "cases", "controls"}, "designed": {"designed", "cases", "why"},
+                 "control": {"control", "why"}}
+
+
+def _entry(key: str, spec: Mapping) -> Entry:
+    """One TOML entry: ``{alpha, cases?, controls?}``, ``{designed, cases?, why}`` or
+    ``{control = KEY | true, why?}``."""
+    kinds = [k for k in _ENTRY_FIELDS if k in spec]
+    if len(kinds) != 1 or set(spec) - _ENTRY_FIELDS[kinds[0]]:
+        raise ValueError(f"budget entry {key!r}: expected one of {{alpha, cases, controls}}, "
+                         f"{{designed, cases, why}} or {{control, why}}, got {sorted(spec)}")
+    if kinds[0] == "alpha":
+        return Share(float(spec["alpha"]), int(spec.get("cases", 1)), int(spec.get("controls", 0)))
+    if kinds[0] == "designed":
+        if not spec.get("why"):
+            raise ValueError(f"budget entry {key!r}: a designed rate needs its reason (why)")
+        return Designed(float(spec["designed"]), int(spec.get("cases", 1)), why=str(spec["why"]))
+    of = spec["control"]
+    if of is True:
+        if not spec.get("why"):
+            raise ValueError(f"budget entry {key!r}: a control without a test to follow needs why")
+        return Control(why=str(spec["why"]))
+    if not isinstance(of, str):
+        raise ValueError(f"budget entry {key!r}: control must name a test key or be true")
+    return Control(of, why=str(spec.get("why", "")))
+
+
+def read_table(path) -> tuple[float, dict]:
+    """``(suite_alpha, table)`` from a TOML file: a top-level ``suite_alpha`` and a ``[tests]``
+    table of entries keyed ``"file name::function"`` (see :func:`_entry` for the three
+    forms), in file order, ready for :func:`allocate`. Bad entries raise ``ValueError``
+    naming the key."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    with open(path, "rb") as fh:
+        data = tomllib.load(fh)
+    if "suite_alpha" not in data or "tests" not in data:
+        raise ValueError(f"{path}: expected a top-level suite_alpha and a [tests] table")
+    return float(data["suite_alpha"]), {key: _entry(key, spec) for key, spec in data["tests"].items()}
 
 
 def item_key(item) -> str:

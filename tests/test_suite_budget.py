@@ -1,4 +1,4 @@
-"""The suite's ONE false-positive budget (tests/conftest.py): every test marked
+"""The suite's ONE false-positive budget (tests/alpha_budget.toml, read by tests/conftest.py): every test marked
 ``statistical`` has an entry in the allocation table, no entry is stale, the table spends
 at most the budget, and every test that runs at a level reads it from the budget (the
 ``specoracle_alpha`` / ``lossless`` fixtures) instead of a constant of its own. The

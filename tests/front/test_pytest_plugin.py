@@ -201,3 +201,31 @@ def test_allocation_table_refusals(pytester):
     pytester.makeconftest(ALLOCATING_CONFTEST.replace('Control("test_suite.py::test_share")', 'Control("nope")'))
     res = pytester.runpytest(*PLUGIN)
     res.stderr.fnmatch_lines(["*control test_suite.py::test_control names 'nope', which has no Share*"])
+
+
+def test_read_table_forms_and_refusals(tmp_path):
+    """read_table: the three entry forms in file order, and a bad entry named by its key."""
+    from specoracle.pytest_plugin import Control, Designed, Share, read_table
+
+    good = tmp_path / "budget.toml"
+    good.write_text('suite_alpha = 0.05\n[tests]\n'
+                    '"a.py::t" = {alpha = 1e-3, cases = 3, controls = 1}\n'
+                    '"a.py::c" = {control = "a.py::t"}\n'
+                    '"b.py::d" = {designed = 2e-3, why = "band over 400 replicates"}\n'
+                    '"b.py::n" = {control = true, why = "asserts its own rejection"}\n')
+    total, table = read_table(good)
+    assert total == 0.05 and list(table) == ["a.py::t", "a.py::c", "b.py::d", "b.py::n"]
+    assert table["a.py::t"] == Share(1e-3, 3, 1) and table["a.py::c"] == Control("a.py::t")
+    assert table["b.py::d"] == Designed(2e-3, why="band over 400 replicates")
+    assert table["b.py::n"] == Control(why="asserts its own rejection")
+    for body, says in [('"x.py::t" = {alpha = 1e-3, why = "no"}', "x.py::t"),
+                       ('"x.py::t" = {designed = 1e-3}', "needs its reason"),
+                       ('"x.py::t" = {control = 3}', "control must name"),
+                       ('"x.py::t" = {alpha = 1e-3, control = "y"}', "expected one of")]:
+        bad = tmp_path / "bad.toml"
+        bad.write_text(f"suite_alpha = 0.05\n[tests]\n{body}\n")
+        with pytest.raises(ValueError, match=says):
+            read_table(bad)
+    (tmp_path / "empty.toml").write_text("[tests]\n")
+    with pytest.raises(ValueError, match="suite_alpha"):
+        read_table(tmp_path / "empty.toml")

@@ -1,7 +1,7 @@
 """Every bad command-line input gets a clear error before any work.
 
 One row per (subcommand, flag with a range, an enumerated choice, a path or a constraint
-between options). Each row asserts: exit status 2; exactly one line of output says
+between options), in the table bad_input_rows.txt next to this file. Each row asserts: exit status 2; exactly one line of output says
 ``error`` and it names the flag or argument (and, where given, the reason); no
 ``Traceback``; done in seconds (the error comes before the work: the slowest rows would
 otherwise run proofs, load models or execute notebooks). Rows run in-process through
@@ -48,212 +48,28 @@ DM = "diffuse --model zoo:moons --n 8 --steps 10"
 C = "certify reference.chain --scenarios t1 --samples 2000"
 CE = "certify-engine transformers --target zoo:code-target --draft zoo:code-draft --no-progress"
 
-ROWS = [
-    # verify
-    R("verify --seed -1", "--seed"),
-    R("verify --seed abc", "--seed"),
-    R(f"verify --json {NOPE}/c.json", "--json", "does not exist"),
-    R("verify --json {tmp}", "--json", "directory"),
-    # prove
-    R(f"prove --quick --only block.paper_example --json {NOPE}/p.json", "--json"),
-    R("prove --only no.such.theorem", "--only", "no.such.theorem"),
-    # certify (value checks only: the rest of certify is another area's)
-    R(f"{C} --json {NOPE}/r.json", "--json"),
-    R(f"{C} --json {UNDER_FILE}.json", "--json"),
-    R(f"{C} --seed -1", "--seed"),
-    R(f"{C} --samples 0", "--samples"),
-    R(f"{C} --samples -5", "--samples"),
-    R(f"{C} --alpha 0", "--alpha"),
-    R(f"{C} --alpha 1.5", "--alpha"),
-    R(f"{C} --alpha nan", "--alpha"),
-    R(f"{C} --power 1", "--power"),
-    R(f"{C} --power 0", "--power"),
-    R(f"{C} --tv 0", "--tv"),
-    R(f"{C} --tv 1.5", "--tv"),
-    R("certify", "IMPL"),
-    R(f"{C} --sweep -1", "--sweep"),
-    R(f"{C} --sweep 1 --workers 0", "--workers"),
-    R(f"{C} --sweep 1 --retries -1", "--retries"),
-    R(f"{C} --sweep 1 --chunk 0", "--chunk"),
-    R(f"{C} --sweep 1 --executor spark", "--executor", "expected inprocess"),
-    # certify-engine (values and paths before any model is loaded)
-    R("certify-engine nope --target zoo:code-target", "ENGINE", "invalid choice"),
-    R("certify-engine transformers", "--target", "required"),
-    R(f"{CE} --k 0", "--k"),
-    R(f"{CE} --temperature -1", "--temperature"),
-    R(f"{CE} --top-k 0", "--top-k"),
-    R(f"{CE} --top-p 1.5", "--top-p"),
-    R(f"{CE} --n 0", "--n"),
-    R(f"{CE} --batch 0", "--batch"),
-    R(f"{CE} --samples 0", "--samples"),
-    R(f"{CE} --alpha 1", "--alpha"),
-    R(f"{CE} --power 0", "--power"),
-    R(f"{CE} --tv 0", "--tv"),
-    R(f"{CE} --seed -1", "--seed"),
-    R(f"{CE} --min-prob 1", "--min-prob"),
-    R(f"{CE} --threads 0", "--threads"),
-    R(f"{CE} --option novalue", "--option", "KEY=VALUE"),
-    R(f"{CE} --json {NOPE}/e.json", "--json"),
-    R(f"{CE} --executor spark", "--executor", "expected inprocess"),
-    R(f"{CE} --executor ray://nohost", "--executor", "ray://HOST:PORT"),
-    R(f"{CE} --actors 0", "--actors"),
-    R(f"{C} --samples 5", "--samples"),
-    # bench
-    R("bench --device tpu", "--device"),
-    R("bench --threads 0 --suite kernels --quick", "--threads"),
-    R("bench --threads -1 --suite kernels --quick", "--threads"),
-    R(f"bench --suite kernels --quick --json {NOPE}/b.json", "--json"),
-    R("bench --suite nosuch", "--suite", "nosuch"),
-    R("bench --dtype float16", "--dtype"),
-    R("bench --clock gpu", "--clock"),
-    R("bench --all --tiny --device cpu", "--json", "one JSON"),
-    R("bench --all --device cpu --json {tmp}/a.json", "--device", "--tiny"),
-    R("bench --tiny --suite kernels --quick", "--tiny", "without --all"),
-    R("bench --all --tiny --device cpu --suite kernels --json {tmp}/a.json", "--suite", "with --all"),
-    R("bench --all --tiny --quick --device cpu --json {tmp}/a.json", "--tiny", "--quick"),
-    R("bench --all --tiny --device cpu --only nosuch --json {tmp}/a.json", "--only", "nosuch"),
-    R("bench --all --tiny --device cpu --with-dflash-train --json {tmp}/a.json", "--with-dflash-train"),
-    R("bench --all --tiny --device cpu --budget 0 --json {tmp}/a.json", "--budget"),
-    R("bench --all --tiny --device cpu --clock cpu --json {tmp}/a.json", "--clock", "with --all"),
-    R("bench --all --device cuda --only dflash-train --json {tmp}/a.json", "--"),
+SHORTHANDS = {"{G}": G, "{GD}": GD, "{D}": D, "{DM}": DM, "{C}": C, "{CE}": CE,
+              "{NOPE}": NOPE, "{UNDER_FILE}": UNDER_FILE}
 
-    R("bench --list --suite kernels", "--suite", "--list"),
-    R("bench --list --quick", "--quick", "--list"),
-    R("bench --list --json {tmp}/b.json", "--json", "--list"),
-    # generate: values
-    R(f"{G} --max-new-tokens 0", "--max-new-tokens"),
-    R(f"{G} --max-new-tokens -5", "--max-new-tokens"),
-    R(f"{G} --k 0", "--k"),
-    R(f"{G} --k -2", "--k"),
-    R(f"{G} --batch 0", "--batch"),
-    R(f"{G} --threads 0", "--threads"),
-    R(f"{G} --seed -1", "--seed"),
-    R(f"{G} --temperature -1", "--temperature"),
-    R(f"{G} --temperature inf", "--temperature"),
-    R(f"{G} --top-k 0", "--top-k"),
-    R(f"{G} --top-p 0", "--top-p"),
-    R(f"{G} --top-p 1.5", "--top-p"),
-    R(f"{G} --min-p 1.5", "--min-p"),
-    R(f"{G} --min-p -0.1", "--min-p"),
-    R(f"{G} --device tpu", "--device"),
-    R(f"{G} --verify fast", "--verify"),
-    R(f"{G} --backend cuda", "--backend"),
-    R(f"{G} --round gpu", "--round"),
-    R(f"{G} --round-dtype float16", "--round-dtype"),
-    R(f"{G} --compile fast", "--compile"),
-    R(f"{G} --drafter medusa", "--drafter"),
-    # generate: options that contradict each other or that the mode would ignore
-    R(f"{G} --cuda-graphs", "--cuda-graphs", "--static-cache"),
-    R(f"{G} --compile default", "--compile", "--static-cache"),
-    R(f"{G} --round-dtype float32", "--round-dtype", "--round device"),
-    R(f"{G} --round device --backend reference", "--backend", "--round device"),
-    R(f"{G} --temperature 0 --top-k 5", "--top-k", "greedy"),
-    R(f"{G} --verify greedy --top-p 0.9", "--top-p", "greedy"),
-    R(f"{G} --temperature 0 --min-p 0.1", "--min-p", "greedy"),
-    R(f"{G} --verify greedy --temperature 0 --seed 3", "--seed", "greedy"),
-    R(f"{G} --drafter dflash", "--draft", "--drafter"),
-    R(f"{G} --block-size 8", "--block-size", "--drafter"),
-    R(f"{G} --branches 2", "--branches", "--drafter"),
-    R(f"{GD} --batch 2", "--batch"),
-    R(f"{GD} --backend reference", "--backend"),
-    R(f"{GD} --static-cache", "--static-cache"),
-    R(f"{GD} --round device", "--round"),
-    R(f"{GD} --min-p 0.1", "--min-p"),
-    R(f"{GD} --block-size 0", "--block-size"),
-    R(f"{GD} --block-size -3", "--block-size"),
-    R(f"{GD} --block-size 1", "--block-size"),
-    R(f"{GD} --branches 0", "--branches"),
-    R(f"{GD} --dflash-mode fast", "--dflash-mode"),
-    R(f"{GD} --dflash-path {NOPE}", "--dflash-path"),
-    R("generate --target zoo:code-target --no-baseline", "--draft"),
-    # generate: models
-    R("generate --target zoo:nonexistent --draft zoo:code-draft", "--target", "unknown model"),
-    R("generate --target {tmp}/fake-model --draft zoo:nonexistent", "--draft", "unknown model"),
-    R("generate --target {tmp}/fake-model --draft {tmp}/empty", "--draft", "config.json"),
-    R(f"generate --target {NOPE} --draft zoo:code-draft", "--target"),
-    # diffuse (analytic targets)
-    R(f"{D} --steps -5", "--steps"),
-    R(f"{D} --steps 0", "--steps"),
-    R(f"{D} --schedule linear:0.5:2", "--schedule", "range"),
-    R(f"{D} --schedule const:0", "--schedule", "range"),
-    R(f"{D} --schedule cosine", "--schedule", "linear:START:END"),
-    R(f"{D} --schedule linear:a:b", "--schedule", "linear:START:END"),
-    R(f"{D} --dim 0", "--dim"),
-    R(f"{D} --window 0", "--window"),
-    R(f"{D} --chains 0", "--chains"),
-    R(f"{D} --seed -1", "--seed"),
-    R(f"{D} --draft-std-scale 0", "--draft-std-scale"),
-    R(f"{D} --data uniform", "--data"),
-    R(f"{D} --sampler heun", "--sampler"),
-    R(f"{D} --verify maybe", "--verify"),
-    R(f"{D} --drafter medusa", "--drafter"),
-    R(f"{D} --parameterization v", "--parameterization"),
-    R(f"{D} --freeze all", "--freeze"),
-    R(f"{D} --out {NOPE}/s.npy", "--out"),
-    R(f"{D} --json {NOPE}/s.json", "--json"),
-    R(f"{D} --json {UNDER_FILE}.json", "--json"),
-    R(f"{D} --stds 0.5,-0.3", "--stds"),
-    R(f"{D} --weights 0.3,0.6", "weights"),
-    R(f"{D} --means=-2,1.5,3", "means"),
-    R(f"{D} --weights a,b", "--weights"),
-    R(f"{D} --means=1,x", "--means"),
-    R(f"{D} --n 5", "--n", "--model"),
-    R(f"{D} --png {{tmp}}/x.png", "--png", "--model"),
-    R(f"{D} --compare-plain", "--compare-plain", "--model"),
-    # diffuse --model (trained denoisers)
-    R("diffuse --model zoo:nonexistent", "--model", "unknown"),
-    R("diffuse --model nonsense", "--model"),
-    R(f"diffuse --model diffusers:{NOPE}", "--model"),
-    R(f"{DM} --n 0", "--n"),
-    R(f"{DM} --threads 0", "--threads"),
-    R(f"{DM} --device tpu", "--device"),
-    R(f"{DM} --variance big", "--variance"),
-    R(f"{DM} --png {NOPE}/x.png", "--png"),
-    R(f"{DM} --dim 3", "--dim", "--model"),
-    R(f"{DM} --chains 5", "--chains", "--model"),
-    R(f"{DM} --parameterization x0", "--parameterization", "--model"),
-    # zoo
-    R("zoo fly", "ACTION"),
-    R(f"zoo install --from {NOPE}", "--from"),
-    R(f"zoo train-lm --tiny --out {UNDER_FILE}", "--out"),
-    R("zoo train-lm --tiny --out {tmp}/afile", "--out"),
-    R("zoo train-lm --tiny --out {tmp}/o --vocab 0", "--vocab"),
-    R("zoo train-lm --tiny --out {tmp}/o --steps 0", "--steps"),
-    R("zoo train-lm --tiny --out {tmp}/o --seconds 0", "--seconds"),
-    R("zoo train-lm --tiny --out {tmp}/o --lr-target 0", "--lr-target"),
-    R("zoo train-lm --tiny --out {tmp}/o --threads 0", "--threads"),
-    R("zoo train-lm --tiny --out {tmp}/o --seed -1", "--seed"),
-    R("zoo train-lm --tiny --out {tmp}/o --device tpu", "--device"),
-    R("zoo train-lm --tiny --out {tmp}/o --only both", "--only"),
-    R(f"zoo train-lm --tiny --out {{tmp}}/o --corpus {NOPE}/c.txt", "--corpus"),
-    R(f"zoo train-dflash --out {UNDER_FILE}", "--out"),
-    R("zoo train-dflash --out {tmp}/o --steps 0", "--steps"),
-    R("zoo train-dflash --out {tmp}/o --block-size 0", "--block-size"),
-    R("zoo train-dflash --out {tmp}/o --lr 0", "--lr"),
-    R("zoo train-dflash --out {tmp}/o --threads 0", "--threads"),
-    R("zoo train-dflash --out {tmp}/o --init-from {tmp}/no-such-drafter", "--init-from"),
-    R("zoo train-dflash --out {tmp}/o --seed -1", "--seed"),
-    R("zoo train-dflash --out {tmp}/o --recipe huge", "--recipe"),
-    R("zoo train-dflash --out {tmp}/o --target zoo:nonexistent", "--target", "unknown model"),
-    R("zoo export-dflash --out {tmp}/o", "--to"),
-    R("zoo export-dflash --to sglang --out {tmp}/o", "--to"),
-    R(f"zoo export-dflash --to vllm --out {UNDER_FILE}", "--out"),
-    R(f"zoo export-dflash --to vllm --out {{tmp}}/o --drafter {NOPE}", "--drafter"),
-    R("zoo export-dflash --to vllm --out {tmp}/o --drafter {tmp}", "--drafter", "dflash_config.json"),
-    R("zoo export-dflash --to vllm --out {tmp}/o --target zoo:nonexistent", "--target", "unknown model"),
-    *(R(f"zoo train-dflash --out {{tmp}}/o --{opt} {bad}", f"--{opt}") for opt, bad in (
-        ("num-layers", 0), ("n-features", -1), ("intermediate-size", 0), ("seq-len", 0),
-        ("windows-per-step", 0), ("anchors", 0), ("max-chars", 0), ("max-seconds", 0),
-        ("gamma-decay", 0), ("prompt-len", 0), ("regen-windows", 0), ("prefix-beta", 1.5),
-        ("prefix-tau", 0), ("objective", "ce"), ("data", "web"), ("device", "tpu"))),
-    R("zoo train-lm --tiny --out {tmp}/o --lr-draft -1", "--lr-draft"),
-    R("zoo train-diffusion cats", "name", "cats"),
-    R("zoo train-diffusion moons --scale-steps 0", "--scale-steps"),
-    R(f"zoo train-diffusion moons --out {UNDER_FILE}", "--out"),
-    # notebooks
-    R("notebooks --only nosuch", "--only", "nosuch"),
-    R(f"notebooks --render {UNDER_FILE}", "--render"),
-]
+
+def load_rows(path: Path) -> list:
+    """The rows of ``path``: ``COMMAND | FLAG [| REASON]`` per line, ``#`` comments, shorthands
+    of :data:`SHORTHANDS` expanded (``{tmp}`` stays for :func:`_argv`)."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = [f.strip() for f in line.split(" | ")]
+        if len(fields) not in (2, 3) or not all(fields):
+            raise ValueError(f"{path.name}:{number}: expected 'COMMAND | FLAG [| REASON]', got {line!r}")
+        command = fields[0]
+        for short, long in SHORTHANDS.items():
+            command = command.replace(short, long)
+        rows.append(R(command, *fields[1:]))
+    return rows
+
+
+ROWS = load_rows(Path(__file__).with_name("bad_input_rows.txt"))
 
 # rows also run as `python -m specoracle ...` (the user's view: what reaches the terminal)
 SUBPROCESS_ROWS = [R("verify --seed -1", "--seed"), R(f"{D} --schedule linear:0.5:2", "--schedule", "range"),
