@@ -159,6 +159,7 @@ NOT_SAMPLERS = {
                  "residual_threshold", "log_tail", "residual_mass", "residual_log_mass", "residual_cdf",
                  "residual_mean", "residual_quantile", "gaussian_block_quantities",
                  "residual_log_mass_from_log_c"),
+    "block": ("block_tau",),
     "processing": ("softmax",),
     "decoding": ("block_rows",),
     "diffusion": ("make_drafter", "nfe_summary", "window_lengths"),

@@ -51,7 +51,7 @@ def test_power_formulas_are_consistent():
 def test_chisquare_calibrated_under_the_null():
     """alpha: the null rejection rate at 0.05 over 2000 replicates is checked against
     the interval [0.035, 0.065] (a 3.1-sigma band: false-positive rate 1.8e-3, binomial;
-    its share of the suite budget: tests/conftest.py);
+    its share of the suite budget: tests/alpha_budget.toml);
     power: a calibration error of 1.5 points (0.065 vs 0.05) is detected."""
     rng = np.random.default_rng(1)
     p = np.array([0.4, 0.3, 0.15, 0.1, 0.04, 0.01])

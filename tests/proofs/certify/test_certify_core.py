@@ -33,7 +33,7 @@ REFERENCE = ["reference.chain", "reference.block", "reference.greedy", "referenc
 @pytest.mark.statistical
 @pytest.mark.parametrize("name", REFERENCE)
 def test_reference_is_exact(name, lossless):
-    """alpha = this test's share of the suite budget (`lossless` fixture; tests/conftest.py:
+    """alpha = this test's share of the suite budget (`lossless` fixture; tests/alpha_budget.toml:
     1e-3 per case; Holm over the run's checks); power 0.9 at TV 0.1 (samples planned)."""
     report = lossless(name, tv=QUICK["target_tv"], seed=QUICK["seed"])
     assert all(r.verdict == "pass" for r in report.checks)

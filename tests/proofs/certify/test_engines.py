@@ -4,7 +4,7 @@ and transformers' generate (assisted, prompt lookup, plain) certified as black b
 black-box mutant engines that must be rejected.
 
 Statistical checks: each certification run has the false-positive level of its share of the
-suite budget (``specoracle_alpha``, tests/conftest.py: 1e-3; Holm over its prompts, fixed
+suite budget (``specoracle_alpha``, tests/alpha_budget.toml: 1e-3; Holm over its prompts, fixed
 seeds); power 0.9 at TV = TV_CI (0.2) on the merged partition, asserted
 from the report (``detectable_tv``). Warp T = 1, top-k = 3, n = 2: at most 9 sequences (+ EOS
 cells) per prompt; the tiny pair's output heads are sharpened x2, so each prompt's law puts

@@ -81,7 +81,7 @@ def test_temperature_zero_equals_target_greedy():
 @pytest.mark.parametrize("fault", [None, "accept_all"])
 def test_first_tokens_law_equals_target(fault, specoracle_alpha):
     """Law of the first 3 tokens, T = 1, top-k 3, block 3, K = 2 branches (a 2-level tree).
-    Chi-square GOF, alpha = the suite budget's share (1e-3, tests/conftest.py); 600 samples
+    Chi-square GOF, alpha = the suite budget's share (1e-3, tests/alpha_budget.toml); 600 samples
     detect TV >= 0.15 at power 0.9 (asserted).
     The faulty variant (commit the DFlash row unverified) must be rejected. (The ``causal_mask``
     fault, siblings attending to each other, is NOT a control here: its effect on this tiny

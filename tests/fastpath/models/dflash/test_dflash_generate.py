@@ -47,7 +47,7 @@ def test_deterministic_under_seed_and_eos():
     pytest.param("stochastic", "chain", None, marks=pytest.mark.slow)])
 def test_first_tokens_law_equals_target(mode, method, fault, specoracle_alpha):
     """Law of the first 3 tokens, T = 1, top-k 3 (27 cells, merged to expected >= 5), block 3.
-    Chi-square GOF, alpha = the suite budget's share (1e-3, tests/conftest.py); 600 samples
+    Chi-square GOF, alpha = the suite budget's share (1e-3, tests/alpha_budget.toml); 600 samples
     detect TV >= 0.15 at power 0.9 (asserted via ``detectable``). Faulty variants (commit every draft unverified; give the verifier softmax
     of the raw draft logits instead of the warped q the drafts came from) must be rejected at
     the same alpha. (The engine's ``rollback_off_by_one`` fault is NOT a control here: on this

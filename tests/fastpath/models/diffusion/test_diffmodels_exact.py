@@ -10,7 +10,7 @@ digits; cells with < 10 pooled counts dropped).
 
 Error rates (stated, fixed seeds, never re-rolled):
 * alpha = the test's share of the suite budget per case (``specoracle_alpha``,
-  tests/conftest.py: 1e-3; the default suite runs 2 such cases, the slow suite 8 more).
+  tests/alpha_budget.toml: 1e-3; the default suite runs 2 such cases, the slow suite 8 more).
 * power: with n1 and n2 samples the noncentrality is >= 4 n_eff eps^2 for binned TV eps,
   n_eff = n1 n2 / (n1 + n2), i.e. the one-sample rule of proofs.stats with n_eff samples:
   the binned TV detected with power 0.9 is ``detectable_tv(n_eff, df, alpha)`` (0.057 at
