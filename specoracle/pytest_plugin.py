@@ -117,8 +117,8 @@ def read_table(path) -> tuple[float, dict]:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
-    with open(path, "rb") as fh:
-        data = tomllib.load(fh)
+    with open(path, encoding="utf-8") as fh:
+        data = tomllib.loads(fh.read())
     if "suite_alpha" not in data or "tests" not in data:
         raise ValueError(f"{path}: expected a top-level suite_alpha and a [tests] table")
     return float(data["suite_alpha"]), {key: _entry(key, spec) for key, spec in data["tests"].items()}
