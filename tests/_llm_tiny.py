@@ -53,6 +53,7 @@ def sample_tiny_prefixes(engine, first: int, count: int, seed: int):
     with torch on one thread (restored). T = 8 undoes most of the head sharpening: the law
     has 9 cells, the largest 0.32."""
     from specoracle.proofs.certify.lossless import sample_prefixes
+    from specoracle.fastpath.models.llm.engine import Runtime
     from specoracle.fastpath.models.llm.processing import Warp
 
     target, draft = engine
@@ -60,6 +61,7 @@ def sample_tiny_prefixes(engine, first: int, count: int, seed: int):
     torch.set_num_threads(1)
     try:
         return sample_prefixes(target, draft, PROMPT, n=2, n_samples=count, batch=count, method="chain", k=2,
-                               warping=Warp(8.0, top_k=3), seed=seed + first, backend="reference")
+                               warping=Warp(8.0, top_k=3), seed=seed + first,
+                               runtime=Runtime(backend="reference"))
     finally:
         torch.set_num_threads(threads)

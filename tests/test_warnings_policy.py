@@ -115,7 +115,7 @@ def _llm_paths():
     from _dflash_zoo import tiny_drafter, tiny_target
     from _llm_tiny import tiny_llama
     from specoracle.fastpath.models.dflash.generate import generate_dflash
-    from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+    from specoracle.fastpath.models.llm.engine import Runtime, autoregressive_generate, speculative_generate
     from specoracle.fastpath.models.llm.processing import Warp
     from specoracle.fastpath.models.llm.tau_paired import draft_and_score
 
@@ -126,7 +126,7 @@ def _llm_paths():
         "llm: speculative_generate (dynamic KV cache)": lambda: speculative_generate(
             target, draft, prompts, k=2, max_new_tokens=4),
         "llm: speculative_generate (static cache)": lambda: speculative_generate(
-            target, draft, prompts, k=2, max_new_tokens=4, cache="static"),
+            target, draft, prompts, k=2, max_new_tokens=4, runtime=Runtime(cache="static")),
         "llm: autoregressive_generate": lambda: autoregressive_generate(
             target, prompts, max_new_tokens=3),
         "llm: paired-tau draft_and_score": lambda: draft_and_score(

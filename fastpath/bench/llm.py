@@ -76,7 +76,7 @@ def run_llm(ctx: BenchContext, device: str = "cpu", suite: str = "llm") -> list:
     vLLM rows)."""
     import torch
 
-    from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+    from specoracle.fastpath.models.llm.engine import Runtime, autoregressive_generate, speculative_generate
     from specoracle.fastpath.models.llm.processing import Warp
 
     pair = zoo_pair(ctx, suite, device=device)
@@ -108,17 +108,17 @@ def run_llm(ctx: BenchContext, device: str = "cpu", suite: str = "llm") -> list:
         ctx.progress(f"{suite}: {name} k={k} T={T} B={batch}")
         toks = secs = 0
         taus = []
-        path = dict(cache=cache, cuda_graphs=cuda and cache == "static")
+        rt = Runtime(cache=cache, cuda_graphs=cuda and cache == "static")
         for i in range(0, len(prompts), batch) if batch <= len(prompts) else [0]:
             group = [prompts[(i + j) % len(prompts)] for j in range(batch)]
             seeds = [i + j for j in range(batch)]
             t0 = clock()
             if method is None:
                 r = autoregressive_generate(target, group, warping=w, max_new_tokens=new,
-                                            seeds=seeds, **path)
+                                            seeds=seeds, runtime=rt)
             else:
                 r = speculative_generate(target, draft, group, k=k, method=method, warping=w,
-                                         max_new_tokens=new, seeds=seeds, **path)
+                                         max_new_tokens=new, seeds=seeds, runtime=rt)
                 taus.extend(a + 1 for row in r.accepted for a in row)
             if cuda:
                 torch.cuda.synchronize()

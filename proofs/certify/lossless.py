@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from specoracle.fastpath.models.llm.engine import speculative_generate
+from specoracle.fastpath.models.llm.engine import Runtime, speculative_generate
 from specoracle.fastpath.models.llm.faults import faulty_generate
 from specoracle.fastpath.models.llm.processing import Warp, warp
 
@@ -162,7 +162,7 @@ def prefix_law_gof(counts, law: dict, *, alpha: float, power: float = 0.9, name:
 
 
 def sample_prefixes(target, draft, prompt, *, n: int, n_samples: int, batch: int, method: str,
-                    k: int, warping: Warp, seed: int, eos_id=None, backend: str = "numba",
+                    k: int, warping: Warp, seed: int, eos_id=None, runtime: Runtime = Runtime(),
                     fault=None) -> Counter:
     """Counts of the first n generated tokens over ``n_samples`` speculative runs;
     ``fault`` (a negative control, fastpath/models/llm/faults.py) runs the broken engine."""
@@ -173,7 +173,7 @@ def sample_prefixes(target, draft, prompt, *, n: int, n_samples: int, batch: int
         run = speculative_generate if fault is None else functools.partial(faulty_generate, fault)
         res = run(target, draft, [list(prompt)] * b, k=k, method=method, warping=warping,
                   max_new_tokens=n, eos_id=eos_id, seeds=[seed + s + i for i in range(b)],
-                  backend=backend)
+                  runtime=runtime)
         for toks in res.tokens:
             counts[tuple(toks)] += 1
         s += b
@@ -182,12 +182,12 @@ def sample_prefixes(target, draft, prompt, *, n: int, n_samples: int, batch: int
 
 def certify_prefix_law(target, draft, prompt, *, n: int, n_samples: int, batch: int, method: str,
                        k: int, warping: Warp, seed: int, alpha: float, eos_id=None,
-                       backend: str = "numba", fault=None, law=None):
+                       runtime: Runtime = Runtime(), fault=None, law=None):
     """Chi-square GOF of the sampled law against the exact one; returns (TestResult, counts, law)."""
     if law is None:
         law = exact_prefix_law(target, prompt, warping, n, eos_id)
     counts = sample_prefixes(target, draft, prompt, n=n, n_samples=n_samples, batch=batch,
                              method=method, k=k, warping=warping, seed=seed, eos_id=eos_id,
-                             backend=backend, fault=fault)
+                             runtime=runtime, fault=fault)
     res = prefix_law_gof(counts, law, alpha=alpha, name=f"llm-e2e {method} B={batch} k={k} n={n}")
     return res, counts, law

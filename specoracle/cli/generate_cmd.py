@@ -132,7 +132,7 @@ def check(parser, args) -> None:
 def run(args) -> int:
     import torch
 
-    from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+    from specoracle.fastpath.models.llm.engine import Runtime, autoregressive_generate, speculative_generate
     from specoracle.fastpath.models.llm.hf import load_pair
     from specoracle.fastpath.models.llm.processing import Warp
     from specoracle.reference.types import InvalidInput
@@ -147,6 +147,9 @@ def run(args) -> int:
         args.temperature = 0.0
     try:
         warping = Warp(args.temperature, args.top_k, args.top_p, args.min_p)
+        runtime = Runtime(backend=args.backend, cache="static" if args.static_cache else "dynamic",
+                          cuda_graphs=args.cuda_graphs, compile_mode=args.compile,
+                          round_impl=args.round_impl, round_dtype=args.round_dtype)
         target, draft, tok = load_pair(args.target, args.draft, device=args.device)
     except InvalidInput as e:
         print(f"error: {e}", file=sys.stderr)
@@ -165,15 +168,13 @@ def run(args) -> int:
         shown[0] = len(text)
 
     sys.stdout.write(args.prompt)
-    path = dict(cache="static" if args.static_cache else "dynamic", cuda_graphs=args.cuda_graphs,
-                compile_mode=args.compile, round_impl=args.round_impl, round_dtype=args.round_dtype)
     res = speculative_generate(target, draft, prompts, k=args.k, method=args.verify,
                                warping=warping, max_new_tokens=args.max_new_tokens, eos_id=eos,
-                               seeds=args.seed, backend=args.backend, progress=stream, **path)
+                               seeds=args.seed, progress=stream, runtime=runtime)
     stream(res.tokens)
     print("\n" + "-" * 60)
     print(f"speculative ({args.verify}, k={args.k}, T={args.temperature}, batch {args.batch}, "
-          f"{path['cache']} cache{', CUDA graphs' if args.cuda_graphs else ''}, "
+          f"{runtime.cache} cache{', CUDA graphs' if runtime.cuda_graphs else ''}, "
           f"{args.round_impl} round): "
           f"{res.n_tokens} tokens in {res.seconds:.2f} s = {res.tokens_per_second:.1f} tok/s")
     print(f"tau (mean tokens per target call, bonus included): {res.tau():.3f}   "
@@ -183,7 +184,7 @@ def run(args) -> int:
     if not args.no_baseline:
         base = autoregressive_generate(target, prompts, warping=warping,
                                        max_new_tokens=args.max_new_tokens, eos_id=eos,
-                                       seeds=args.seed, **path)
+                                       seeds=args.seed, runtime=runtime)
         print(f"autoregressive target (same code path): {base.n_tokens} tokens in "
               f"{base.seconds:.2f} s = {base.tokens_per_second:.1f} tok/s")
         print(f"speed-up: {res.tokens_per_second / base.tokens_per_second:.2f}x")

@@ -1,5 +1,5 @@
 """The on-device speculative round: warps, draft draws and verification as torch tensors
-on the models' device (engine.py ``round_impl="device"``).
+on the models' device (engine.py, ``Runtime(round_impl="device")``).
 
 Same round as the host round of engine.py (Leviathan et al. arXiv 2211.17192; Chen et al.
 arXiv 2302.01318; block verification Sun et al. arXiv 2403.10444; ALGORITHMS.md §1.2-1.3),
@@ -56,17 +56,9 @@ from specoracle.reference.types import InvalidInput
 from specoracle.fastpath.torch_cuda import categorical as tcat
 from specoracle.fastpath.torch_cuda._common import sample_rows
 from specoracle.fastpath.models.llm.processing import Warp, warp
+from specoracle.fastpath.models.llm.runtime import ROUND_DTYPES
 
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def round_dtype(dtype) -> torch.dtype:
-    """``"float64"`` / ``"float32"`` (or the torch dtype) -> the torch dtype of the round."""
-    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
-        return dtype
-    if dtype in DTYPES:
-        return DTYPES[dtype]
-    raise InvalidInput("round_dtype", f"expected one of {tuple(DTYPES)}, got {dtype!r}")
+DTYPES = {name: getattr(torch, name) for name in ROUND_DTYPES}   # Runtime.round_dtype -> torch
 
 
 def last_rows(logits: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,9 @@ reference/categorical.py). Greedy (temperature 0) draws nothing. Plain autoregre
 decoding draws ``rng.random(1)`` per token. The output is deterministic given the seeds
 and the batch composition.
 
+How a generation runs is one :class:`~specoracle.fastpath.models.llm.runtime.Runtime` (checked on
+construction; the fields below are its fields); none of its settings changes the tokens.
+
 ``cache="static"`` runs the same rounds over preallocated, position-indexed buffers with
 fixed-shape calls (fastpath/models/llm/static.py): the prompt minus its last token is prefilled
 once, then every target call has width k+1, the first draft call of a round width 2 and the
@@ -65,40 +68,24 @@ from specoracle.reference.types import InvalidInput
 from specoracle.fastpath.models.llm import device_round
 from specoracle.fastpath.models.llm.kv import KVState
 from specoracle.fastpath.models.llm.processing import Warp, warp
+from specoracle.fastpath.models.llm.runtime import Runtime
 from specoracle.fastpath.models.llm.verify import METHODS, sample_rows, verify
 
 _EMPTY = np.zeros(0, np.int64)
 
-CACHES = ("dynamic", "static")
-ROUND_IMPLS = ("host", "device")
 
-
-def _check_round(round_impl: str, round_dtype):
-    if round_impl not in ROUND_IMPLS:
-        raise InvalidInput("round_impl", f"expected one of {ROUND_IMPLS}, got {round_impl!r}")
-    dt = device_round.round_dtype(round_dtype)
-    if round_impl == "host" and dt != torch.float64:
-        raise InvalidInput("round_dtype", "the host round computes in float64 only")
-    return dt
-
-
-def _states(models, bsz: int, prompts, cache: str, max_len: int, k: int, cuda_graphs: bool,
-            compile_mode):
+def _states(models, bsz: int, prompts, runtime: Runtime, max_len: int, k: int):
     """One cache state per model; the static path prefills prompt[:-1] of every row."""
-    if cache not in CACHES:
-        raise InvalidInput("cache", f"expected one of {CACHES}, got {cache!r}")
-    if cache == "dynamic":
-        if cuda_graphs or compile_mode:
-            raise InvalidInput("cache", "cuda_graphs / compile_mode need cache='static'")
+    if runtime.cache == "dynamic":
         return [KVState(m, bsz) for m in models]
     from specoracle.fastpath.models.llm.static import StaticKVState, pooled_state
 
     widths = {"target": (k + 1,), "draft": (1, 2)}
     states = []
     for role, m in zip(("target", "draft"), models):
-        graphs = widths[role] if cuda_graphs else ()
-        if cuda_graphs or compile_mode:  # reuse captured graphs / compiled steps across calls
-            st = pooled_state(m, bsz, max_len, graphs, compile_mode)
+        graphs = widths[role] if runtime.cuda_graphs else ()
+        if runtime.cuda_graphs or runtime.compile_mode:  # reuse captured graphs / compiled steps
+            st = pooled_state(m, bsz, max_len, graphs, runtime.compile_mode)
         else:
             st = StaticKVState(m, bsz, max_len, graph_widths=graphs)
         head = [p[:-1] for p in prompts]
@@ -284,6 +271,16 @@ def _host_round(tgt, dft, rows: _Rows, u_draft, u_ver, *, k, method, warping, ba
     return verify(method, p[act], q[act], drafts[act], u_ver[act], backend=backend)
 
 
+def _device_round(tgt, dft, rows: _Rows, u_draft, u_ver, *, k, method, warping, dtype, hooks) -> tuple:
+    """Steps 1-3 as torch tensors on the models' device (device_round.py) -> (n_accepted [A],
+    tokens [A, k+1]) of the active rows A."""
+    n_acc, toks = device_round.speculative_round(
+        tgt, dft, rows.committed(), rows.done, u_draft, u_ver, k=k, method=method,
+        warping=warping, dtype=dtype, verifier_q=hooks.verifier_q)
+    act = rows.active()
+    return n_acc[act], toks[act]
+
+
 def _commit_round(tgt, dft, rows: _Rows, n_acc, toks, accepted, *, eos_id, hooks) -> None:
     """Step 4: commit n_accepted + 1 ids per active row, roll both caches back."""
     keep_t, keep_d = tgt.count.clone(), dft.count.clone()
@@ -311,48 +308,47 @@ def _check_spec(method, warping, k, target, draft) -> int:
     return vocab
 
 
+def _check_runtime(runtime) -> torch.dtype:
+    """The torch dtype of the device round; the fields were checked when ``runtime`` was built."""
+    if not isinstance(runtime, Runtime):
+        raise InvalidInput("runtime", f"expected a Runtime (fastpath/models/llm/runtime.py), "
+                                      f"got {type(runtime).__name__}")
+    return device_round.DTYPES[runtime.round_dtype]
+
+
 def speculative_generate(target, draft, prompts, *, k: int = 4, method: str = "chain",
                          warping: Warp = Warp(), max_new_tokens: int = 64, eos_id=None,
-                         seeds=0, backend: str = "numba", progress=None,
-                         cache: str = "dynamic", cuda_graphs: bool = False,
-                         compile_mode=None, round_impl: str = "host",
-                         round_dtype="float64") -> GenerationResult:
+                         seeds=0, progress=None, runtime: Runtime = Runtime()) -> GenerationResult:
     """Speculative decoding of a batch of prompts (B token-id sequences); see the module doc.
 
     What is generated: k, method, warping, max_new_tokens, eos_id, seeds (request b: seed + b,
-    or a list). How (same tokens): backend ("numba" / "reference" verifiers and draws of the
-    host round), cache ("dynamic" / "static"; cuda_graphs, compile_mode need "static"),
-    round_impl ("host" / "device"), round_dtype ("float64"; "float32" on the device round).
+    or a list). How it runs (same tokens): ``runtime``, a :class:`Runtime` (backend, cache,
+    cuda_graphs, compile_mode, round_impl, round_dtype; fastpath/models/llm/runtime.py).
     progress(generated): called after every round with the B generated int64 arrays."""
-    return _speculative(target, draft, prompts, Hooks(), k=k, method=method, warping=warping,
-                        max_new_tokens=max_new_tokens, eos_id=eos_id, seeds=seeds, backend=backend,
-                        progress=progress, cache=cache, cuda_graphs=cuda_graphs,
-                        compile_mode=compile_mode, round_impl=round_impl, round_dtype=round_dtype)
+    return _speculative(target, draft, prompts, k=k, method=method, warping=warping,
+                        max_new_tokens=max_new_tokens, eos_id=eos_id, seeds=seeds,
+                        progress=progress, runtime=runtime, hooks=Hooks())
 
 
-def _speculative(target, draft, prompts, hooks: Hooks, *, k, method, warping, max_new_tokens, eos_id,
-                 seeds, backend, progress, cache, cuda_graphs, compile_mode, round_impl,
-                 round_dtype) -> GenerationResult:
-    dtype = _check_round(round_impl, round_dtype)
+def _speculative(target, draft, prompts, *, k, method, warping, max_new_tokens, eos_id, seeds,
+                 progress, runtime, hooks: Hooks) -> GenerationResult:
+    dtype = _check_runtime(runtime)
     vocab = _check_spec(method, warping, k, target, draft)
     prompts = _check_prompts(prompts, vocab)
     rngs = _rngs(seeds, len(prompts))
     t0 = time.perf_counter()
     max_len = max(len(p) for p in prompts) + max(max_new_tokens, 0) + k + 2
-    tgt, dft = _states((target, draft), len(prompts), prompts, cache, max_len, k, cuda_graphs, compile_mode)
+    tgt, dft = _states((target, draft), len(prompts), prompts, runtime, max_len, k)
     rows = _Rows(prompts, max_new_tokens)
     accepted = [[] for _ in prompts]
     while not rows.done.all():
         u_draft, u_ver = _round_noise(rngs, rows, k, warping.greedy)
-        if round_impl == "device":  # 1-3 as torch tensors on the models' device
-            n_acc, toks = device_round.speculative_round(
-                tgt, dft, rows.committed(), rows.done, u_draft, u_ver, k=k, method=method,
-                warping=warping, dtype=dtype, verifier_q=hooks.verifier_q)
-            act = rows.active()
-            n_acc, toks = n_acc[act], toks[act]
+        if runtime.round_impl == "device":
+            n_acc, toks = _device_round(tgt, dft, rows, u_draft, u_ver, k=k, method=method,
+                                        warping=warping, dtype=dtype, hooks=hooks)
         else:
             n_acc, toks = _host_round(tgt, dft, rows, u_draft, u_ver, k=k, method=method,
-                                      warping=warping, backend=backend, hooks=hooks)
+                                      warping=warping, backend=runtime.backend, hooks=hooks)
         _commit_round(tgt, dft, rows, n_acc, toks, accepted, eos_id=eos_id, hooks=hooks)
         if progress is not None:
             progress(rows.generated())
@@ -361,33 +357,33 @@ def _speculative(target, draft, prompts, hooks: Hooks, *, k, method, warping, ma
 
 
 def autoregressive_generate(target, prompts, *, warping: Warp = Warp(), max_new_tokens: int = 64,
-                            eos_id=None, seeds=0, progress=None, cache: str = "dynamic",
-                            cuda_graphs: bool = False, compile_mode=None, round_impl: str = "host",
-                            round_dtype="float64") -> GenerationResult:
+                            eos_id=None, seeds=0, progress=None,
+                            runtime: Runtime = Runtime()) -> GenerationResult:
     """Plain autoregressive decoding of the target through the same cache and warp code
-    (``cache="static"``: prefill prompt[:-1], then width-1 calls; see the module doc).
+    (``runtime.cache="static"``: prefill prompt[:-1], then width-1 calls; see the module doc).
 
     Each step feeds the pending tokens, warps the last row and draws one token by the
-    inverse CDF with ``rng.random(1)`` (argmax at temperature 0); ``round_impl="device"``
-    does the warp and the draw in torch on the model's device (device_round.py)."""
-    dtype = _check_round(round_impl, round_dtype)
+    inverse CDF with ``rng.random(1)`` (argmax at temperature 0): on the host with
+    ``runtime.backend``'s draw, or in torch on the model's device with
+    ``runtime.round_impl="device"`` (device_round.py). Every :class:`Runtime` field applies."""
+    dtype = _check_runtime(runtime)
     vocab = int(target.config.vocab_size)
     prompts = _check_prompts(prompts, vocab)
     bsz = len(prompts)
     rngs = _rngs(seeds, bsz)
     t0 = time.perf_counter()
     max_len = max(len(p) for p in prompts) + max(max_new_tokens, 0) + 2
-    (tgt,) = _states((target,), bsz, prompts, cache, max_len, 0, cuda_graphs, compile_mode)
+    (tgt,) = _states((target,), bsz, prompts, runtime, max_len, 0)
     rows = _Rows(prompts, max_new_tokens)
     while not rows.done.all():
         u = np.array([rngs[b].random() if not (rows.done[b] or warping.greedy) else 0.0 for b in range(bsz)])
-        if round_impl == "device":
+        if runtime.round_impl == "device":
             toks = device_round.autoregressive_step(tgt, rows.committed(), rows.done, u, warping=warping,
                                                     dtype=dtype)
         else:
             logits, lens = _host(*tgt.feed(rows.pending(tgt), width=1))
             probs = warp(_last_rows(logits, lens), warping).numpy()
-            toks = np.argmax(probs, axis=-1) if warping.greedy else sample_rows(probs, u)
+            toks = np.argmax(probs, axis=-1) if warping.greedy else sample_rows(probs, u, runtime.backend)
         for b in rows.active():
             rows.commit(b, toks[b:b + 1], eos_id)
         if progress is not None:

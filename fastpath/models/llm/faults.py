@@ -1,7 +1,7 @@
 """Known-wrong variants of the decoding engine: the negative controls of the end-to-end
 certification (proofs/certify/lossless.py, proofs/certify/engines/specoracle_engine.py,
 tests/proofs/certify/test_llm_lossless.py). Each replaces ONE step of the engine's round through
-:class:`~specoracle.fastpath.models.engine.Hooks`; the engine's public functions take no fault.
+:class:`~specoracle.fastpath.models.llm.engine.Hooks`; the engine's public functions take no fault.
 
 - ``"rollback_off_by_one"``: the target cache keeps one rejected draft after every round
   (its next rows are conditioned on a token that was never emitted);
@@ -10,11 +10,13 @@ tests/proofs/certify/test_llm_lossless.py). Each replaces ONE step of the engine
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from specoracle.reference.types import InvalidInput
 
-from specoracle.fastpath.models.llm.engine import Hooks, _speculative
+from specoracle.fastpath.models.llm.engine import Hooks, _speculative, speculative_generate
 
 
 class RollbackOffByOne(Hooks):
@@ -30,18 +32,11 @@ class QBeforeWarp(Hooks):
 FAULTS = {"rollback_off_by_one": RollbackOffByOne, "q_before_warp": QBeforeWarp}
 
 
-def faulty_generate(fault: str, target, draft, prompts, *, k: int = 4, method: str = "chain",
-                    warping=None, max_new_tokens: int = 64, eos_id=None, seeds=0,
-                    backend: str = "numba", progress=None, cache: str = "dynamic",
-                    cuda_graphs: bool = False, compile_mode=None, round_impl: str = "host",
-                    round_dtype="float64"):
-    """``engine.speculative_generate`` with the step ``fault`` (a key of :data:`FAULTS`) replaced."""
-    from specoracle.fastpath.models.llm.processing import Warp
-
+def faulty_generate(fault: str, target, draft, prompts, **kw):
+    """``engine.speculative_generate(target, draft, prompts, **kw)`` (same keywords, same
+    defaults) with the step ``fault`` (a key of :data:`FAULTS`) replaced."""
     if fault not in FAULTS:
         raise InvalidInput("fault", f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
-    return _speculative(target, draft, prompts, FAULTS[fault](), k=k, method=method,
-                        warping=Warp() if warping is None else warping, max_new_tokens=max_new_tokens,
-                        eos_id=eos_id, seeds=seeds, backend=backend, progress=progress, cache=cache,
-                        cuda_graphs=cuda_graphs, compile_mode=compile_mode, round_impl=round_impl,
-                        round_dtype=round_dtype)
+    call = inspect.signature(speculative_generate).bind(target, draft, prompts, **kw)
+    call.apply_defaults()
+    return _speculative(**call.arguments, hooks=FAULTS[fault]())

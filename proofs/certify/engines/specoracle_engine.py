@@ -5,7 +5,8 @@ Methods: "chain" | "block" | "greedy" (speculative_generate's verifiers; "greedy
 and "none" (autoregressive_generate through the same cache and warp code). Requests run as one
 batch per call (ragged rows, per-request ``numpy.random.Generator(seed)``), so batch
 invariance is part of what a batched certification tests. ``backend`` ("numba" or
-"reference") passes through; ``fault`` runs a negative control of fastpath/models/llm/faults.py.
+"reference") becomes the engine's ``Runtime(backend=...)`` (checked at construction);
+``fault`` runs a negative control of fastpath/models/llm/faults.py.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class SpecoracleEngine:
         import torch
 
         import specoracle
+        from specoracle.fastpath.models.llm.engine import Runtime
         from specoracle.fastpath.models.llm.faults import FAULTS
         from specoracle.fastpath.models.llm.hf import load_model, load_pair
         from specoracle.fastpath.models.llm.verify import METHODS
@@ -37,7 +39,8 @@ class SpecoracleEngine:
         if fault is not None and fault not in FAULTS:
             raise InvalidInput("fault", f"unknown fault {fault!r}")
         self.version = specoracle.__version__
-        self.method, self.k, self.backend, self.fault, self.threads = method, int(k), backend, fault, threads
+        self.method, self.k, self.fault, self.threads = method, int(k), fault, threads
+        self.runtime = Runtime(backend=backend)
         self._torch = torch
         tok = None
         if method != "none" and not draft:
@@ -64,7 +67,8 @@ class SpecoracleEngine:
         try:
             if self.method == "none":
                 res = autoregressive_generate(self.model, prompts, warping=w, max_new_tokens=int(n),
-                                              eos_id=self.eos_id, seeds=[int(s) for s in seeds])
+                                              eos_id=self.eos_id, seeds=[int(s) for s in seeds],
+                                              runtime=self.runtime)
             else:
                 run = speculative_generate
                 if self.fault is not None:
@@ -72,7 +76,7 @@ class SpecoracleEngine:
                     run = functools.partial(faulty_generate, self.fault)
                 res = run(self.model, self.draft, prompts, k=self.k, method=self.method, warping=w,
                           max_new_tokens=int(n), eos_id=self.eos_id, seeds=[int(s) for s in seeds],
-                          backend=self.backend)
+                          runtime=self.runtime)
         finally:
             torch.set_num_threads(threads)
         return [list(t) for t in res.tokens]

@@ -1,5 +1,5 @@
-"""The on-device speculative round (fastpath/models/llm/device_round.py; engine.py
-``round_impl="device"``): warps, draft draws and verification as torch tensors, fed by the
+"""The on-device speculative round (fastpath/models/llm/device_round.py;
+``Runtime(round_impl="device")``): warps, draft draws and verification as torch tensors, fed by the
 engine's numpy noise, give IDENTICAL tokens and acceptance counts to the host round in
 float64 (chain, block, greedy; T = 0, T = 1, top-p; batch 1 and a ragged batch; dynamic and
 static cache; tiny models and, marked zoo, the zoo pair), read the device once per round,
@@ -12,10 +12,9 @@ import pytest
 import torch
 
 import specoracle.fastpath.models.llm.engine as engine
-from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+from specoracle.fastpath.models.llm.engine import Runtime, autoregressive_generate, speculative_generate
 from specoracle.fastpath.models.llm.faults import faulty_generate
 from specoracle.fastpath.models.llm.processing import Warp
-from specoracle.reference.types import InvalidInput
 
 from _llm_tiny import VOCAB, tiny_pair_one_thread
 from _llm_zoo import zoo_pair_one_thread
@@ -23,6 +22,7 @@ from _llm_zoo import zoo_pair_one_thread
 PROMPTS = [[1, 5, 9, 2], [3], [7, 8, 9, 10, 11, 12, 4]]   # ragged, one of length 1
 SEEDS = [11, 12, 13]
 WARPS = (Warp(0.0), Warp(1.0), Warp(0.8, top_p=0.95))
+DEVICE = Runtime(round_impl="device")
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +46,10 @@ def test_device_round_equals_host_round(models, cache):
     for w in WARPS:
         for method in _methods(w):
             for prompts in (PROMPTS, PROMPTS[:1]):              # ragged batch 3 and batch 1
-                kw = dict(k=3, method=method, warping=w, max_new_tokens=14, seeds=SEEDS[: len(prompts)],
-                          cache=cache)
-                host = speculative_generate(target, draft, prompts, **kw)
-                dev = speculative_generate(target, draft, prompts, round_impl="device", **kw)
+                kw = dict(k=3, method=method, warping=w, max_new_tokens=14, seeds=SEEDS[: len(prompts)])
+                host = speculative_generate(target, draft, prompts, runtime=Runtime(cache=cache), **kw)
+                dev = speculative_generate(target, draft, prompts,
+                                           runtime=Runtime(cache=cache, round_impl="device"), **kw)
                 assert _same(host, dev), (w, method, len(prompts))
                 flat += [n for row in dev.accepted for n in row]
     assert len(set(flat)) > 2  # ragged acceptance: rollbacks of several lengths were exercised
@@ -59,9 +59,10 @@ def test_device_round_equals_host_round(models, cache):
 def test_device_autoregressive_equals_host(models, cache):
     target, _ = models
     for w in WARPS:
-        kw = dict(warping=w, max_new_tokens=10, seeds=SEEDS, cache=cache)
-        assert (autoregressive_generate(target, PROMPTS, **kw).tokens
-                == autoregressive_generate(target, PROMPTS, round_impl="device", **kw).tokens), w
+        kw = dict(warping=w, max_new_tokens=10, seeds=SEEDS)
+        dev = Runtime(cache=cache, round_impl="device")
+        assert (autoregressive_generate(target, PROMPTS, runtime=Runtime(cache=cache), **kw).tokens
+                == autoregressive_generate(target, PROMPTS, runtime=dev, **kw).tokens), w
 
 
 def test_device_round_eos_and_fault_parity(models):
@@ -71,11 +72,11 @@ def test_device_round_eos_and_fault_parity(models):
     host = speculative_generate(target, draft, PROMPTS, **kw)
     eos = host.tokens[0][3]                                     # a token that occurs: cuts row 0 early
     a = speculative_generate(target, draft, PROMPTS, eos_id=eos, **kw)
-    b = speculative_generate(target, draft, PROMPTS, eos_id=eos, round_impl="device", **kw)
+    b = speculative_generate(target, draft, PROMPTS, eos_id=eos, runtime=DEVICE, **kw)
     assert _same(a, b) and len(a.tokens[0]) <= 4 and a.tokens[0][-1] == eos
     hot = dict(kw, warping=Warp(2.0))                           # T != 1: warped q != softmax
     a = faulty_generate("q_before_warp", target, draft, PROMPTS, **hot)
-    b = faulty_generate("q_before_warp", target, draft, PROMPTS, round_impl="device", **hot)
+    b = faulty_generate("q_before_warp", target, draft, PROMPTS, runtime=DEVICE, **hot)
     assert _same(a, b)
     assert a.tokens != speculative_generate(target, draft, PROMPTS, **hot).tokens  # the fault bites
 
@@ -99,13 +100,14 @@ def test_device_round_stays_off_the_host(models, monkeypatch):
         return real_cpu(self, *a, **k)
 
     monkeypatch.setattr(torch.Tensor, "cpu", counting_cpu)
+    static_device = Runtime(cache="static", round_impl="device")
     res = speculative_generate(target, draft, PROMPTS, k=3, method="block", warping=Warp(1.0),
-                               max_new_tokens=12, seeds=SEEDS, cache="static", round_impl="device")
+                               max_new_tokens=12, seeds=SEEDS, runtime=static_device)
     rounds = res.target_calls - 1                               # minus the prefill
     assert len(calls) == rounds and all(s == (3, 3 + 3) for s in calls)
     calls.clear()
     res = autoregressive_generate(target, PROMPTS, warping=Warp(1.0), max_new_tokens=6, seeds=SEEDS,
-                                  cache="static", round_impl="device")
+                                  runtime=static_device)
     assert len(calls) == res.target_calls - 1 and all(s == (3,) for s in calls)
 
 
@@ -115,11 +117,12 @@ def test_float32_device_round(models):
     round (a flip is allowed only within 32 * 2^-23 of a boundary: decisions_with_margin)."""
     target, draft = models
     cases = ((Warp(0.0), "greedy"), (Warp(0.0), "chain"), (Warp(1.0), "chain"), (Warp(1.0), "block"))
+    float32 = Runtime(round_impl="device", round_dtype="float32")
     for w, method in cases:
         kw = dict(k=3, method=method, warping=w, max_new_tokens=12, seeds=SEEDS)
         host = speculative_generate(target, draft, PROMPTS, **kw)
-        f32 = speculative_generate(target, draft, PROMPTS, round_impl="device", round_dtype="float32", **kw)
-        again = speculative_generate(target, draft, PROMPTS, round_impl="device", round_dtype="float32", **kw)
+        f32 = speculative_generate(target, draft, PROMPTS, runtime=float32, **kw)
+        again = speculative_generate(target, draft, PROMPTS, runtime=float32, **kw)
         assert _same(f32, again)
         assert _same(host, f32), (w, method)
         assert all(0 <= t < VOCAB for row in f32.tokens for t in row)
@@ -150,16 +153,6 @@ def test_draw_is_the_reference_inverse_cdf():
     assert torch.equal(draw(torch.from_numpy(w), torch.from_numpy(u), True), torch.from_numpy(w).argmax(-1))
 
 
-def test_bad_round_settings(models):
-    target, draft = models
-    with pytest.raises(InvalidInput, match="round_impl"):
-        speculative_generate(target, draft, [[1]], round_impl="gpu")
-    with pytest.raises(InvalidInput, match="round_dtype"):
-        speculative_generate(target, draft, [[1]], round_dtype="float32")   # host: float64 only
-    with pytest.raises(InvalidInput, match="round_dtype"):
-        autoregressive_generate(target, [[1]], round_impl="device", round_dtype="bfloat16")
-
-
 @pytest.fixture(scope="module")
 def zoo():
     yield from zoo_pair_one_thread()
@@ -174,11 +167,12 @@ def test_zoo_device_round_equals_host_round(zoo):
             for ps in (prompts, prompts[:1]):
                 kw = dict(k=4, method=method, warping=w, max_new_tokens=16, seeds=[5, 6][: len(ps)])
                 host = speculative_generate(target, draft, ps, **kw)
-                dev = speculative_generate(target, draft, ps, round_impl="device", **kw)
+                dev = speculative_generate(target, draft, ps, runtime=DEVICE, **kw)
                 assert _same(host, dev), (w, method, len(ps))
-    kw = dict(k=4, method="block", warping=Warp(1.0), max_new_tokens=16, seeds=[5, 6], cache="static")
-    assert _same(speculative_generate(target, draft, prompts, **kw),
-                 speculative_generate(target, draft, prompts, round_impl="device", **kw))
+    kw = dict(k=4, method="block", warping=Warp(1.0), max_new_tokens=16, seeds=[5, 6])
+    assert _same(speculative_generate(target, draft, prompts, runtime=Runtime(cache="static"), **kw),
+                 speculative_generate(target, draft, prompts,
+                                      runtime=Runtime(cache="static", round_impl="device"), **kw))
 
 
 @pytest.mark.zoo

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+from specoracle.fastpath.models.llm.engine import Runtime, autoregressive_generate, speculative_generate
 from specoracle.fastpath.models.llm.kv import KVState
 from specoracle.fastpath.models.llm.processing import Warp
 from specoracle.reference.types import InvalidInput
@@ -64,9 +64,10 @@ def test_deterministic_under_seed_and_backends_agree(pair):
     prompts = [tok("def ").input_ids] * 2
     kw = dict(k=3, warping=Warp(1.0, top_p=0.95), max_new_tokens=12, seeds=[7, 8])
     for method in ("chain", "block"):
-        a = speculative_generate(target, draft, prompts, method=method, backend="numba", **kw)
-        b = speculative_generate(target, draft, prompts, method=method, backend="numba", **kw)
-        c = speculative_generate(target, draft, prompts, method=method, backend="reference", **kw)
+        a = speculative_generate(target, draft, prompts, method=method, runtime=Runtime(backend="numba"), **kw)
+        b = speculative_generate(target, draft, prompts, method=method, runtime=Runtime(backend="numba"), **kw)
+        c = speculative_generate(target, draft, prompts, method=method, runtime=Runtime(backend="reference"),
+                                 **kw)
         assert a.tokens == b.tokens == c.tokens and a.accepted == c.accepted
         d = speculative_generate(target, draft, prompts, method=method, **{**kw, "seeds": [1, 2]})
         assert d.tokens != a.tokens  # the seed matters

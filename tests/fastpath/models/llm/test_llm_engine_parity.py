@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from specoracle.fastpath.models.llm.engine import speculative_generate
+from specoracle.fastpath.models.llm.engine import Runtime, speculative_generate
 from specoracle.fastpath.models.llm.processing import Warp
 from specoracle.reference.decoding import speculative_decode
 from specoracle.reference.processing import process_logits
@@ -71,9 +71,9 @@ def _reference_rows(target, draft, w, method):
 def test_engine_makes_the_oracles_decisions(models, method, w):
     target, draft = models
     want = _reference_rows(target, draft, w, method)
-    for path in (dict(backend="numba"), dict(backend="reference"), dict(round_impl="device")):
+    for path in (Runtime(backend="numba"), Runtime(backend="reference"), Runtime(round_impl="device")):
         got = speculative_generate(target, draft, PROMPTS, k=K, method=method, warping=w,
-                                   max_new_tokens=N, seeds=SEEDS, **path)
+                                   max_new_tokens=N, seeds=SEEDS, runtime=path)
         for b, ref in enumerate(want):
             rounds = len(got.accepted[b])
             assert list(ref.taus[:rounds]) == got.accepted[b], (path, b)   # every accept/reject decision

@@ -1,4 +1,4 @@
-"""The static-cache decoding path (fastpath/models/llm/static.py; engine.py ``cache="static"``):
+"""The static-cache decoding path (fastpath/models/llm/static.py; ``Runtime(cache="static")``):
 position-indexed buffers with dummy-padded fixed-width calls give the logits of a fresh
 forward, and decoding through them emits the SAME tokens as the dynamic path under the same
 seeds (autoregressive; speculative chain, block, greedy; batch 1 and a ragged batch), with
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from specoracle.fastpath.models.llm.engine import autoregressive_generate, speculative_generate
+from specoracle.fastpath.models.llm.engine import Runtime, autoregressive_generate, speculative_generate
 from specoracle.fastpath.models.llm.processing import Warp
 from specoracle.fastpath.models.llm.static import StaticKVState, StaticStep
 from specoracle.reference.types import InvalidInput
@@ -60,7 +60,7 @@ def test_static_tokens_equal_dynamic(models):
     for w in (Warp(0.0), Warp(1.0), Warp(0.8, top_p=0.95)):
         kw = dict(warping=w, max_new_tokens=12, seeds=[11, 12, 13])
         a = autoregressive_generate(target, PROMPTS, **kw)
-        b = autoregressive_generate(target, PROMPTS, cache="static", **kw)
+        b = autoregressive_generate(target, PROMPTS, runtime=Runtime(cache="static"), **kw)
         assert a.tokens == b.tokens, w
         methods = ("chain", "block", "greedy") if w.greedy else ("chain", "block")
         for method in methods:
@@ -68,7 +68,7 @@ def test_static_tokens_equal_dynamic(models):
                 kw["seeds"] = [11, 12, 13][: len(prompts)]
                 a = speculative_generate(target, draft, prompts, k=3, method=method, **kw)
                 b = speculative_generate(target, draft, prompts, k=3, method=method,
-                                         cache="static", **kw)
+                                         runtime=Runtime(cache="static"), **kw)
                 assert a.tokens == b.tokens and a.accepted == b.accepted, (w, method, len(prompts))
                 assert (a.target_calls, a.draft_calls) == (b.target_calls - 1, b.draft_calls - 1)
     flat = [n for row in a.accepted for n in row]
@@ -87,19 +87,20 @@ def test_static_calls_have_fixed_shapes(models, monkeypatch):
     monkeypatch.setattr(StaticStep, "__call__", spy)
     k = 4
     speculative_generate(target, draft, PROMPTS, k=k, method="block", warping=Warp(1.0),
-                         max_new_tokens=20, seeds=[1, 2, 3], cache="static")
+                         max_new_tokens=20, seeds=[1, 2, 3], runtime=Runtime(cache="static"))
     t_shapes, d_shapes = shapes[id(target)], shapes[id(draft)]
     assert t_shapes[0] == d_shapes[0] == (3, 6)              # the prefill: longest prompt - 1
     assert set(t_shapes[1:]) == {(3, k + 1)}
     assert set(d_shapes[1:]) == {(3, 2), (3, 1)}
     assert d_shapes[1::k] == [(3, 2)] * len(t_shapes[1:])    # width 2 opens every round
     shapes[id(target)].clear()
-    autoregressive_generate(target, PROMPTS, warping=Warp(1.0), max_new_tokens=5, cache="static")
+    autoregressive_generate(target, PROMPTS, warping=Warp(1.0), max_new_tokens=5,
+                            runtime=Runtime(cache="static"))
     assert set(shapes[id(target)][1:]) == {(3, 1)}
 
 
 def test_static_bad_input(models):
-    target, draft = models
+    target, _ = models
     st = StaticKVState(target, 1, max_len=4)
     with pytest.raises(InvalidInput, match="width"):
         st.feed([[1, 2, 3]], width=2)
@@ -108,10 +109,6 @@ def test_static_bad_input(models):
         st.feed([[4, 5]])
     with pytest.raises(InvalidInput, match="CUDA"):
         StaticKVState(target, 1, max_len=8, graph_widths=(1,))
-    with pytest.raises(InvalidInput, match="cache"):
-        speculative_generate(target, draft, [[1]], cache="paged")
-    with pytest.raises(InvalidInput, match="static"):
-        speculative_generate(target, draft, [[1]], cuda_graphs=True)
 
 
 def test_pooled_states_are_reused_and_reset(models):
@@ -138,7 +135,7 @@ def test_static_zoo_pair_equals_dynamic():
         for method, w in (("block", Warp(1.0, top_p=0.95)), ("greedy", Warp(0.0))):
             kw = dict(k=4, method=method, warping=w, max_new_tokens=24, seeds=[5, 6])
             a = speculative_generate(target, draft, prompts, **kw)
-            b = speculative_generate(target, draft, prompts, cache="static", **kw)
+            b = speculative_generate(target, draft, prompts, runtime=Runtime(cache="static"), **kw)
             assert a.tokens == b.tokens and a.accepted == b.accepted, method
     finally:
         torch.set_num_threads(threads)
@@ -155,12 +152,13 @@ def test_cuda_graphs_replay_equals_eager_static():
     for method, w in (("greedy", Warp(0.0)), ("block", Warp(1.0)), ("chain", Warp(1.0, top_p=0.95))):
         kw = dict(k=3, method=method, warping=w, max_new_tokens=16, seeds=[1, 2, 3])
         dyn = speculative_generate(target, draft, PROMPTS, **kw)
-        eager = speculative_generate(target, draft, PROMPTS, cache="static", **kw)
-        graph = speculative_generate(target, draft, PROMPTS, cache="static", cuda_graphs=True, **kw)
-        again = speculative_generate(target, draft, PROMPTS, cache="static", cuda_graphs=True, **kw)
+        eager = speculative_generate(target, draft, PROMPTS, runtime=Runtime(cache="static"), **kw)
+        graphs = Runtime(cache="static", cuda_graphs=True)
+        graph = speculative_generate(target, draft, PROMPTS, runtime=graphs, **kw)
+        again = speculative_generate(target, draft, PROMPTS, runtime=graphs, **kw)
         assert graph.tokens == eager.tokens == dyn.tokens == again.tokens, method  # pooled replay
     ar = autoregressive_generate(target, PROMPTS, warping=Warp(0.0), max_new_tokens=16,
-                                 cache="static", cuda_graphs=True)
+                                 runtime=Runtime(cache="static", cuda_graphs=True))
     assert ar.tokens == autoregressive_generate(target, PROMPTS, warping=Warp(0.0),
                                                 max_new_tokens=16).tokens
 
@@ -191,6 +189,7 @@ def test_torch_compile_static_step_same_tokens(models):
         pytest.skip("torch.compile on the CPU needs a C++ compiler")
     target, draft = models
     kw = dict(k=3, method="block", warping=Warp(1.0), max_new_tokens=12, seeds=[1, 2, 3])
-    a = speculative_generate(target, draft, PROMPTS, cache="static", **kw)
-    b = speculative_generate(target, draft, PROMPTS, cache="static", compile_mode="default", **kw)
+    a = speculative_generate(target, draft, PROMPTS, runtime=Runtime(cache="static"), **kw)
+    b = speculative_generate(target, draft, PROMPTS, runtime=Runtime(cache="static", compile_mode="default"),
+                             **kw)
     assert a.tokens == b.tokens and a.accepted == b.accepted
