@@ -50,7 +50,7 @@ SUITE_ALPHA = 0.15
 _REF = "test_certify_core.py::test_reference_is_exact"
 ALPHA_TABLE = {
     # certification (samples planned from alpha and tv: power is kept by sample size)
-    _REF: Share(1e-3, 11),
+    _REF: Share(1e-3, 12),
     "test_certify_core.py::test_reference_is_exact_at_default_settings": Share(1e-3, 3),
     "test_certify_core.py::test_numba_twin_is_coupled_to_the_oracle": Share(1e-3),
     "test_certify_core.py::test_transformers_adapter_for_real": Share(1e-3),
@@ -58,6 +58,11 @@ ALPHA_TABLE = {
     "test_certify_core.py::test_module_function_adapter": Share(1e-3),
     "test_certify_adapters.py::test_missing_law_is_said": Share(1e-3),
     "test_certify_adapters.py::test_logits_adapter_without_the_new_keywords_skips_with_a_note": Share(1e-3),
+    "test_certify_fastpath.py::test_fastpath_twin_certifies_exact": Share(2e-4, 14),
+    "test_certify_fastpath.py::test_wrong_twin_is_rejected_through_the_adapter":
+        Control("test_certify_fastpath.py::test_fastpath_twin_certifies_exact"),
+    "test_certify_fastpath.py::test_mss_mutants_are_rejected_on_the_twins_scenario":
+        Control("test_certify_fastpath.py::test_fastpath_twin_certifies_exact"),
     "test_certify_batch.py::test_reference_batch_is_exact": Share(1e-3),
     "test_certify_batch.py::test_fastpath_batch_is_exact": Share(1e-3, 2),
     "test_certify_batch.py::test_batch_only_bugs_pass_alone_and_fail_in_a_batch": Share(1e-3),
