@@ -48,7 +48,7 @@ class Impl:
     children [n,k], rng)``, "gauss_step" ``(m_p [n,d], m_q [n,d], s [n], z [n,d], rng)``,
     "gauss_block" ``(m_p [n,L+1,d], m_q [n,L,d], s [n,L+1], z [n,L,d], rng)``, each
     returning a batched result whose ``verdict(j)`` is what ``fn`` returns for row j (the
-    batch draws its own noise from ``rng``, the rows' as ``fn`` would, row-major).
+    batch draws from ``rng`` the noise ``fn`` would draw, for all n rows at once).
     ``exempt``: ``((scenario, reason), ...)`` of the protocol's scenarios this sampler
     cannot be fed (e.g. the tree twins' one draft row per parent): left out of its default
     battery, and asking for one is bad input naming the reason."""
