@@ -58,7 +58,7 @@ ALPHA_TABLE = {
     "test_certify_core.py::test_module_function_adapter": Share(1e-3),
     "test_certify_adapters.py::test_missing_law_is_said": Share(1e-3),
     "test_certify_adapters.py::test_logits_adapter_without_the_new_keywords_skips_with_a_note": Share(1e-3),
-    "test_certify_fastpath.py::test_fastpath_twin_certifies_exact": Share(2e-4, 14),
+    "test_certify_fastpath.py::test_fastpath_twin_certifies_exact": Share(2e-4, 15),
     "test_certify_fastpath.py::test_wrong_twin_is_rejected_through_the_adapter":
         Control("test_certify_fastpath.py::test_fastpath_twin_certifies_exact"),
     "test_certify_fastpath.py::test_mss_mutants_are_rejected_on_the_twins_scenario":
