@@ -113,7 +113,9 @@ SUBJECTS = {s.name: s for s in (
         "uses it inside verify_chain, whose twins are checked")),
     Subject("tree.verify_mss", certify=("reference.mss",), no_twin=(
         "one node with one draft row per child (SpecInfer with several drafters); the twins "
-        "implement whole trees with one draft row per parent (tree.verify_mss_tree, op tree_mss)")),
+        "implement whole trees with one draft row per parent (tree.verify_mss_tree, op tree_mss), "
+        "certified through this protocol as <backend>.mss on nodes whose children share one row "
+        "(scenario mss_shared; scenario mss is exempt, see tree_mss's certify_exempt)")),
     Subject("tree.verify_mss_tree"),
     Subject("tree.verify_kseq", certify=("reference.kseq",), no_twin=(
         "SpecTr K-SEQ: no engine of this project runs it, so no twin was written; the oracle is "
@@ -123,12 +125,15 @@ SUBJECTS = {s.name: s for s in (
     Subject("gaussian.gamma_coupling", certify=("reference.gaussian_gamma",)),
     Subject("gaussian.residual_gauss", certify=("reference.gaussian_residual",), no_twin=(
         "drawn inside the twins of gamma_coupling and verify_gaussian_* (ops gaussian_step, "
-        "gaussian_chain, gaussian_block compare the residual draws), not as a standalone op")),
+        "gaussian_chain, gaussian_block compare the residual draws), not as a standalone op; so "
+        "no twin is fed protocol gauss_residual (c and the residual alone): the twins' residual "
+        "law is certified inside their outputs (<backend>.gaussian_gamma: c = 1; "
+        "<backend>.gaussian_block: c = p_tau)")),
     Subject("gaussian.residual_gauss_rejection_rng", no_twin=(
         "a slow rejection sampler of residual_gauss's law: a cross-check in the tests")),
     Subject("gaussian.residual_gauss_1d_rejection_rng", no_twin=(
         "a slow 1-D rejection sampler of residual_gauss's law: a cross-check in the tests")),
-    Subject("gaussian.verify_gaussian_chain"),
+    Subject("gaussian.verify_gaussian_chain", certify=("reference.gaussian_chain",)),
     Subject("gaussian.verify_gaussian_block", certify=("reference.gaussian_block",)),
     Subject("decoding.speculative_decode", no_twin=(
         "the decoding loop over a model protocol: its fast counterpart is the engine "
@@ -244,6 +249,10 @@ class Op:
                  ``("<module>.<function>",)``; the logits ops: process_logits + the verifier)
     certify:     the certify name of this op's twins, ``"<backend>.<certify>"`` (empty: the
                  op is checked by parity only); proofs/certify/adapters.py wraps the batched twin
+                 into the protocol of the oracle's certify name (same scenarios)
+    certify_exempt: ``{scenario: reason}``: the scenarios of that protocol the twins cannot
+                 be fed (a visible exemption, like :attr:`Subject.no_twin`); certify leaves
+                 them out of the twins' battery and refuses them by name
     """
 
     name: str
@@ -261,6 +270,7 @@ class Op:
     backends: tuple | None = None
     subjects: tuple = ()
     certify: str = ""
+    certify_exempt: dict = field(default_factory=dict)
 
     def subject_names(self) -> tuple:
         return self.subjects or (f"{self.module}.{self.function}",)

@@ -214,21 +214,23 @@ def sweep_windows(n_sequences: int, seed: int, chunk: int = 8192) -> list[Case]:
     return out
 
 
-# No certify names (parity only): certify's Gaussian protocols call a sampler once per sample
-# (about 5 * 10^4 calls per run), and a batch-of-one call of these twins costs 1-50 ms here
-# (numba's thread launch, torch's per-op overhead): minutes to an hour per name. A batched
-# Gaussian protocol in proofs/certify/ (as "probs" has ``Impl.batch``) would lift this.
+# Certify names: the protocols of the oracle's names (reference.gaussian_chain / _block:
+# "gauss_block"; reference.gaussian_gamma / _reflection: "gauss_step"), same scenarios; the
+# adapters (proofs/certify/adapters.py) call the batched twin once per scenario (a batch of
+# one costs 1-20 ms here: numba's thread launch, torch's per-op overhead).
 register(Op(name="gaussian_chain", module="gaussian", function="verify_gaussian_chain",
             rule="allclose_vs_naive", cases=window_cases, call=call_window,
             reference_row=window_reference("verify_gaussian_chain"),
-            compare_row=compare_window(chain_margin), sweep=sweep_windows))
+            compare_row=compare_window(chain_margin), sweep=sweep_windows, certify="gaussian_chain"))
 register(Op(name="gaussian_block", module="gaussian", function="verify_gaussian_block",
             rule="allclose_vs_naive", cases=window_cases, call=call_window,
             reference_row=window_reference("verify_gaussian_block"),
-            compare_row=compare_window(block_margin), sweep=sweep_windows))
+            compare_row=compare_window(block_margin), sweep=sweep_windows, certify="gaussian_block"))
 register(Op(name="gaussian_step", module="gaussian", function="gamma_coupling",
             rule="allclose_vs_naive", cases=step_cases, call=call_step("gamma_coupling"),
-            reference_row=step_reference("gamma_coupling"), compare_row=compare_step))
+            reference_row=step_reference("gamma_coupling"), compare_row=compare_step,
+            certify="gaussian_gamma"))
 register(Op(name="gaussian_reflection", module="gaussian", function="reflection_coupling",
             rule="allclose_vs_naive", cases=step_cases, call=call_step("reflection_coupling"),
-            reference_row=step_reference("reflection_coupling"), compare_row=compare_step))
+            reference_row=step_reference("reflection_coupling"), compare_row=compare_step,
+            certify="gaussian_reflection"))

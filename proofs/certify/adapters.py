@@ -26,11 +26,14 @@ import their package only when built (``certify`` then reports "not available:
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from specoracle.fastpath import registry
+from specoracle.fastpath.gaussian_types import host
 
-from .impl import Impl
+from .impl import DEFAULT_SCENARIOS, Impl
 
 
 # ---------------------------------------------------------------- reference
@@ -103,8 +106,14 @@ def _gaussian_impls():
         return Impl("reference.gaussian_block", "gauss_block", g.verify_gaussian_block_rng, None,
                     "Gaussian block verification, §2.5")
 
+    def chain():
+        from specoracle.reference import gaussian as g
+        return Impl("reference.gaussian_chain", "gauss_block", g.verify_gaussian_chain_rng, None,
+                    "token-level verification of a Gaussian window (gamma coupling), §3.2")
+
     return {"reference.gaussian_reflection": refl, "reference.gaussian_gamma": gamma,
-            "reference.gaussian_residual": residual, "reference.gaussian_block": block}
+            "reference.gaussian_residual": residual, "reference.gaussian_block": block,
+            "reference.gaussian_chain": chain}
 
 
 # ---------------------------------------------------------------- fast paths (from the registry)
@@ -154,9 +163,103 @@ def _tree_adapter(name, fn, op, where):
     return Impl(name, "tree", call, None, f"{where} (batch of 1)")
 
 
+def _star_tree(p, q, children, n):
+    """n copies of one MSS node as the twins' whole tree: a star of k leaves (the children,
+    drawn from the root's draft row q[0]); the leaves' rows are never read before the
+    result is cut back to the node's (p and q stand in). Shapes: p [n, k+1, V] (q the
+    same), tokens [n, k], parents [n, k]."""
+    k = np.shape(children)[1]
+    rows = (k + 1, np.shape(p)[0])
+    return (np.ascontiguousarray(np.broadcast_to(p, (n,) + rows), dtype=np.float64),
+            np.ascontiguousarray(np.broadcast_to(q[0], (n,) + rows), dtype=np.float64),
+            np.ascontiguousarray(children, dtype=np.int64), np.full((n, k), -1, dtype=np.int64))
+
+
+class _NodeVerdicts:
+    """The whole-tree twin's verdicts on star trees read as one-node MSS verdicts
+    (``verify_mss``): an accepted child is the node's output (n_accepted 1, its token, its
+    index as the path); the bonus drawn after that leaf belongs to the next node, dropped."""
+
+    def __init__(self, out):
+        self.out = _host(out)
+
+    def verdict(self, j):
+        v = self.out.verdict(j)
+        if v.n_accepted == 0:
+            return v
+        return dataclasses.replace(v, n_accepted=1, tokens=v.tokens[:1], bonus=False, path=v.path[:1])
+
+
+def _mss_adapter(name, fn, op, where):
+    """Protocol "mss" (one node, child j drawn from q_j) from the twin of verify_mss_tree,
+    which takes whole trees with ONE draft row per parent: the node is a star tree, served
+    when every q_j is the same row (scenario ``mss_shared``). Noise u [k+1] as verify_mss:
+    u[j] tests child j, u[k] the final draw (a batch of one reads the stream as
+    reference.mss does)."""
+    from specoracle.reference.types import InvalidInput
+
+    def batch(p, q, children, rng):
+        q = np.asarray(q, dtype=np.float64)
+        differs = [j for j in range(1, q.shape[0]) if not np.array_equal(q[j], q[0])]
+        if differs:
+            raise InvalidInput("q", f"row {differs[0]} differs from row 0: {op.name} twins draw every child "
+                                    f"of a node from one draft row")
+        n, k = np.shape(children)
+        ps, qs, toks, parents = _star_tree(np.asarray(p, dtype=np.float64), q, children, n)
+        return _NodeVerdicts(fn(ps, qs, toks, parents, rng.random((n, k + 1))))
+
+    def call(p, q, children, rng):
+        return batch(p, q, np.asarray(children)[None], rng).verdict(0)
+
+    scenarios = tuple(s for s in DEFAULT_SCENARIOS["mss"] if s not in op.certify_exempt) + ("mss_shared",)
+    return Impl(name, "mss", call, None, f"{where}, one node as a star tree, batched",
+                scenarios=scenarios, batch=batch, exempt=tuple(op.certify_exempt.items()))
+
+
+def _gauss_step_adapter(name, fn, op, where):
+    """Protocol "gauss_step" from the twin of gamma_coupling / reflection_coupling [B, d]:
+    the noise is drawn as reference.gaussian_gamma / _reflection draw it, u then (gamma)
+    u_res and z_orth, for all n rows at once (a batch of one reads the stream as they do)."""
+    gamma = op.function == "gamma_coupling"
+
+    def batch(m_p, m_q, s, z, rng):
+        n, d = np.shape(z)
+        noise = (rng.random(n),) + ((rng.random(n), rng.standard_normal((n, d))) if gamma else ())
+        return _on_host(fn(*(np.ascontiguousarray(a, dtype=np.float64) for a in (m_p, m_q, s, z) + noise)))
+
+    def call(m_p, m_q, s, z, rng):
+        return batch(np.asarray(m_p)[None], np.asarray(m_q)[None], np.array([float(s)]), np.asarray(z)[None],
+                     rng).verdict(0)
+
+    return Impl(name, "gauss_step", call, None, f"{where}, batched", batch=batch)
+
+
+def _gauss_window_adapter(name, fn, op, where):
+    """Protocol "gauss_block" from the twin of verify_gaussian_block / _chain [B, L, d]:
+    eta [n, L], u_res [n], z_orth [n, d] drawn as the reference's ``_rng`` wrappers draw
+    them, for all n windows at once."""
+    def batch(m_p, m_q, s, z, rng):
+        n, big_l, d = np.shape(z)
+        noise = (rng.random((n, big_l)), rng.random(n), rng.standard_normal((n, d)))
+        return _on_host(fn(*(np.ascontiguousarray(a, dtype=np.float64) for a in (m_p, m_q, s, z) + noise)))
+
+    def call(m_p, m_q, s, z, rng):
+        s = np.broadcast_to(np.asarray(s, dtype=np.float64), (np.shape(m_p)[0],))
+        return batch(*(np.asarray(a)[None] for a in (m_p, m_q, s, z)), rng).verdict(0)
+
+    return Impl(name, "gauss_block", call, None, f"{where}, batched", batch=batch)
+
+
+def _on_host(out):
+    """A batched Gaussian result with numpy fields (torch tensors copied once, not per row)."""
+    return dataclasses.replace(out, **{f.name: host(getattr(out, f.name)) for f in dataclasses.fields(out)})
+
+
 #: registry op name -> the adapter of its twins (every op with a certify name has one)
 FASTPATH_ADAPTERS = {"chain": _probs_adapter, "block": _probs_adapter, "greedy": _greedy_adapter,
-                     "tree_deterministic": _tree_adapter}
+                     "tree_deterministic": _tree_adapter, "tree_mss": _mss_adapter,
+                     "gaussian_step": _gauss_step_adapter, "gaussian_reflection": _gauss_step_adapter,
+                     "gaussian_block": _gauss_window_adapter, "gaussian_chain": _gauss_window_adapter}
 
 
 def _fastpath_factory(name, backend, op_name):

@@ -194,8 +194,13 @@ def certify(impl, *, samples: int | None = None, alpha: float = DEFAULT_ALPHA, p
 
 
 def _runnable(spec: Impl, chosen: list, notes: list) -> list:
-    """The scenarios the sampler can be fed: a logits fn without the top_k / min_p
-    keywords skips the scenarios that need them (with a note)."""
+    """The scenarios the sampler can be fed: one it is exempt from (``Impl.exempt``) is bad
+    input naming the reason; a logits fn without the top_k / min_p keywords skips the
+    scenarios that need them (with a note)."""
+    exempt = dict(spec.exempt)
+    for sc in chosen:
+        if sc.name in exempt:
+            raise InvalidInput("scenarios", f"{spec.name} cannot run scenario {sc.name!r}: {exempt[sc.name]}")
     if spec.protocol != "logits":
         return chosen
     out = []

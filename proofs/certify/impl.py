@@ -42,9 +42,16 @@ class Impl:
     """A sampler to certify. ``fn`` follows ``protocol`` (module doc); ``law`` names the
     algorithm whose closed-form tau law applies ("chain", "block", or None);
     ``scenarios`` overrides the protocol's default battery; ``core``/``oracle`` (both
-    ``(p, q, draft, u) -> Verdict``) enable the coupled check; ``batch`` (probs protocol,
-    batched fast paths) lets the statistical runs call the kernel once per scenario with
-    u = rng.random((n, K+1))."""
+    ``(p, q, draft, u) -> Verdict``) enable the coupled check; ``batch`` (batched fast
+    paths) lets the statistical runs call the kernel once per scenario: protocol "probs"
+    ``(p [n,K+1,V], q [n,K,V], draft [n,K], u [n,K+1])``, "mss" ``(p [V], q [k,V],
+    children [n,k], rng)``, "gauss_step" ``(m_p [n,d], m_q [n,d], s [n], z [n,d], rng)``,
+    "gauss_block" ``(m_p [n,L+1,d], m_q [n,L,d], s [n,L+1], z [n,L,d], rng)``, each
+    returning a batched result whose ``verdict(j)`` is what ``fn`` returns for row j (the
+    batch draws from ``rng`` the noise ``fn`` would draw, for all n rows at once).
+    ``exempt``: ``((scenario, reason), ...)`` of the protocol's scenarios this sampler
+    cannot be fed (e.g. the tree twins' one draft row per parent): left out of its default
+    battery, and asking for one is bad input naming the reason."""
 
     name: str
     protocol: str
@@ -55,7 +62,8 @@ class Impl:
     scenarios: tuple | None = None
     core: Callable | None = None
     oracle: Callable | None = None
-    batch: Callable | None = None   # (p [B,K+1,V], q [B,K,V], draft [B,K], u [B,K+1]) -> BatchVerdict
+    batch: Callable | None = None   # the protocol's inputs for n rows at once (above)
+    exempt: tuple = ()              # ((scenario, reason), ...)
 
 
 

@@ -197,8 +197,11 @@ def _check_multi(impl, sc, n, rng, alpha_i, power, bar):
     children = sc.draw_children(n, rng)
     V = sc.V
     cells = np.empty(n, dtype=np.int64)
+    batched = impl.batch(sc.p, sc.q, children, rng) if _batched(impl, "mss") and sc.kind == "mss" else None
     for j in range(n):
-        if sc.kind == "mss":
+        if batched is not None:
+            out = batched.verdict(j)
+        elif sc.kind == "mss":
             out = impl.fn(sc.p, sc.q, children[j], rng)
         else:
             out = impl.fn(sc.p, sc.q[0], children[j], rng)
@@ -245,6 +248,12 @@ def _finite_rows(y, d):
     return y if y.shape == (d,) and np.all(np.isfinite(y)) else None
 
 
+def _batched(impl, protocol: str) -> bool:
+    """Whether the statistical run calls ``impl.batch`` once for all n rounds (batched fast
+    paths, :class:`~.impl.Impl`) instead of ``impl.fn`` once per round."""
+    return impl.batch is not None and impl.protocol == protocol
+
+
 def sample_gauss_step(impl, sc, n, rng, bar):
     """Whitened outputs w [n, d] (basis coordinates; 1e6 for malformed ones), accepted [n], bad."""
     d = len(sc.m_p)
@@ -252,9 +261,16 @@ def sample_gauss_step(impl, sc, n, rng, bar):
     w = np.empty((n, d))
     acc = np.zeros(n, dtype=bool)
     bad = 0
+    batched = None
+    if _batched(impl, "gauss_step"):
+        zs = rng.standard_normal((n, d))
+        batched = impl.batch(np.tile(sc.m_p, (n, 1)), np.tile(sc.m_q, (n, 1)), np.full(n, float(sc.s)), zs, rng)
     for j in range(n):
-        z = rng.standard_normal(d)
-        out = impl.fn(sc.m_p, sc.m_q, sc.s, z, rng)
+        if batched is not None:
+            z, out = zs[j], batched.verdict(j)
+        else:
+            z = rng.standard_normal(d)
+            out = impl.fn(sc.m_p, sc.m_q, sc.s, z, rng)
         y, a = (out.x, out.accepted) if hasattr(out, "accepted") else out
         y = _finite_rows(y, d)
         draft = sc.m_q + sc.s * z
@@ -328,14 +344,19 @@ def sample_gauss_block(impl, sc, n, rng, bar):
     xi = np.empty((n, L + 1, d))
     taus = np.empty(n, dtype=np.int64)
     s = np.full(L + 1, sc.s)
+    batched = None
+    if _batched(impl, "gauss_block"):
+        zs = rng.standard_normal((n, L, d))
+        means = [_draft_means(sc, z) for z in zs]
+        batched = impl.batch(np.stack([m[0] for m in means]), np.stack([m[1] for m in means]),
+                             np.tile(s, (n, 1)), zs, rng)
     for j in range(n):
-        z = rng.standard_normal((L, d))
-        xs = [sc.x0]
-        for i in range(L):
-            xs.append(sc.m_q(xs[-1]) + sc.s * z[i])
-        m_q = np.stack([sc.m_q(x) for x in xs[:L]])
-        m_p = np.stack([sc.m_p(x) for x in xs])
-        out = impl.fn(m_p, m_q, s, z, rng)
+        if batched is not None:
+            out = batched.verdict(j)
+        else:
+            z = rng.standard_normal((L, d))
+            m_p, m_q = _draft_means(sc, z)
+            out = impl.fn(m_p, m_q, s, z, rng)
         states = np.asarray(out.states if hasattr(out, "states") else out, dtype=np.float64)
         ok = states.ndim == 2 and states.shape[1] == d and 1 <= states.shape[0] <= L + 1 and np.all(np.isfinite(states))
         if not ok:
@@ -351,6 +372,14 @@ def sample_gauss_block(impl, sc, n, rng, bar):
         _tick(bar, j)
     _tick_end(bar, n)
     return xi, taus
+
+
+def _draft_means(sc, z):
+    """(m_p [L+1, d], m_q [L, d]) along the draft trajectory x_i = m_q(x_{i-1}) + s z_i from x0."""
+    xs = [sc.x0]
+    for zi in z:
+        xs.append(sc.m_q(xs[-1]) + sc.s * zi)
+    return np.stack([sc.m_p(x) for x in xs]), np.stack([sc.m_q(x) for x in xs[:-1]])
 
 
 def _check_gauss_block(impl, sc, n, rng, alpha_i, power, bar):

@@ -465,6 +465,10 @@ def multi_scenarios() -> dict:
     return {
         "mss": MultiScenario("mss", "T4: p=(.5,.3,.2), children from q1=(.2,.2,.6), q2, q3", "mss", p,
                              np.array([q, [0.1, 0.6, 0.3], [0.6, 0.3, 0.1]])),
+        # one draft row for every child (SpecInfer with one drafter, the tree twins' layout: one
+        # draft row per parent); the residual update still changes P after each rejection
+        "mss_shared": MultiScenario("mss_shared", "T4: p=(.5,.3,.2), 3 children from one row q=(.2,.2,.6)", "mss",
+                                    p, np.array([q, q, q])),
         "kseq": MultiScenario("kseq", "T4: p=(.5,.3,.2), k=2 i.i.d. candidates from q=(.2,.2,.6)", "kseq", p,
                               np.array([q, q])),
     }

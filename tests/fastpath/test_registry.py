@@ -118,8 +118,9 @@ def test_certify_names_come_from_the_registry_and_build():
 
     known = set(certify.list_impls())
     fast = registry.certify_names()
-    assert {"numba.chain", "numba.block", "numba.greedy", "numba.tree_deterministic",
-            "torch.chain", "torch.block", "torch.greedy", "torch.tree_deterministic"} <= set(fast)
+    assert {f"{b}.{n}" for b in ("numba", "torch") for n in (
+        "chain", "block", "greedy", "tree_deterministic", "mss", "gaussian_gamma", "gaussian_reflection",
+        "gaussian_block", "gaussian_chain")} <= set(fast)
     for name, (backend, op_name) in fast.items():
         assert name in known and backend in registry.FASTPATH_BACKENDS
         impl = certify.resolve_impl(name)
@@ -129,6 +130,30 @@ def test_certify_names_come_from_the_registry_and_build():
     # the batched protocol exists for exactly the backends with chain and greedy twins
     assert {n for n in known if n.endswith(".batch")} == (
         {"reference.batch"} | {f"{b}.batch" for b in registry.available_backends() if f"{b}.greedy" in fast})
+
+
+def test_fastpath_certify_names_share_their_oracles_protocol():
+    """Every op with a certify name has an adapter, and ``reference.<certify>`` is a certify
+    name of the oracle with the same protocol (its subject's, or for tree_mss that of
+    verify_mss, the node step verify_mss_tree repeats); an exemption (``certify_exempt``)
+    names a scenario of that protocol's battery and says why."""
+    from specoracle.proofs import certify
+    from specoracle.proofs.certify.adapters import FASTPATH_ADAPTERS
+
+    for name, op in registry.ops().items():
+        if not op.certify:
+            assert not op.certify_exempt, name
+            continue
+        assert name in FASTPATH_ADAPTERS, f"op {name} has a certify name but no adapter"
+        oracle = f"reference.{op.certify}"
+        assert oracle in registry.reference_certify_names(), (name, oracle)
+        ref = certify.resolve_impl(oracle)
+        battery = ref.scenarios or certify.DEFAULT_SCENARIOS[ref.protocol]
+        for scenario, why in op.certify_exempt.items():
+            assert scenario in battery and why, (name, scenario)
+        for backend in registry.certify_names():
+            if backend.endswith(f".{op.certify}"):
+                assert certify.resolve_impl(backend).protocol == ref.protocol, backend
 
 
 def test_one_backend_vocabulary():

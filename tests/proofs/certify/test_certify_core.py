@@ -27,7 +27,7 @@ QUICK = dict(target_tv=0.1, seed=0)
 REFERENCE = ["reference.chain", "reference.block", "reference.greedy", "reference.chain_logits",
              "reference.mss", "reference.kseq", "reference.tree_deterministic",
              "reference.gaussian_reflection", "reference.gaussian_gamma", "reference.gaussian_residual",
-             "reference.gaussian_block"]
+             "reference.gaussian_block", "reference.gaussian_chain"]
 
 
 @pytest.mark.statistical
