@@ -5,7 +5,7 @@ exact through the protocol and scenarios of its oracle name, and a known-wrong v
 through the same adapter (proofs/certify/adapters.py ``FASTPATH_ADAPTERS``) is rejected.
 
 Runs use fixed seeds and the reduced effect target_tv = 0.1 (power 0.9 at KS / TV 0.1,
-samples planned by certify), at the level this file's entries in tests/conftest.py give.
+samples planned by certify), at the level this file's entries in tests/alpha_budget.toml give.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_names_are_listed_and_share_the_oracle_protocol():
 @pytest.mark.statistical
 @pytest.mark.parametrize("name", sorted(_names()) + ["reference.mss@mss_shared"])
 def test_fastpath_twin_certifies_exact(name, specoracle_alpha):
-    """alpha: this test's share of the suite budget per case (tests/conftest.py; Holm over
+    """alpha: this test's share of the suite budget per case (tests/alpha_budget.toml; Holm over
     the run's checks); power 0.9 at KS / TV 0.1 (samples planned by certify). The batched
     twin is called once per scenario. ``reference.mss@mss_shared``: the oracle passes the
     scenario its twins run instead of mss."""
