@@ -67,7 +67,10 @@ class HFEngine:
 
     def _config(self, n: int, temperature: float, top_k, top_p):
         from transformers import GenerationConfig
-        kw = dict(max_new_tokens=int(n), min_new_tokens=0, num_beams=1, eos_token_id=self.eos_id,
+        # min_length=0, min_new_tokens unset: EOS may come at any step (the law under test). An
+        # explicit min_new_tokens=0 makes transformers 5.0 derive min_length = prompt length and
+        # add a MinLengthLogitsProcessor, which its assisted generation refuses.
+        kw = dict(max_new_tokens=int(n), min_length=0, num_beams=1, eos_token_id=self.eos_id,
                   pad_token_id=self.eos_id)
         if temperature > 0:
             kw.update(do_sample=True, temperature=float(temperature), top_k=int(top_k or 0),
