@@ -9,6 +9,7 @@ Shapes: B windows, L window length (ragged: ``lengths[b]`` <= L), d dimension.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +27,17 @@ def host(x) -> np.ndarray:
     return x.detach().cpu().numpy().copy()
 
 
+class _HostCopy:
+    """``to_numpy()``: the same batched result with every field a host numpy copy (one copy
+    per field, not one per row: what a caller reading many rows of a torch result wants)."""
+
+    def to_numpy(self):
+        return dataclasses.replace(self, **{f.name: host(getattr(self, f.name))
+                                            for f in dataclasses.fields(self)})
+
+
 @dataclass(frozen=True)
-class GaussianBatchVerdict:
+class GaussianBatchVerdict(_HostCopy):
     """Batched :class:`GaussianBlockVerdict`: n_accepted [B], states [B, L+1, d] (NaN after
     n_emitted[b] rows), n_emitted [B], bonus [B], corrected [B], log_ratio [B, L],
     log_survival [B, L+1], residual_mass [B, L], fallbacks [B] (bit 1: residual_zero_mass),
@@ -57,7 +67,7 @@ class GaussianBatchVerdict:
 
 
 @dataclass(frozen=True)
-class GaussianStepBatch:
+class GaussianStepBatch(_HostCopy):
     """Batched :class:`GaussianStep`: x [B, d], accepted [B], draft [B, d], log_ratio [B],
     fallbacks [B] (bit 1: residual_zero_mass). numpy arrays or tensors."""
 

@@ -31,7 +31,6 @@ import dataclasses
 import numpy as np
 
 from specoracle.fastpath import registry
-from specoracle.fastpath.gaussian_types import host
 
 from .impl import DEFAULT_SCENARIOS, Impl
 
@@ -125,7 +124,7 @@ def _gaussian_impls():
 
 
 def _host(out):
-    """A backend's batched result on the host (torch results convert themselves)."""
+    """A backend's batched result on the host (results with ``to_numpy``: torch, Gaussian)."""
     return out.to_numpy() if hasattr(out, "to_numpy") else out
 
 
@@ -225,7 +224,7 @@ def _gauss_step_adapter(name, fn, op, where):
     def batch(m_p, m_q, s, z, rng):
         n, d = np.shape(z)
         noise = (rng.random(n),) + ((rng.random(n), rng.standard_normal((n, d))) if gamma else ())
-        return _on_host(fn(*(np.ascontiguousarray(a, dtype=np.float64) for a in (m_p, m_q, s, z) + noise)))
+        return _host(fn(*(np.ascontiguousarray(a, dtype=np.float64) for a in (m_p, m_q, s, z) + noise)))
 
     def call(m_p, m_q, s, z, rng):
         return batch(np.asarray(m_p)[None], np.asarray(m_q)[None], np.array([float(s)]), np.asarray(z)[None],
@@ -241,18 +240,13 @@ def _gauss_window_adapter(name, fn, op, where):
     def batch(m_p, m_q, s, z, rng):
         n, big_l, d = np.shape(z)
         noise = (rng.random((n, big_l)), rng.random(n), rng.standard_normal((n, d)))
-        return _on_host(fn(*(np.ascontiguousarray(a, dtype=np.float64) for a in (m_p, m_q, s, z) + noise)))
+        return _host(fn(*(np.ascontiguousarray(a, dtype=np.float64) for a in (m_p, m_q, s, z) + noise)))
 
     def call(m_p, m_q, s, z, rng):
         s = np.broadcast_to(np.asarray(s, dtype=np.float64), (np.shape(m_p)[0],))
         return batch(*(np.asarray(a)[None] for a in (m_p, m_q, s, z)), rng).verdict(0)
 
     return Impl(name, "gauss_block", call, None, f"{where}, batched", batch=batch)
-
-
-def _on_host(out):
-    """A batched Gaussian result with numpy fields (torch tensors copied once, not per row)."""
-    return dataclasses.replace(out, **{f.name: host(getattr(out, f.name)) for f in dataclasses.fields(out)})
 
 
 #: registry op name -> the adapter of its twins (every op with a certify name has one)
